@@ -1,0 +1,49 @@
+"""scaler: run Python functions on a cluster of worker processes, through futures.
+
+::
+
+    from scaler import Client
+
+    with Client() as client:              # a private local cluster
+        print(client.submit(pow, 2, 10).result())
+"""
+
+from scaler.about import __version__
+from scaler.client.client import Client
+from scaler.client.future import ScalerFuture
+from scaler.client.serializer import Serializer
+from scaler.cluster.cluster import Cluster
+from scaler.cluster.combo import SchedulerClusterCombo
+from scaler.errors import (
+    DisconnectedError,
+    ProcessorDiedError,
+    ProtocolError,
+    ProtocolVersionError,
+    RemoteTraceback,
+    ScalerError,
+    SerializationError,
+    ShutdownRefusedError,
+    TaskRejectedError,
+    TaskTimeoutError,
+    WorkerDiedError,
+)
+
+__all__ = [
+    "__version__",
+    "Client",
+    "Cluster",
+    "DisconnectedError",
+    "ProcessorDiedError",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "RemoteTraceback",
+    "ScalerError",
+    "ScalerFuture",
+    "SchedulerClusterCombo",
+    "SerializationError",
+    "Serializer",
+    "ShutdownRefusedError",
+    "TaskRejectedError",
+    "TaskTimeoutError",
+    "WorkerDiedError",
+]

@@ -1,0 +1,42 @@
+"""``scaler_cluster -n N ADDRESS``: run N workers for the scheduler at ADDRESS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections.abc import Sequence
+
+from scaler.cli.common import add_common_arguments, add_worker_arguments, setup_logging
+from scaler.cluster.cluster import Cluster
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start the workers and keep them until SIGINT/SIGTERM, or until all of them exit."""
+    parser = argparse.ArgumentParser(description="Run N scaler workers.")
+    add_common_arguments(parser)
+    add_worker_arguments(parser)
+    parser.add_argument("-n", "--num-of-workers", dest="n_workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    setup_logging(args.logging_level)
+    cluster = Cluster(
+        args.address,
+        args.n_workers,
+        heartbeat_interval_seconds=args.heartbeat_interval_seconds,
+        death_timeout_seconds=args.death_timeout_seconds,
+        task_timeout_seconds=args.task_timeout_seconds,
+        logging_level=args.logging_level,
+        exit_with_parent=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cluster.start()
+    while not stop.wait(0.5) and cluster.is_alive():
+        pass
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()

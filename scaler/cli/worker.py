@@ -1,0 +1,32 @@
+"""One worker (an agent and its processor): ``python -m scaler.cli.worker ADDRESS``.
+
+``scaler_cluster`` starts N of these; use that command rather than this module directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from scaler.cli.common import add_common_arguments, add_worker_arguments, setup_logging
+from scaler.worker.agent import WorkerAgent
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one worker until it is stopped or loses its scheduler."""
+    parser = argparse.ArgumentParser(description="Run one scaler worker.")
+    add_common_arguments(parser)
+    add_worker_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.logging_level)
+    WorkerAgent(
+        args.address,
+        heartbeat_interval_seconds=args.heartbeat_interval_seconds,
+        death_timeout_seconds=args.death_timeout_seconds,
+        task_timeout_seconds=args.task_timeout_seconds,
+        exit_with_parent=args.exit_with_parent,
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

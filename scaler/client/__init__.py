@@ -1,0 +1,1 @@
+"""The client side: ``Client``, ``ScalerFuture``, ``ClientFutureManager``, serializers and the agent thread."""

@@ -1,0 +1,1 @@
+"""Starting workers (``Cluster``) and whole local clusters (``SchedulerClusterCombo``)."""

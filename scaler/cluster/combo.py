@@ -1,0 +1,120 @@
+"""``SchedulerClusterCombo``: a scheduler and N workers as local subprocesses, for one machine.
+
+Everything runs as child processes of the caller (``python -m scaler.cli...``), so a script
+needs no ``if __name__ == "__main__"`` guard, and every child exits with its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from scaler.cli.common import (
+    DEFAULT_CLIENT_TIMEOUT_SECONDS,
+    DEFAULT_DEATH_TIMEOUT_SECONDS,
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    DEFAULT_MAX_TASK_RETRIES,
+    DEFAULT_PER_WORKER_QUEUE_SIZE,
+    DEFAULT_WORKER_TIMEOUT_SECONDS,
+)
+from scaler.cluster.cluster import Cluster
+from scaler.io.sockets import free_tcp_address, validate_address
+
+logger = logging.getLogger(__name__)
+
+
+class SchedulerClusterCombo:
+    """A local scheduler with ``n_workers`` workers; ``get_address()`` is what clients connect to.
+
+    With no ``address`` it picks a free loopback port. Scaler's other keyword arguments
+    (``event_loop``, ``worker_io_threads``, ``load_balance_seconds``, ...) are accepted so
+    existing scripts run; those that do not apply to this implementation are ignored.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        n_workers: int = os.cpu_count() or 1,
+        per_worker_queue_size: int = DEFAULT_PER_WORKER_QUEUE_SIZE,
+        heartbeat_interval_seconds: float = DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+        client_timeout_seconds: float = DEFAULT_CLIENT_TIMEOUT_SECONDS,
+        worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
+        death_timeout_seconds: float = DEFAULT_DEATH_TIMEOUT_SECONDS,
+        task_timeout_seconds: float = 0.0,
+        max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
+        protected: bool = True,
+        event_loop: str = "builtin",
+        logging_level: str = "INFO",
+        **scaler_compatible: Any,
+    ) -> None:
+        self._address = validate_address(address) if address else free_tcp_address()
+        if event_loop != "builtin":
+            logger.debug("event_loop=%r is accepted for compatibility; scaler uses its own poll loop", event_loop)
+        if scaler_compatible:
+            logger.debug("SchedulerClusterCombo ignores these Scaler arguments: %s", sorted(scaler_compatible))
+        command = [
+            sys.executable,
+            "-m",
+            "scaler.cli.scheduler",
+            self._address,
+            f"--per-worker-queue-size={per_worker_queue_size}",
+            f"--heartbeat-interval-seconds={heartbeat_interval_seconds}",
+            f"--client-timeout-seconds={client_timeout_seconds}",
+            f"--worker-timeout-seconds={worker_timeout_seconds}",
+            f"--max-task-retries={max_task_retries}",
+            f"--logging-level={logging_level}",
+            "--protected" if protected else "--no-protected",
+            "--exit-with-parent",
+        ]
+        self._scheduler = subprocess.Popen(command)
+        self._cluster = Cluster(
+            self._address,
+            n_workers,
+            heartbeat_interval_seconds=heartbeat_interval_seconds,
+            death_timeout_seconds=death_timeout_seconds,
+            task_timeout_seconds=task_timeout_seconds,
+            logging_level=logging_level,
+            exit_with_parent=True,
+        )
+        self._cluster.start()
+        self._stopped = False
+
+    def get_address(self) -> str:
+        """The address clients connect to."""
+        return self._address
+
+    def scheduler_pid(self) -> int:
+        """The scheduler's process id."""
+        return self._scheduler.pid
+
+    def worker_pids(self) -> list[int]:
+        """The worker agents' process ids."""
+        return self._cluster.pids()
+
+    def shutdown(self) -> None:
+        """Stop the workers, then the scheduler; leaves no process behind. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._cluster.shutdown()
+        if self._scheduler.poll() is None:
+            self._scheduler.terminate()
+            try:
+                self._scheduler.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._scheduler.kill()
+                self._scheduler.wait()
+
+    def __enter__(self) -> SchedulerClusterCombo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.shutdown()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_stopped", True):
+            self.shutdown()

@@ -1,0 +1,62 @@
+"""Every error type that scaler raises to its users, in one place so they can be caught by name."""
+
+from __future__ import annotations
+
+
+class ScalerError(Exception):
+    """Base class of every error raised by scaler itself (not by user tasks)."""
+
+
+class ProtocolError(ScalerError):
+    """Bytes received from a peer could not be decoded into a valid message."""
+
+
+class ProtocolVersionError(ProtocolError):
+    """A peer speaks another protocol version."""
+
+    def __init__(self, ours: int, theirs: object) -> None:
+        super().__init__(
+            f"peer speaks scaler protocol version {theirs!r} but this process speaks version {ours}; "
+            f"install the same scaler version on the clients, the scheduler and the workers"
+        )
+        self.ours = ours
+        self.theirs = theirs
+
+
+class DisconnectedError(ScalerError, ConnectionError):
+    """The client lost its scheduler, or was disconnected, so the task's outcome cannot be known."""
+
+
+class ProcessorDiedError(ScalerError):
+    """The processor running the task died (a crash, ``os._exit``, a segfault or an out-of-memory kill)."""
+
+
+class WorkerDiedError(ScalerError):
+    """The task's worker died too many times while holding it."""
+
+
+class TaskTimeoutError(ScalerError, TimeoutError):
+    """The task ran longer than its timeout and was stopped."""
+
+
+class TaskRejectedError(ScalerError):
+    """The scheduler refused the task; the message says why."""
+
+
+class SerializationError(ScalerError):
+    """A function, argument, result or exception could not be (de)serialized."""
+
+
+class ShutdownRefusedError(ScalerError):
+    """The scheduler refused ``Client.shutdown()`` because it runs in protected mode."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the traceback text of an exception raised on a worker; attached as ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text

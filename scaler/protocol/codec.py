@@ -1,0 +1,190 @@
+"""The one encode/decode path for every message.
+
+A frame is one msgpack array: ``[PROTOCOL_VERSION, [TYPE, field, ...], [TYPE, field, ...], ...]``.
+Putting several messages in one frame is how senders batch: whatever is ready to go to a
+peer in one turn of its loop leaves as one frame.
+
+Decoding trusts nothing. Lengths are bounded by the frame's own size (so a few bytes cannot
+declare a huge array), nesting is bounded by msgpack, and every field is checked against
+its annotation in ``messages.py``. Any failure raises ``ProtocolError`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgpack
+
+from scaler.errors import ProtocolError, ProtocolVersionError
+from scaler.protocol.messages import ALL_MESSAGES, Message, Record
+from scaler.protocol.version import PROTOCOL_VERSION
+
+DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+_Checker = Callable[[Any], Any]
+
+
+def _fail(expected: str, value: object) -> typing.NoReturn:
+    raise ProtocolError(f"expected {expected}, got {type(value).__name__}")
+
+
+def _check_exact(kind: type) -> _Checker:
+    def check(value: Any) -> Any:
+        if type(value) is not kind:
+            _fail(kind.__name__, value)
+        return value
+
+    return check
+
+
+def _check_float(value: Any) -> float:
+    # msgpack may shrink a whole float to an int on other implementations; accept both.
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    _fail("float", value)
+
+
+def _check_enum(kind: type[enum.IntEnum]) -> _Checker:
+    def check(value: Any) -> Any:
+        if type(value) is not int:
+            _fail(kind.__name__, value)
+        try:
+            return kind(value)
+        except ValueError:
+            raise ProtocolError(f"{value} is not a valid {kind.__name__}") from None
+
+    return check
+
+
+def _check_list(inner: _Checker) -> _Checker:
+    def check(value: Any) -> Any:
+        if type(value) is not list:
+            _fail("list", value)
+        return [inner(item) for item in value]
+
+    return check
+
+
+def _check_dict(key: _Checker, inner: _Checker) -> _Checker:
+    def check(value: Any) -> Any:
+        if type(value) is not dict:
+            _fail("map", value)
+        return {key(k): inner(v) for k, v in value.items()}
+
+    return check
+
+
+def _check_record(kind: type) -> _Checker:
+    build = _builder(kind)
+
+    def check(value: Any) -> Any:
+        if type(value) is not list:
+            _fail(kind.__name__, value)
+        return build(value)
+
+    return check
+
+
+def _checker_for(annotation: Any) -> _Checker:
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (inner,) = typing.get_args(annotation)
+        return _check_list(_checker_for(inner))
+    if origin is dict:
+        key, inner = typing.get_args(annotation)
+        return _check_dict(_checker_for(key), _checker_for(inner))
+    if annotation is float:
+        return _check_float
+    if annotation in (bytes, str, int, bool):
+        return _check_exact(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
+        return _check_enum(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return _check_record(annotation)
+    raise TypeError(f"the codec cannot carry fields of type {annotation!r}")
+
+
+def _builder(kind: type) -> Callable[[Sequence[Any]], Any]:
+    """Return a function that validates a list of field values and builds ``kind`` from it."""
+    hints = typing.get_type_hints(kind)
+    fields = [field.name for field in dataclasses.fields(kind)]
+    checkers = [_checker_for(hints[name]) for name in fields]
+    count = len(fields)
+    name = kind.__name__
+
+    def build(values: Sequence[Any]) -> Any:
+        if len(values) != count:
+            raise ProtocolError(f"{name} has {count} fields, got {len(values)}")
+        return kind(*[check(value) for check, value in zip(checkers, values)])
+
+    return build
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_BUILDERS: dict[int, Callable[[Sequence[Any]], Any]] = {}
+for _message_type in ALL_MESSAGES:
+    _FIELD_NAMES[_message_type] = tuple(field.name for field in dataclasses.fields(_message_type))  # type: ignore[arg-type]
+    _BUILDERS[_message_type.TYPE] = _builder(_message_type)
+for _record_type in Record.__subclasses__():
+    _FIELD_NAMES[_record_type] = tuple(field.name for field in dataclasses.fields(_record_type))  # type: ignore[arg-type]
+
+
+def _to_wire(obj: Any) -> Any:
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        raise TypeError(f"cannot encode {type(obj).__name__}")
+    return [getattr(obj, name) for name in names]
+
+
+_packer = msgpack.Packer(default=_to_wire, use_bin_type=True, autoreset=True)
+
+
+def encode(messages: Iterable[Message]) -> bytes:
+    """Encode one or more messages into one frame."""
+    frame: list[Any] = [PROTOCOL_VERSION]
+    for message in messages:
+        wire = [message.TYPE]
+        wire.extend(getattr(message, name) for name in _FIELD_NAMES[type(message)])
+        frame.append(wire)
+    return _packer.pack(frame)
+
+
+def encode_one(message: Message) -> bytes:
+    """Encode a single message into one frame."""
+    return encode((message,))
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError("msgpack extension types are not part of the protocol")
+
+
+def decode(frame: bytes | memoryview, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[Message]:
+    """Decode a frame into its messages, or raise ``ProtocolError``."""
+    if len(frame) > max_frame_bytes:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {max_frame_bytes} bytes")
+    try:
+        # With no explicit limits, msgpack bounds every declared length by the frame's size.
+        raw = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True, ext_hook=_reject_ext)
+    except ProtocolError:
+        raise
+    except Exception as error:  # msgpack raises many types (ValueError, StackError, ExtraData, ...)
+        raise ProtocolError(f"undecodable frame: {type(error).__name__}: {error}") from None
+    if type(raw) is not list or not raw:
+        raise ProtocolError("a frame must be a non-empty msgpack array")
+    if raw[0] != PROTOCOL_VERSION or type(raw[0]) is not int:
+        raise ProtocolVersionError(PROTOCOL_VERSION, raw[0])
+    messages: list[Message] = []
+    for wire in raw[1:]:
+        if type(wire) is not list or not wire or type(wire[0]) is not int:
+            raise ProtocolError("a message must be a msgpack array starting with its type code")
+        build = _BUILDERS.get(wire[0])
+        if build is None:
+            raise ProtocolError(f"unknown message type {wire[0]}")
+        messages.append(build(wire[1:]))
+    return messages

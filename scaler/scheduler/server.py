@@ -1,0 +1,108 @@
+"""The scheduler process: a ROUTER socket and a poll loop around ``SchedulerState``.
+
+The loop drains every frame that is ready, feeds each decoded message to the state, then sends
+what the state produced as one frame per peer. Draining before sending is what batches: a
+quiet scheduler answers each message at once, a busy one answers many with each frame. Bad
+frames are logged (rate-limited) and dropped; no exception leaves the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+import zmq
+
+from scaler.errors import ProtocolError
+from scaler.io.sockets import RateLimitedLog, bind_router
+from scaler.protocol.codec import decode, encode
+from scaler.protocol.messages import Message
+from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
+
+logger = logging.getLogger(__name__)
+
+_TICK_SECONDS = 0.1
+_MAX_FRAMES_PER_TURN = 4096
+
+
+class SchedulerServer:
+    """Binds ``address`` and serves clients and workers until stopped."""
+
+    def __init__(self, address: str, config: SchedulerConfig | None = None, exit_with_parent: bool = False) -> None:
+        self.address = address
+        self.state = SchedulerState(config)
+        self.exit_with_parent = exit_with_parent
+        self._stopping = False
+        self._bad_frames = RateLimitedLog()
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish (safe from a signal handler)."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Serve until stopped by a signal, a client's accepted shutdown, or the parent's exit."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        context = zmq.Context()
+        router = bind_router(context, self.address)
+        parent = os.getppid()
+        logger.info("scheduler serving %s (protected=%s)", self.address, self.state.config.protected)
+        next_tick = time.monotonic() + _TICK_SECONDS
+        try:
+            while not self._stopping:
+                timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
+                outgoing: dict[bytes, list[Message]] = {}
+                if router.poll(timeout_ms, zmq.POLLIN):
+                    self._receive(router, outgoing)
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + _TICK_SECONDS
+                    self._collect(self.state.tick(now), outgoing)
+                    if self.exit_with_parent and os.getppid() != parent:
+                        logger.warning("scheduler: its parent exited; stopping")
+                        self._stopping = True
+                self._flush(router, outgoing)
+        finally:
+            router.close(linger=200)
+            context.term()
+            logger.info("scheduler stopped")
+
+    def _receive(self, router: zmq.Socket, outgoing: dict[bytes, list[Message]]) -> None:
+        for _ in range(_MAX_FRAMES_PER_TURN):
+            try:
+                parts = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) != 2:
+                self._bad_frames.warning("scheduler dropped a message of %d frames (expected 2)", len(parts))
+                continue
+            source, frame = parts
+            try:
+                messages = decode(frame)
+            except ProtocolError as error:
+                self._bad_frames.warning("scheduler dropped a bad frame from %r: %s", source[:64], error)
+                continue
+            now = time.monotonic()
+            for message in messages:
+                try:
+                    self._collect(self.state.handle(source, message, now), outgoing)
+                except Exception:  # a bug must not take the whole cluster down
+                    logger.exception("scheduler failed to handle %s from %r", type(message).__name__, source[:64])
+
+    def _collect(self, instructions: Iterable[Instruction], outgoing: dict[bytes, list[Message]]) -> None:
+        for instruction in instructions:
+            if isinstance(instruction, Send):
+                outgoing.setdefault(instruction.to, []).append(instruction.message)
+            elif isinstance(instruction, Stop):
+                logger.info("scheduler stopping: %s", instruction.reason)
+                self._stopping = True
+
+    def _flush(self, router: zmq.Socket, outgoing: dict[bytes, list[Message]]) -> None:
+        for peer, messages in outgoing.items():
+            try:
+                router.send_multipart([peer, encode(messages)], zmq.NOBLOCK)
+            except zmq.ZMQError as error:  # a vanished peer: its messages are moot
+                logger.debug("scheduler could not send to %r: %s", peer[:64], error)

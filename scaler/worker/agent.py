@@ -1,0 +1,212 @@
+"""The worker agent process: a thin shell that moves bytes for ``WorkerState``.
+
+It owns the DEALER socket to the scheduler and the pipe to its processor subprocess, and runs
+one poll loop. Heartbeats keep flowing while the processor is busy, because the processor is a
+separate process. Processors are forked from a pre-imported fork server, so a restart after a
+cancel or a crash takes milliseconds rather than a fresh interpreter's start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+import zmq
+
+from scaler.errors import ProtocolError
+from scaler.io.sockets import RateLimitedLog, connect_dealer, make_identity
+from scaler.protocol.codec import decode, encode, encode_one
+from scaler.protocol.messages import (
+    DisconnectRequest,
+    DisconnectResponse,
+    Message,
+    SchedulerShutdown,
+    Task,
+    TaskCancel,
+    TaskResult,
+)
+from scaler.worker.processor import run_processor
+from scaler.worker.state import (
+    ExitWorker,
+    RestartProcessor,
+    RunTask,
+    SendToScheduler,
+    WorkerInstruction,
+    WorkerState,
+)
+
+logger = logging.getLogger(__name__)
+
+_TICK_SECONDS = 0.1
+
+
+def _process_context() -> Any:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["scaler.worker.processor"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class _Processor:
+    """One processor subprocess and the agent's end of its pipe."""
+
+    def __init__(self, context: Any) -> None:
+        agent_end, processor_end = multiprocessing.Pipe(duplex=True)
+        self.connection: Connection = agent_end
+        self.process: BaseProcess = context.Process(
+            target=run_processor, args=(processor_end, os.getpid()), name="scaler-processor", daemon=True
+        )
+        self.process.start()
+        processor_end.close()
+
+    def kill(self) -> None:
+        self.connection.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+
+
+class WorkerAgent:
+    """Connects to a scheduler and serves tasks until told to stop or the scheduler vanishes."""
+
+    def __init__(
+        self,
+        address: str,
+        heartbeat_interval_seconds: float = 2.0,
+        death_timeout_seconds: float = 300.0,
+        task_timeout_seconds: float = 0.0,
+        exit_with_parent: bool = False,
+    ) -> None:
+        self.address = address
+        self.heartbeat_interval_seconds = heartbeat_interval_seconds
+        self.death_timeout_seconds = death_timeout_seconds
+        self.task_timeout_seconds = task_timeout_seconds
+        self.exit_with_parent = exit_with_parent
+        self.identity = make_identity("worker")
+        self._stopping = False
+        self._bad_frames = RateLimitedLog()
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish (safe from a signal handler)."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Serve until stopped; always leaves no processor behind."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        context = zmq.Context()
+        sock = connect_dealer(context, self.address, self.identity)
+        process_context = _process_context()
+        self._processor = _Processor(process_context)
+        state = WorkerState(
+            time.monotonic(), self.heartbeat_interval_seconds, self.death_timeout_seconds, self.task_timeout_seconds
+        )
+        me = psutil.Process()
+        parent = os.getppid()
+        logger.info("worker %s serving %s", self.identity.decode(), self.address)
+        try:
+            pending = state.on_processor_started(time.monotonic())
+            pending += state.tick(time.monotonic())
+            while not self._stopping and self._execute(pending, sock, state, process_context):
+                processor = self._processor
+                poller = zmq.Poller()
+                poller.register(sock, zmq.POLLIN)
+                poller.register(processor.connection.fileno(), zmq.POLLIN)
+                poller.register(processor.process.sentinel, zmq.POLLIN)
+                events = dict(poller.poll(_TICK_SECONDS * 1000))
+                now = time.monotonic()
+                pending = []
+                if sock in events:
+                    pending += self._receive(sock, state, now)
+                if processor.connection.fileno() in events or processor.process.sentinel in events:
+                    pending += self._from_processor(processor, state, now)
+                if self.exit_with_parent and os.getppid() != parent:
+                    logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
+                    break
+                pending += state.tick(now, me.cpu_percent(), me.memory_info().rss)
+        finally:
+            self._processor.kill()
+            try:
+                sock.send(encode_one(DisconnectRequest()), zmq.NOBLOCK)
+                time.sleep(0.05)  # let the goodbye leave before the socket closes
+            except zmq.ZMQError:
+                pass
+            sock.close(linger=100)
+            context.term()
+            logger.info("worker %s stopped", self.identity.decode())
+
+    def _receive(self, sock: zmq.Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
+        out: list[WorkerInstruction] = []
+        for _ in range(1000):
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                messages = decode(frame)
+            except ProtocolError as error:
+                self._bad_frames.warning("worker dropped a bad frame from the scheduler: %s", error)
+                continue
+            for message in messages:
+                out += self._on_scheduler_message(message, state, now)
+        return out
+
+    def _on_scheduler_message(self, message: Message, state: WorkerState, now: float) -> list[WorkerInstruction]:
+        if isinstance(message, Task):
+            return state.on_task(message, now)
+        if isinstance(message, TaskCancel):
+            return state.on_task_cancel(message, now)
+        if isinstance(message, SchedulerShutdown):
+            logger.info("the scheduler is shutting down: %s", message.reason)
+            return [ExitWorker(message.reason)]
+        if isinstance(message, DisconnectResponse):
+            return [ExitWorker("the scheduler accepted our leaving")]
+        return state.on_scheduler_contact(now)
+
+    def _from_processor(self, processor: _Processor, state: WorkerState, now: float) -> list[WorkerInstruction]:
+        out: list[WorkerInstruction] = []
+        try:
+            while processor.connection.poll():
+                for message in decode(processor.connection.recv_bytes()):
+                    assert isinstance(message, TaskResult)
+                    out += state.on_processor_result(message, now)
+        except (EOFError, OSError):
+            pass
+        if not processor.process.is_alive():
+            out += state.on_processor_died(now)
+        return out
+
+    def _execute(
+        self, instructions: Sequence[WorkerInstruction], sock: zmq.Socket, state: WorkerState, process_context: Any
+    ) -> bool:
+        """Carry out instructions; return False when the worker must exit."""
+        outgoing: list[Message] = []
+        queue = list(instructions)
+        keep_running = True
+        while queue:
+            instruction = queue.pop(0)
+            if isinstance(instruction, SendToScheduler):
+                outgoing.append(instruction.message)
+            elif isinstance(instruction, RunTask):
+                self._processor.connection.send_bytes(encode_one(instruction.task))
+            elif isinstance(instruction, RestartProcessor):
+                logger.info("restarting the processor: %s", instruction.reason)
+                self._processor.kill()
+                self._processor = _Processor(process_context)
+                queue += state.on_processor_started(time.monotonic())
+            elif isinstance(instruction, ExitWorker):
+                logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
+                keep_running = False
+                break
+        if outgoing:
+            sock.send(encode(outgoing), zmq.NOBLOCK)
+        return keep_running
