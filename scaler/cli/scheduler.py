@@ -23,8 +23,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run a scaler scheduler.")
     add_common_arguments(parser)
     parser.add_argument("--per-worker-queue-size", type=int, default=DEFAULT_PER_WORKER_QUEUE_SIZE, help="default 1000")
-    parser.add_argument("--client-timeout-seconds", type=float, default=DEFAULT_CLIENT_TIMEOUT_SECONDS, help="default 60")
-    parser.add_argument("--worker-timeout-seconds", type=float, default=DEFAULT_WORKER_TIMEOUT_SECONDS, help="default 60")
+    parser.add_argument(
+        "--client-timeout-seconds", type=float, default=DEFAULT_CLIENT_TIMEOUT_SECONDS, help="default 60"
+    )
+    parser.add_argument(
+        "--worker-timeout-seconds", type=float, default=DEFAULT_WORKER_TIMEOUT_SECONDS, help="default 60"
+    )
     parser.add_argument("--max-task-retries", type=int, default=DEFAULT_MAX_TASK_RETRIES, help="default 3")
     protection = parser.add_mutually_exclusive_group()
     protection.add_argument(

@@ -19,7 +19,7 @@ import zmq
 
 from scaler.client.future_manager import ClientFutureManager
 from scaler.errors import DisconnectedError, ProtocolError, ProtocolVersionError
-from scaler.io.sockets import RateLimitedLog, connect_dealer
+from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer
 from scaler.protocol.codec import decode, encode
 from scaler.protocol.messages import (
     ClientHeartbeat,
@@ -95,11 +95,12 @@ class ClientAgent(threading.Thread):
                 self._flush(sock)
                 if stopping:
                     break
-                events = dict(poller.poll(max(0.0, next_heartbeat - time.monotonic()) * 1000))
+                events = dict(poller.poll(int(max(0.0, next_heartbeat - time.monotonic()) * 1000) + 1))
                 if sock in events and self._receive(sock):
                     last_heard = time.monotonic()
                 elif self.error is None and time.monotonic() - last_heard > self.timeout_seconds:
-                    self._lose_scheduler(f"no answer from the scheduler at {self.address} for {self.timeout_seconds:g}s")
+                    silence = f"no answer from the scheduler at {self.address} for {self.timeout_seconds:g}s"
+                    self._lose_scheduler(silence)
         except Exception:  # never die silently: whatever was pending must still end
             logger.exception("client agent failed")
             self._lose_scheduler("the client's agent thread failed; see the log")
@@ -109,7 +110,7 @@ class ClientAgent(threading.Thread):
             os.close(self._wake_read)
             os.close(self._wake_write)
 
-    def _flush(self, sock: zmq.Socket) -> None:
+    def _flush(self, sock: Socket) -> None:
         self._wake_pending = False
         try:
             while True:
@@ -129,7 +130,7 @@ class ClientAgent(threading.Thread):
         else:
             self.manager.fail_all(self.error)  # tasks submitted after the loss must not wait forever
 
-    def _receive(self, sock: zmq.Socket) -> bool:
+    def _receive(self, sock: Socket) -> bool:
         heard = False
         for _ in range(_MAX_FRAMES_PER_TURN):
             try:

@@ -34,12 +34,12 @@ from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.errors import (
     DisconnectedError,
     ProcessorDiedError,
+    RemoteTraceback,
     SerializationError,
     ShutdownRefusedError,
     TaskRejectedError,
     TaskTimeoutError,
     WorkerDiedError,
-    RemoteTraceback,
 )
 from scaler.io.sockets import make_identity, validate_address
 from scaler.protocol.messages import (
@@ -135,7 +135,7 @@ class Client:
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """Like the builtin ``map``, run on the cluster; block and return the results in order."""
-        return self.starmap(fn, zip(*iterables))
+        return self.starmap(fn, zip(*iterables))  # noqa: B905 - stops at the shortest, like the builtin
 
     def starmap(self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> list[Any]:
         """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order."""
@@ -229,7 +229,9 @@ class Client:
                     self._functions.popitem(last=False)
         return entry
 
-    def _submit(self, function_id: bytes, function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ScalerFuture:
+    def _submit(
+        self, function_id: bytes, function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ScalerFuture:
         self._ensure_connected()
         serialize = self._serializer.serialize
         try:
@@ -254,11 +256,12 @@ class Client:
                 return False, SerializationError(f"task {result.task_id.hex()}: cannot deserialize its result: {error}")
         if status is TaskStatus.FAILED:
             try:
-                error, text = pickle.loads(result.payload)
-            except Exception as decode_error:
-                return False, SerializationError(f"task {result.task_id.hex()} failed, and its error cannot be read: {decode_error}")
-            error.__cause__ = RemoteTraceback(text)
-            return False, error
+                remote_error, text = pickle.loads(result.payload)
+            except Exception as error:
+                unreadable = f"task {result.task_id.hex()} failed, and its error cannot be read: {error}"
+                return False, SerializationError(unreadable)
+            remote_error.__cause__ = RemoteTraceback(text)
+            return False, remote_error
         return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))
 
     def statistics(self) -> dict[str, int]:
@@ -276,5 +279,5 @@ def _pickled_by_reference(fn: Any) -> bool:
     module_name = getattr(fn, "__module__", None)
     if module_name in (None, "__main__") or "<locals>" in fn.__qualname__ or fn.__name__ == "<lambda>":
         return False
-    module = sys.modules.get(module_name)  # type: ignore[arg-type]
+    module = sys.modules.get(module_name)
     return module is not None and getattr(module, fn.__name__, None) is fn

@@ -34,7 +34,8 @@ class DefaultSerializer(Serializer):
 
     def serialize(self, obj: Any) -> bytes:
         """Pickle ``obj`` with cloudpickle."""
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        payload: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return payload
 
     def deserialize(self, payload: bytes) -> Any:
         """Unpickle bytes made by ``serialize``."""

@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 from scaler.cli.common import (

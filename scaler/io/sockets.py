@@ -10,12 +10,16 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 import zmq
 
 from scaler.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 logger = logging.getLogger(__name__)
+
+Socket = zmq.Socket[Any]
+Context = zmq.Context[Any]
 
 _SCHEMES = ("tcp://", "ipc://", "inproc://")
 
@@ -44,25 +48,25 @@ def make_identity(kind: str) -> bytes:
     return f"{kind}|{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}".encode()
 
 
-def _apply_options(sock: zmq.Socket) -> None:
+def _apply_options(sock: Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, DEFAULT_MAX_FRAME_BYTES)
     sock.setsockopt(zmq.SNDHWM, 0)  # sends never block: batching keeps frame counts low
     sock.setsockopt(zmq.RCVHWM, 0)
 
 
-def connect_dealer(context: zmq.Context, address: str, identity: bytes) -> zmq.Socket:
+def connect_dealer(context: Context, address: str, identity: bytes) -> Socket:
     """A DEALER socket connected to the scheduler."""
-    sock = context.socket(zmq.DEALER)
+    sock: Socket = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity)
     _apply_options(sock)
     sock.connect(validate_address(address))
     return sock
 
 
-def bind_router(context: zmq.Context, address: str) -> zmq.Socket:
+def bind_router(context: Context, address: str) -> Socket:
     """The scheduler's ROUTER socket."""
-    sock = context.socket(zmq.ROUTER)
+    sock: Socket = context.socket(zmq.ROUTER)
     _apply_options(sock)
     sock.bind(validate_address(address))
     return sock

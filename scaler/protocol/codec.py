@@ -121,7 +121,7 @@ def _builder(kind: type) -> Callable[[Sequence[Any]], Any]:
     def build(values: Sequence[Any]) -> Any:
         if len(values) != count:
             raise ProtocolError(f"{name} has {count} fields, got {len(values)}")
-        return kind(*[check(value) for check, value in zip(checkers, values)])
+        return kind(*[check(value) for check, value in zip(checkers, values, strict=True)])
 
     return build
 
@@ -152,7 +152,8 @@ def encode(messages: Iterable[Message]) -> bytes:
         wire = [message.TYPE]
         wire.extend(getattr(message, name) for name in _FIELD_NAMES[type(message)])
         frame.append(wire)
-    return _packer.pack(frame)
+    packed: bytes = _packer.pack(frame)
+    return packed
 
 
 def encode_one(message: Message) -> bytes:

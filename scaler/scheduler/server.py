@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import zmq
 
 from scaler.errors import ProtocolError
-from scaler.io.sockets import RateLimitedLog, bind_router
+from scaler.io.sockets import RateLimitedLog, Socket, bind_router
 from scaler.protocol.codec import decode, encode
 from scaler.protocol.messages import Message
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
@@ -53,7 +53,7 @@ class SchedulerServer:
         next_tick = time.monotonic() + _TICK_SECONDS
         try:
             while not self._stopping:
-                timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
+                timeout_ms = int(max(0.0, next_tick - time.monotonic()) * 1000)
                 outgoing: dict[bytes, list[Message]] = {}
                 if router.poll(timeout_ms, zmq.POLLIN):
                     self._receive(router, outgoing)
@@ -70,7 +70,7 @@ class SchedulerServer:
             context.term()
             logger.info("scheduler stopped")
 
-    def _receive(self, router: zmq.Socket, outgoing: dict[bytes, list[Message]]) -> None:
+    def _receive(self, router: Socket, outgoing: dict[bytes, list[Message]]) -> None:
         for _ in range(_MAX_FRAMES_PER_TURN):
             try:
                 parts = router.recv_multipart(zmq.NOBLOCK)
@@ -100,7 +100,7 @@ class SchedulerServer:
                 logger.info("scheduler stopping: %s", instruction.reason)
                 self._stopping = True
 
-    def _flush(self, router: zmq.Socket, outgoing: dict[bytes, list[Message]]) -> None:
+    def _flush(self, router: Socket, outgoing: dict[bytes, list[Message]]) -> None:
         for peer, messages in outgoing.items():
             try:
                 router.send_multipart([peer, encode(messages)], zmq.NOBLOCK)

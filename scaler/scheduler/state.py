@@ -47,6 +47,11 @@ from scaler.scheduler.task_table import TaskEvent, TaskRecord, TaskState
 logger = logging.getLogger(__name__)
 
 
+def _peer(identity: bytes) -> str:
+    """A peer's identity for logs: readable for scaler peers, escaped for anything else."""
+    return identity[:80].decode(errors="backslashreplace")
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     """The scheduler's tunables; the defaults suit one machine and scale to many."""
@@ -125,7 +130,7 @@ class SchedulerState:
         """Apply one message from peer ``source``; return what must be sent."""
         handler = self._handlers.get(type(message))
         if handler is None:
-            logger.warning("peer %s sent %s, which the scheduler does not accept", source.hex(), type(message).__name__)
+            logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), type(message).__name__)
         else:
             handler(source, message, now)
             self._dispatch()
@@ -135,11 +140,11 @@ class SchedulerState:
         """Expire silent clients and workers; call this a few times per second."""
         for client_id, client in list(self.clients.items()):
             if now - client.last_seen > self.config.client_timeout_seconds:
-                logger.warning("client %s timed out; cancelling its %d tasks", client_id.hex(), len(client.tasks))
+                logger.warning("client %s timed out; cancelling its %d tasks", _peer(client_id), len(client.tasks))
                 self._remove_client(client_id)
         for worker_id, worker in list(self.workers.items()):
             if now - worker.last_seen > self.config.worker_timeout_seconds:
-                logger.warning("worker %s timed out holding %d tasks", worker_id.hex(), len(worker.tasks))
+                logger.warning("worker %s timed out holding %d tasks", _peer(worker_id), len(worker.tasks))
                 self._remove_worker(worker_id, died=True)
         self._dispatch()
         return self._take_output()
@@ -147,7 +152,7 @@ class SchedulerState:
     def worker_disconnected(self, worker_id: bytes) -> list[Instruction]:
         """The transport saw a worker's connection close for good: treat it as dead."""
         if worker_id in self.workers:
-            logger.warning("worker %s disconnected", worker_id.hex())
+            logger.warning("worker %s disconnected", _peer(worker_id))
             self._remove_worker(worker_id, died=True)
             self._dispatch()
         return self._take_output()
@@ -218,7 +223,7 @@ class SchedulerState:
         """Register or refresh a worker and echo the heartbeat."""
         worker = self.workers.get(source)
         if worker is None:
-            logger.info("worker %s connected", source.hex())
+            logger.info("worker %s connected", _peer(source))
             self.workers[source] = WorkerRecord(last_seen=now)
         else:
             worker.last_seen = now
@@ -232,7 +237,7 @@ class SchedulerState:
             logger.info(
                 "task %s: dropped a result from %s that does not match the current attempt",
                 result.task_id.hex(),
-                source.hex(),
+                _peer(source),
             )
             return
         self._forget(record)
@@ -256,7 +261,7 @@ class SchedulerState:
     def on_disconnect_request(self, source: bytes, request: DisconnectRequest, now: float) -> None:
         """A worker leaves on purpose: take its tasks back without counting it as a death."""
         if source in self.workers:
-            logger.info("worker %s is leaving", source.hex())
+            logger.info("worker %s is leaving", _peer(source))
             self._remove_worker(source, died=False)
         self._send(source, DisconnectResponse())
 
@@ -313,7 +318,7 @@ class SchedulerState:
     def _touch_client(self, source: bytes, now: float) -> ClientRecord:
         client = self.clients.get(source)
         if client is None:
-            logger.info("client %s connected", source.hex())
+            logger.info("client %s connected", _peer(source))
             client = self.clients[source] = ClientRecord(last_seen=now)
         else:
             client.last_seen = now
@@ -418,7 +423,7 @@ class SchedulerState:
                     failure = TaskResult(task_id, TaskStatus.WORKER_DIED, text.encode(), record.attempt)
                     self._send_to_client(record.client, failure)
                     continue
-            logger.info("task %s: requeued from worker %s", task_id.hex(), worker_id.hex())
+            logger.info("task %s: requeued from worker %s", task_id.hex(), _peer(worker_id))
             record.move(TaskEvent.REQUEUE)
             record.worker = None
             self._enqueue(task_id, front=True)

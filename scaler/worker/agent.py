@@ -22,7 +22,7 @@ import psutil
 import zmq
 
 from scaler.errors import ProtocolError
-from scaler.io.sockets import RateLimitedLog, connect_dealer, make_identity
+from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer, make_identity
 from scaler.protocol.codec import decode, encode, encode_one
 from scaler.protocol.messages import (
     DisconnectRequest,
@@ -122,7 +122,7 @@ class WorkerAgent:
                 poller.register(sock, zmq.POLLIN)
                 poller.register(processor.connection.fileno(), zmq.POLLIN)
                 poller.register(processor.process.sentinel, zmq.POLLIN)
-                events = dict(poller.poll(_TICK_SECONDS * 1000))
+                events = dict(poller.poll(int(_TICK_SECONDS * 1000)))
                 now = time.monotonic()
                 pending = []
                 if sock in events:
@@ -144,7 +144,7 @@ class WorkerAgent:
             context.term()
             logger.info("worker %s stopped", self.identity.decode())
 
-    def _receive(self, sock: zmq.Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
+    def _receive(self, sock: Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
         out: list[WorkerInstruction] = []
         for _ in range(1000):
             try:
@@ -186,7 +186,7 @@ class WorkerAgent:
         return out
 
     def _execute(
-        self, instructions: Sequence[WorkerInstruction], sock: zmq.Socket, state: WorkerState, process_context: Any
+        self, instructions: Sequence[WorkerInstruction], sock: Socket, state: WorkerState, process_context: Any
     ) -> bool:
         """Carry out instructions; return False when the worker must exit."""
         outgoing: list[Message] = []

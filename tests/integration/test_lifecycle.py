@@ -1,0 +1,73 @@
+"""Starting and stopping clusters: the embedded default, shutdown, lost schedulers, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from scaler import Client, DisconnectedError, SchedulerClusterCombo
+from tests.integration import tasks
+from tests.integration.conftest import descendants, wait_no_descendants
+
+
+def test_client_without_address_owns_a_private_cluster_and_leaves_nothing() -> None:
+    before = descendants()
+    with Client() as client:
+        assert client.submit(sum, range(10)).result(timeout=30) == 45
+        assert len(descendants() - before) >= 2
+    assert wait_no_descendants(before) == set()
+
+
+def test_combo_shutdown_leaves_no_process() -> None:
+    before = descendants()
+    combo = SchedulerClusterCombo(n_workers=2, logging_level="WARNING")
+    with Client(address=combo.get_address(), timeout_seconds=10) as client:
+        assert client.submit(tasks.noop, 1).result(timeout=30) == 1
+    combo.shutdown()
+    combo.shutdown()  # idempotent
+    assert wait_no_descendants(before) == set()
+
+
+def test_unprotected_scheduler_accepts_shutdown() -> None:
+    before = descendants()
+    combo = SchedulerClusterCombo(n_workers=1, protected=False, logging_level="WARNING")
+    client = Client(address=combo.get_address(), timeout_seconds=10)
+    assert client.submit(tasks.noop, 1).result(timeout=30) == 1
+    client.shutdown()
+    deadline = time.monotonic() + 10
+    while combo._scheduler.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert combo._scheduler.poll() is not None, "the scheduler should have exited"
+    combo.shutdown()
+    assert wait_no_descendants(before) == set()
+
+
+def test_pending_futures_fail_with_disconnected_error_when_the_scheduler_dies() -> None:
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
+    try:
+        client = Client(address=combo.get_address(), timeout_seconds=2, heartbeat_interval_seconds=0.5)
+        future = client.submit(tasks.sleep_return, 60)
+        time.sleep(0.3)
+        os.kill(combo.scheduler_pid(), signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(DisconnectedError):
+            future.result(timeout=15)
+        assert time.monotonic() - start < 2 + 2  # timeout_seconds plus slack
+        with pytest.raises(DisconnectedError):
+            client.submit(tasks.noop, 1)
+        client.disconnect()
+    finally:
+        combo.shutdown()
+
+
+def test_client_to_nothing_fails_with_advice() -> None:
+    with pytest.raises(DisconnectedError, match="scaler_scheduler"):
+        Client(address="tcp://127.0.0.1:1", timeout_seconds=0.5)
+
+
+def test_bad_address_is_refused_with_advice() -> None:
+    with pytest.raises(ValueError, match="tcp://"):
+        Client(address="localhost:8516")
