@@ -8,11 +8,12 @@ frames are logged (rate-limited) and dropped; no exception leaves the loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import zmq
 
@@ -57,10 +58,11 @@ class SchedulerServer:
                 outgoing: dict[bytes, list[Message]] = {}
                 if router.poll(timeout_ms, zmq.POLLIN):
                     self._receive(router, outgoing)
+                    self._safely(self.state.dispatch, outgoing)
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + _TICK_SECONDS
-                    self._collect(self.state.tick(now), outgoing)
+                    self._safely(functools.partial(self.state.tick, now), outgoing)
                     if self.exit_with_parent and os.getppid() != parent:
                         logger.warning("scheduler: its parent exited; stopping")
                         self._stopping = True
@@ -88,9 +90,15 @@ class SchedulerServer:
             now = time.monotonic()
             for message in messages:
                 try:
-                    self._collect(self.state.handle(source, message, now), outgoing)
+                    self._collect(self.state.handle(source, message, now, dispatch=False), outgoing)
                 except Exception:  # a bug must not take the whole cluster down
                     logger.exception("scheduler failed to handle %s from %r", type(message).__name__, source[:64])
+
+    def _safely(self, step: Callable[[], Iterable[Instruction]], outgoing: dict[bytes, list[Message]]) -> None:
+        try:
+            self._collect(step(), outgoing)
+        except Exception:  # a bug must not take the whole cluster down
+            logger.exception("scheduler step failed")
 
     def _collect(self, instructions: Iterable[Instruction], outgoing: dict[bytes, list[Message]]) -> None:
         for instruction in instructions:

@@ -126,14 +126,25 @@ class SchedulerState:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def handle(self, source: bytes, message: Message, now: float) -> list[Instruction]:
-        """Apply one message from peer ``source``; return what must be sent."""
+    def handle(self, source: bytes, message: Message, now: float, dispatch: bool = True) -> list[Instruction]:
+        """Apply one message from peer ``source``; return what must be sent.
+
+        With ``dispatch=False`` queued tasks are not handed out yet: a shell that applies a
+        burst of messages calls ``dispatch()`` once after them, which is cheaper.
+        """
         handler = self._handlers.get(type(message))
         if handler is None:
-            logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), type(message).__name__)
+            kind = type(message).__name__
+            logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), kind)
         else:
             handler(source, message, now)
+        if dispatch:
             self._dispatch()
+        return self._take_output()
+
+    def dispatch(self) -> list[Instruction]:
+        """Hand queued tasks to workers with room; return what must be sent."""
+        self._dispatch()
         return self._take_output()
 
     def tick(self, now: float) -> list[Instruction]:

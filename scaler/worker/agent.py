@@ -67,12 +67,29 @@ class _Processor:
         )
         self.process.start()
         processor_end.close()
+        self.fd = agent_end.fileno()
 
     def kill(self) -> None:
         self.connection.close()
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
+
+
+class _ResourceSampler:
+    """CPU and memory of the agent, read at most once per heartbeat: psutil reads /proc, which is slow."""
+
+    def __init__(self, interval: float) -> None:
+        self._process = psutil.Process()
+        self._interval = interval
+        self._next = 0.0
+        self._last = (0.0, 0)
+
+    def sample(self, now: float) -> tuple[float, int]:
+        if now >= self._next:
+            self._next = now + self._interval
+            self._last = (self._process.cpu_percent(), self._process.memory_info().rss)
+        return self._last
 
 
 class WorkerAgent:
@@ -110,29 +127,37 @@ class WorkerAgent:
         state = WorkerState(
             time.monotonic(), self.heartbeat_interval_seconds, self.death_timeout_seconds, self.task_timeout_seconds
         )
-        me = psutil.Process()
+        usage = _ResourceSampler(self.heartbeat_interval_seconds)
         parent = os.getppid()
         logger.info("worker %s serving %s", self.identity.decode(), self.address)
         try:
             pending = state.on_processor_started(time.monotonic())
             pending += state.tick(time.monotonic())
+            poller, watched = zmq.Poller(), None
+            poller.register(sock, zmq.POLLIN)
             while not self._stopping and self._execute(pending, sock, state, process_context):
                 processor = self._processor
-                poller = zmq.Poller()
-                poller.register(sock, zmq.POLLIN)
-                poller.register(processor.connection.fileno(), zmq.POLLIN)
-                poller.register(processor.process.sentinel, zmq.POLLIN)
+                if watched is not processor:  # a restart replaced the processor: watch the new one
+                    if watched is not None:
+                        poller.unregister(watched.fd)
+                        poller.unregister(watched.process.sentinel)
+                    poller.register(processor.fd, zmq.POLLIN)
+                    poller.register(processor.process.sentinel, zmq.POLLIN)
+                    watched = processor
                 events = dict(poller.poll(int(_TICK_SECONDS * 1000)))
                 now = time.monotonic()
                 pending = []
                 if sock in events:
                     pending += self._receive(sock, state, now)
-                if processor.connection.fileno() in events or processor.process.sentinel in events:
+                if processor.fd in events:
                     pending += self._from_processor(processor, state, now)
+                if processor.process.sentinel in events:
+                    pending += self._from_processor(processor, state, now)
+                    pending += state.on_processor_died(now)
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
-                pending += state.tick(now, me.cpu_percent(), me.memory_info().rss)
+                pending += state.tick(now, *usage.sample(now))
         finally:
             self._processor.kill()
             try:
@@ -180,9 +205,7 @@ class WorkerAgent:
                     assert isinstance(message, TaskResult)
                     out += state.on_processor_result(message, now)
         except (EOFError, OSError):
-            pass
-        if not processor.process.is_alive():
-            out += state.on_processor_died(now)
+            pass  # it died: its sentinel tells the loop
         return out
 
     def _execute(
