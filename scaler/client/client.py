@@ -18,7 +18,6 @@ import logging
 import os
 import pickle
 import struct
-import sys
 import threading
 import types
 from collections import OrderedDict
@@ -207,10 +206,10 @@ class Client:
         self._shutdown_answered.set()
 
     def _function_payload(self, fn: Callable[..., Any]) -> tuple[bytes, bytes]:
-        """Return (function id, pickled (fn, serializer)); cached for functions pickled by reference."""
+        """Return (function id, pickled (fn, serializer)), from the cache when ``fn`` allows it."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
-        cacheable = _pickled_by_reference(fn)
+        cacheable = _cacheable(fn)
         if cacheable:
             with self._functions_lock:
                 cached = self._functions.get(fn)
@@ -269,15 +268,14 @@ class Client:
         return {"pending": self._manager.pending_count(), "functions_sent": len(self._sent_functions)}
 
 
-def _pickled_by_reference(fn: Any) -> bool:
-    """True when cloudpickle would pickle ``fn`` by its importable name, so its bytes never change."""
+def _cacheable(fn: Any) -> bool:
+    """True for plain functions and module builtins, whose pickle is kept for the client's life.
+
+    Like Dask and Ray, a function is pickled the first time the client sees it: globals it
+    captures by value are frozen then. Callable objects, bound methods and partials carry state
+    that users mutate, so they are pickled again at every submit (and still sent once per content).
+    """
     if isinstance(fn, types.BuiltinFunctionType):
         # A module's builtin (pow, math.sqrt) is a name; a bound one ([].append) carries mutable state.
         return fn.__self__ is None or isinstance(fn.__self__, types.ModuleType)
-    if not isinstance(fn, types.FunctionType):
-        return False
-    module_name = getattr(fn, "__module__", None)
-    if module_name in (None, "__main__") or "<locals>" in fn.__qualname__ or fn.__name__ == "<lambda>":
-        return False
-    module = sys.modules.get(module_name)
-    return module is not None and getattr(module, fn.__name__, None) is fn
+    return isinstance(fn, types.FunctionType)

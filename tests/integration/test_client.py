@@ -151,3 +151,20 @@ def test_submit_after_disconnect_raises_a_clear_error(combo: SchedulerClusterCom
     client.disconnect()
     with pytest.raises(ConnectionError, match="create a new Client"):
         client.submit(tasks.noop, 1)
+
+
+class Scaler:
+    """A callable object whose state changes between submits."""
+
+    def __init__(self) -> None:
+        self.factor = 1
+
+    def __call__(self, x: int) -> int:
+        return x * self.factor
+
+
+def test_callable_objects_are_pickled_at_each_submit_so_their_state_is_current(client: Client) -> None:
+    scale = Scaler()
+    assert client.submit(scale, 3).result(timeout=30) == 3
+    scale.factor = 10
+    assert client.submit(scale, 3).result(timeout=30) == 30
