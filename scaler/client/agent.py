@@ -20,7 +20,7 @@ import zmq
 from scaler.client.future_manager import ClientFutureManager
 from scaler.errors import DisconnectedError, ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer
-from scaler.protocol.codec import decode, encode
+from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import (
     ClientHeartbeat,
     ClientShutdownResponse,
@@ -126,7 +126,8 @@ class ClientAgent(threading.Thread):
         if not batch:
             return
         if self.error is None:
-            sock.send(encode(batch), zmq.NOBLOCK)
+            for frame in encode_frames(batch):
+                sock.send(frame, zmq.NOBLOCK)
         else:
             self.manager.fail_all(self.error)  # tasks submitted after the loss must not wait forever
 

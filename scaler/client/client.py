@@ -41,6 +41,7 @@ from scaler.errors import (
     WorkerDiedError,
 )
 from scaler.io.sockets import make_identity, validate_address
+from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import (
     ArgumentKind,
     ClientDisconnect,
@@ -238,6 +239,12 @@ class Client:
             arguments += [TaskArgument(name, ArgumentKind.INLINE, serialize(value)) for name, value in kwargs.items()]
         except Exception as error:
             raise SerializationError(f"cannot serialize an argument: {error}") from error
+        size = sum(len(argument.data) for argument in arguments) + len(function)
+        if size > MAX_PAYLOAD_BYTES:
+            raise SerializationError(
+                f"the task's function and arguments take {size} bytes, over the {MAX_PAYLOAD_BYTES} byte message "
+                f"limit; split the data into smaller tasks"
+            )
         task_id = self._task_prefix + struct.pack(">Q", next(self._task_counter))
         with self._functions_lock:
             first_time = function_id not in self._sent_functions

@@ -24,6 +24,8 @@ from scaler.protocol.messages import ALL_MESSAGES, Message, Record
 from scaler.protocol.version import PROTOCOL_VERSION
 
 DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
+# The most one message's payloads may hold: leaves room for its envelope inside one frame.
+MAX_PAYLOAD_BYTES = DEFAULT_MAX_FRAME_BYTES - 1024 * 1024
 
 _Checker = Callable[[Any], Any]
 
@@ -154,6 +156,22 @@ def encode(messages: Iterable[Message]) -> bytes:
         frame.append(wire)
     packed: bytes = _packer.pack(frame)
     return packed
+
+
+def encode_frames(messages: Sequence[Message], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[bytes]:
+    """Encode messages into as few frames as fit under ``max_frame_bytes`` each.
+
+    A receiver drops the connection of a peer whose frame is over its limit, so a large batch
+    is split in halves until each part fits. A single message that cannot fit raises
+    ``ProtocolError``; senders check payload sizes against ``MAX_PAYLOAD_BYTES`` beforehand.
+    """
+    frame = encode(messages)
+    if len(frame) <= max_frame_bytes:
+        return [frame]
+    if len(messages) == 1:
+        raise ProtocolError(f"a {type(messages[0]).__name__} of {len(frame)} bytes exceeds the frame limit")
+    middle = len(messages) // 2
+    return encode_frames(messages[:middle], max_frame_bytes) + encode_frames(messages[middle:], max_frame_bytes)
 
 
 def encode_one(message: Message) -> bytes:

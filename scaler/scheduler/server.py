@@ -19,7 +19,7 @@ import zmq
 
 from scaler.errors import ProtocolError
 from scaler.io.sockets import RateLimitedLog, Socket, bind_router
-from scaler.protocol.codec import decode, encode
+from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import Message
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
 
@@ -111,6 +111,9 @@ class SchedulerServer:
     def _flush(self, router: Socket, outgoing: dict[bytes, list[Message]]) -> None:
         for peer, messages in outgoing.items():
             try:
-                router.send_multipart([peer, encode(messages)], zmq.NOBLOCK)
+                for frame in encode_frames(messages):
+                    router.send_multipart([peer, frame], zmq.NOBLOCK)
             except zmq.ZMQError as error:  # a vanished peer: its messages are moot
                 logger.debug("scheduler could not send to %r: %s", peer[:64], error)
+            except ProtocolError as error:  # senders check sizes, so this is a bug; never stop serving
+                logger.error("scheduler could not encode messages for %r: %s", peer[:64], error)

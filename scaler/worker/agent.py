@@ -23,7 +23,7 @@ import zmq
 
 from scaler.errors import ProtocolError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer, make_identity
-from scaler.protocol.codec import decode, encode, encode_one
+from scaler.protocol.codec import decode, encode_frames, encode_one
 from scaler.protocol.messages import (
     DisconnectRequest,
     DisconnectResponse,
@@ -230,6 +230,6 @@ class WorkerAgent:
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False
                 break
-        if outgoing:
-            sock.send(encode(outgoing), zmq.NOBLOCK)
+        for frame in encode_frames(outgoing) if outgoing else ():
+            sock.send(frame, zmq.NOBLOCK)
         return keep_running

@@ -20,7 +20,7 @@ from typing import Any
 import cloudpickle
 
 from scaler.errors import SerializationError
-from scaler.protocol.codec import decode, encode_one
+from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode, encode_one
 from scaler.protocol.messages import Task, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def execute(task: Task, functions: dict[bytes, _Function]) -> TaskResult:
         payload = serializer.serialize(value)
     except BaseException as error:  # noqa: BLE001
         message = f"the task returned a {type(value).__qualname__} that cannot be serialized: {error}"
+        return _failure(task, SerializationError(message))
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        message = f"the task's result is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte message limit"
         return _failure(task, SerializationError(message))
     return TaskResult(task.task_id, TaskStatus.SUCCESS, payload, task.attempt)
 

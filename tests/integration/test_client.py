@@ -168,3 +168,9 @@ def test_callable_objects_are_pickled_at_each_submit_so_their_state_is_current(c
     assert client.submit(scale, 3).result(timeout=30) == 3
     scale.factor = 10
     assert client.submit(scale, 3).result(timeout=30) == 30
+
+
+def test_large_arguments_and_results_round_trip(client: Client) -> None:
+    blob = bytes(range(256)) * (20 * 4096)  # 20 MiB
+    assert client.submit(len, blob).result(timeout=60) == len(blob)
+    assert client.submit(bytes, len(blob)).result(timeout=60) == bytes(len(blob))
