@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
+import psutil
 
 from scaler.errors import SerializationError
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode, encode_one
@@ -88,15 +89,12 @@ def _failure(task: Task, error: BaseException) -> TaskResult:
 
 
 def _exit_with_agent(agent_pid: int) -> None:
-    # The parent is the agent, or a fork server that exits with the agent: a new parent means it is gone.
-    parent = os.getppid()
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(1)
-        try:
-            os.kill(agent_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:
-            pass
+    # The fork server that started this process waits for it to exit, so its parent never changes:
+    # watch the agent itself. A killed agent may linger as a zombie until its parent reaps it.
+    try:
+        agent = psutil.Process(agent_pid)
+        while agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.25)
+    except psutil.Error:
+        pass
+    os._exit(1)

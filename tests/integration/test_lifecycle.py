@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from scaler import Client, DisconnectedError, SchedulerClusterCombo
@@ -71,3 +72,17 @@ def test_client_to_nothing_fails_with_advice() -> None:
 def test_bad_address_is_refused_with_advice() -> None:
     with pytest.raises(ValueError, match="tcp://"):
         Client(address="localhost:8516")
+
+
+def test_a_killed_worker_agent_leaves_no_processor_behind() -> None:
+    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo:
+        with Client(address=combo.get_address(), timeout_seconds=10) as client:
+            future = client.submit(tasks.sleep_return, 60)
+            time.sleep(0.5)
+            agent = psutil.Process(combo.worker_pids()[0])
+            helpers = agent.children(recursive=True)
+            assert helpers, "the agent should have a processor"
+            agent.kill()
+            gone, alive = psutil.wait_procs(helpers, timeout=5)
+            assert alive == []
+            future.cancel(timeout=0)
