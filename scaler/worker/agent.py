@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -76,6 +77,57 @@ class _Processor:
         self.process.join(timeout=5)
 
 
+class _ProcessorStarter:
+    """Starts processors on a helper thread so the agent keeps answering while one boots.
+
+    The first start also boots the fork server (a second or so on a busy machine); later ones
+    fork from it in milliseconds. ``fd`` becomes readable when a started processor is ready.
+    """
+
+    def __init__(self) -> None:
+        self._context = _process_context()
+        self._read, self._write = os.pipe()
+        self.fd = self._read
+        self._thread: threading.Thread | None = None
+        self._started: _Processor | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return  # one is already on its way
+        self._thread = threading.Thread(target=self._run, name="processor-starter", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._started = _Processor(self._context)
+        except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
+            self._error = error
+        os.write(self._write, b"x")
+
+    def take(self) -> _Processor:
+        """Collect the started processor (call when ``fd`` is readable)."""
+        os.read(self._read, 1)
+        assert self._thread is not None
+        self._thread.join()
+        self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"could not start a processor: {error}") from error
+        started, self._started = self._started, None
+        assert started is not None
+        return started
+
+    def close(self) -> None:
+        """Wait for a start in progress and kill what it started."""
+        if self._thread is not None:
+            self._thread.join()
+            if self._started is not None:
+                self._started.kill()
+        os.close(self._read)
+        os.close(self._write)
+
+
 class _ResourceSampler:
     """CPU and memory of the agent, read at most once per heartbeat: psutil reads /proc, which is slow."""
 
@@ -122,44 +174,43 @@ class WorkerAgent:
         signal.signal(signal.SIGINT, self.stop)
         context = zmq.Context()
         sock = connect_dealer(context, self.address, self.identity)
-        process_context = _process_context()
-        self._processor = _Processor(process_context)
+        self._starter = _ProcessorStarter()
+        self._processor: _Processor | None = None
         state = WorkerState(
             time.monotonic(), self.heartbeat_interval_seconds, self.death_timeout_seconds, self.task_timeout_seconds
         )
         usage = _ResourceSampler(self.heartbeat_interval_seconds)
         parent = os.getppid()
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._starter.fd, zmq.POLLIN)
         logger.info("worker %s serving %s", self.identity.decode(), self.address)
         try:
-            pending = state.on_processor_started(time.monotonic())
+            pending: list[WorkerInstruction] = [RestartProcessor("the worker is starting")]
             pending += state.tick(time.monotonic())
-            poller, watched = zmq.Poller(), None
-            poller.register(sock, zmq.POLLIN)
-            while not self._stopping and self._execute(pending, sock, state, process_context):
-                processor = self._processor
-                if watched is not processor:  # a restart replaced the processor: watch the new one
-                    if watched is not None:
-                        poller.unregister(watched.fd)
-                        poller.unregister(watched.process.sentinel)
-                    poller.register(processor.fd, zmq.POLLIN)
-                    poller.register(processor.process.sentinel, zmq.POLLIN)
-                    watched = processor
-                events = dict(poller.poll(int(_TICK_SECONDS * 1000)))
+            while not self._stopping and self._execute(pending, sock, state):
+                events = dict(self._poller.poll(int(_TICK_SECONDS * 1000)))
                 now = time.monotonic()
                 pending = []
                 if sock in events:
                     pending += self._receive(sock, state, now)
-                if processor.fd in events:
+                processor = self._processor
+                if processor is not None and processor.fd in events:
                     pending += self._from_processor(processor, state, now)
-                if processor.process.sentinel in events:
+                if processor is not None and processor.process.sentinel in events:
                     pending += self._from_processor(processor, state, now)
+                    self._watch(None)
                     pending += state.on_processor_died(now)
+                if self._starter.fd in events:
+                    self._watch(self._starter.take())
+                    pending += state.on_processor_started(now)
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
                 pending += state.tick(now, *usage.sample(now))
         finally:
-            self._processor.kill()
+            self._watch(None)
+            self._starter.close()
             try:
                 sock.send(encode_one(DisconnectRequest()), zmq.NOBLOCK)
                 time.sleep(0.05)  # let the goodbye leave before the socket closes
@@ -168,6 +219,18 @@ class WorkerAgent:
             sock.close(linger=100)
             context.term()
             logger.info("worker %s stopped", self.identity.decode())
+
+    def _watch(self, processor: _Processor | None) -> None:
+        """Make ``processor`` the current one (killing the previous) and poll its pipe and exit."""
+        old = self._processor
+        if old is not None:
+            self._poller.unregister(old.fd)
+            self._poller.unregister(old.process.sentinel)
+            old.kill()
+        self._processor = processor
+        if processor is not None:
+            self._poller.register(processor.fd, zmq.POLLIN)
+            self._poller.register(processor.process.sentinel, zmq.POLLIN)
 
     def _receive(self, sock: Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
         out: list[WorkerInstruction] = []
@@ -208,24 +271,20 @@ class WorkerAgent:
             pass  # it died: its sentinel tells the loop
         return out
 
-    def _execute(
-        self, instructions: Sequence[WorkerInstruction], sock: Socket, state: WorkerState, process_context: Any
-    ) -> bool:
+    def _execute(self, instructions: Sequence[WorkerInstruction], sock: Socket, state: WorkerState) -> bool:
         """Carry out instructions; return False when the worker must exit."""
         outgoing: list[Message] = []
-        queue = list(instructions)
         keep_running = True
-        while queue:
-            instruction = queue.pop(0)
+        for instruction in instructions:
             if isinstance(instruction, SendToScheduler):
                 outgoing.append(instruction.message)
             elif isinstance(instruction, RunTask):
+                assert self._processor is not None, "the state runs tasks only on a started processor"
                 self._processor.connection.send_bytes(encode_one(instruction.task))
             elif isinstance(instruction, RestartProcessor):
-                logger.info("restarting the processor: %s", instruction.reason)
-                self._processor.kill()
-                self._processor = _Processor(process_context)
-                queue += state.on_processor_started(time.monotonic())
+                logger.info("starting a processor: %s", instruction.reason)
+                self._watch(None)
+                self._starter.start()
             elif isinstance(instruction, ExitWorker):
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False
