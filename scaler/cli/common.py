@@ -27,14 +27,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every scaler process takes."""
     parser.add_argument("address", help="scheduler address, e.g. tcp://127.0.0.1:8516")
     parser.add_argument("--logging-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    parser.add_argument(
-        "--heartbeat-interval-seconds", type=float, default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS, help="default 2"
-    )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of a worker, shared by ``scaler_cluster`` and the single-worker entry point."""
+    parser.add_argument(
+        "--heartbeat-interval-seconds", type=float, default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS, help="default 2"
+    )
     parser.add_argument(
         "--death-timeout-seconds",
         type=float,

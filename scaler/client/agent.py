@@ -22,7 +22,9 @@ from scaler.errors import DisconnectedError, ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer
 from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import (
+    ClientDropped,
     ClientHeartbeat,
+    ClientHeartbeatEcho,
     ClientShutdownResponse,
     Message,
     SchedulerShutdown,
@@ -62,6 +64,7 @@ class ClientAgent(threading.Thread):
         self._wake_pending = False
         self._stop_requested = False
         self._bad_frames = RateLimitedLog()
+        self._scheduler_id: bytes | None = None
 
     def send(self, message: Message) -> None:
         """Queue a message for the scheduler (any thread)."""
@@ -158,8 +161,15 @@ class ClientAgent(threading.Thread):
             self.manager.on_task_cancel_confirm(message)
         elif isinstance(message, ClientShutdownResponse):
             self._on_shutdown_response(message)
+        elif isinstance(message, ClientHeartbeatEcho):
+            if self._scheduler_id is None:
+                self._scheduler_id = message.scheduler_id
+            elif message.scheduler_id != self._scheduler_id:
+                self._lose_scheduler("the scheduler restarted, and the tasks it held are lost")
         elif isinstance(message, SchedulerShutdown):
             self._lose_scheduler(f"the scheduler shut down: {message.reason}")
+        elif isinstance(message, ClientDropped):
+            self._lose_scheduler(f"the scheduler dropped this client: {message.reason}")
 
     def _lose_scheduler(self, reason: str) -> None:
         if self.error is None:

@@ -84,7 +84,7 @@ class Client:
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
-            self._combo = SchedulerClusterCombo(n_workers=os.cpu_count() or 1)
+            self._combo = SchedulerClusterCombo(n_workers=os.cpu_count() or 1, logging_level="WARNING")
             address = self._combo.get_address()
         self.address = validate_address(address)
         self.profiling = profiling

@@ -22,6 +22,14 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
 
@@ -51,8 +59,10 @@ class ScalerFuture(concurrent.futures.Future[Any]):
             self._cancel_in_flight = True
         if send:
             self._request_cancel(self)
-        if self._cancel_would_block():
-            timeout = 0  # called on the thread that delivers answers: waiting would deadlock
+        if self._cancel_would_block() or _on_event_loop():
+            # On the thread that delivers answers, waiting would deadlock; on an event loop (an
+            # awaiting task was cancelled) it would stall every coroutine. The answer still settles it.
+            timeout = 0
         with self._condition:
             self._condition.wait_for(lambda: self.done() or not self._cancel_in_flight, timeout)
             return self.cancelled()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scaler.client.future import ScalerFuture
+from scaler.errors import SerializationError
 from scaler.protocol.messages import CancelConfirmType, Message, TaskCancel, TaskCancelConfirm, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ class ClientFutureManager:
             logger.debug("task %s: result arrived after cancel was requested; discarded", result.task_id.hex())
             future._settle_cancelled()
             return
-        ok, value = self._decode_result(result)
+        try:
+            ok, value = self._decode_result(result)
+        except Exception as error:  # the future must end whatever the decoder does
+            ok, value = False, SerializationError(f"task {result.task_id.hex()}: its result cannot be read: {error}")
         if ok:
             future.set_result(value)
         else:

@@ -61,7 +61,6 @@ class SchedulerClusterCombo:
             "scaler.cli.scheduler",
             self._address,
             f"--per-worker-queue-size={per_worker_queue_size}",
-            f"--heartbeat-interval-seconds={heartbeat_interval_seconds}",
             f"--client-timeout-seconds={client_timeout_seconds}",
             f"--worker-timeout-seconds={worker_timeout_seconds}",
             f"--max-task-retries={max_task_retries}",

@@ -122,6 +122,7 @@ class ClientHeartbeatEcho(Message):
 
     TYPE: ClassVar[int] = 6
     timestamp: float
+    scheduler_id: bytes  # changes when the scheduler restarts: the client's tasks are then lost
 
 
 @dataclass(slots=True)
@@ -141,6 +142,7 @@ class WorkerHeartbeatEcho(Message):
 
     TYPE: ClassVar[int] = 8
     timestamp: float
+    scheduler_id: bytes  # changes when the scheduler restarts: the worker's tasks are then void
 
 
 @dataclass(slots=True)
@@ -182,6 +184,14 @@ class SchedulerShutdown(Message):
     reason: str
 
 
+@dataclass(slots=True)
+class ClientDropped(Message):
+    """The scheduler no longer serves this client (it timed out or left); its tasks were cancelled."""
+
+    TYPE: ClassVar[int] = 14
+    reason: str
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Task,
     TaskResult,
@@ -196,4 +206,5 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     DisconnectRequest,
     DisconnectResponse,
     SchedulerShutdown,
+    ClientDropped,
 )

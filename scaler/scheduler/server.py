@@ -67,8 +67,11 @@ class SchedulerServer:
                         logger.warning("scheduler: its parent exited; stopping")
                         self._stopping = True
                 self._flush(router, outgoing)
+            goodbyes: dict[bytes, list[Message]] = {}  # empty when a client's shutdown already said it
+            self._safely(functools.partial(self.state.shutdown, "the scheduler was stopped"), goodbyes)
+            self._flush(router, goodbyes)
         finally:
-            router.close(linger=200)
+            router.close(linger=500)
             context.term()
             logger.info("scheduler stopped")
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import deque
+import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from scaler.protocol.messages import (
     CancelConfirmType,
     ClientDisconnect,
+    ClientDropped,
     ClientHeartbeat,
     ClientHeartbeatEcho,
     ClientShutdownResponse,
@@ -45,6 +47,8 @@ from scaler.protocol.messages import (
 from scaler.scheduler.task_table import TaskEvent, TaskRecord, TaskState
 
 logger = logging.getLogger(__name__)
+
+_DEPARTED_MEMORY = 10_000  # how many departed client identities to remember
 
 
 def _peer(identity: bytes) -> str:
@@ -99,11 +103,18 @@ class WorkerRecord:
     functions: set[bytes] = field(default_factory=set)
 
 
+_CLIENT_MESSAGES = (Task, TaskCancel, ClientHeartbeat, ClientDisconnect)
+
+
 class SchedulerState:
     """All scheduler bookkeeping as a plain object; see the module docstring."""
 
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
+    def __init__(self, config: SchedulerConfig | None = None, scheduler_id: bytes | None = None) -> None:
         self.config = config or SchedulerConfig()
+        # Echoed to every peer; a new id tells them the scheduler restarted and forgot their tasks.
+        self.scheduler_id = scheduler_id if scheduler_id is not None else uuid.uuid4().bytes
+        # Clients that left or timed out, and why: their late messages get a ClientDropped answer.
+        self._departed: OrderedDict[bytes, str] = OrderedDict()
         self.clients: dict[bytes, ClientRecord] = {}
         self.workers: dict[bytes, WorkerRecord] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
@@ -123,6 +134,7 @@ class SchedulerState:
             DisconnectRequest: self.on_disconnect_request,
         }
         self._completed = 0
+        self._stopped = False
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -133,13 +145,21 @@ class SchedulerState:
         burst of messages calls ``dispatch()`` once after them, which is cheaper.
         """
         handler = self._handlers.get(type(message))
-        if handler is None:
+        if source in self._departed and type(message) in _CLIENT_MESSAGES:
+            if type(message) is not ClientDisconnect:
+                self._send(source, ClientDropped(self._departed[source]))
+        elif handler is None:
             kind = type(message).__name__
             logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), kind)
         else:
             handler(source, message, now)
         if dispatch:
             self._dispatch()
+        return self._take_output()
+
+    def shutdown(self, reason: str) -> list[Instruction]:
+        """Stop: tell every client and worker, so none waits for a timeout to find out."""
+        self._shutdown(reason)
         return self._take_output()
 
     def dispatch(self) -> list[Instruction]:
@@ -152,7 +172,8 @@ class SchedulerState:
         for client_id, client in list(self.clients.items()):
             if now - client.last_seen > self.config.client_timeout_seconds:
                 logger.warning("client %s timed out; cancelling its %d tasks", _peer(client_id), len(client.tasks))
-                self._remove_client(client_id)
+                reason = f"the scheduler heard nothing from this client for {self.config.client_timeout_seconds:g}s"
+                self._remove_client(client_id, reason + "; its tasks were cancelled")
         for worker_id, worker in list(self.workers.items()):
             if now - worker.last_seen > self.config.worker_timeout_seconds:
                 logger.warning("worker %s timed out holding %d tasks", _peer(worker_id), len(worker.tasks))
@@ -209,7 +230,7 @@ class SchedulerState:
     def on_client_heartbeat(self, source: bytes, heartbeat: ClientHeartbeat, now: float) -> None:
         """Note the client is alive and echo the heartbeat."""
         self._touch_client(source, now)
-        self._send(source, ClientHeartbeatEcho(heartbeat.timestamp))
+        self._send(source, ClientHeartbeatEcho(heartbeat.timestamp, self.scheduler_id))
 
     def on_client_disconnect(self, source: bytes, disconnect: ClientDisconnect, now: float) -> None:
         """A client leaves: cancel its tasks; with SHUTDOWN, stop the scheduler unless protected."""
@@ -223,10 +244,10 @@ class SchedulerState:
                 self._send(source, ClientShutdownResponse(False, reason))
                 return
             self._send(source, ClientShutdownResponse(True, ""))
-            self._remove_client(source)
+            self._remove_client(source, "this client shut the scheduler down")
             self._shutdown("a client asked the scheduler to shut down")
             return
-        self._remove_client(source)
+        self._remove_client(source, "this client disconnected")
 
     # -- worker messages ----------------------------------------------------------------------
 
@@ -238,7 +259,7 @@ class SchedulerState:
             self.workers[source] = WorkerRecord(last_seen=now)
         else:
             worker.last_seen = now
-        self._send(source, WorkerHeartbeatEcho(heartbeat.timestamp))
+        self._send(source, WorkerHeartbeatEcho(heartbeat.timestamp, self.scheduler_id))
 
     def on_task_result(self, source: bytes, result: TaskResult, now: float) -> None:
         """Route a result to its client if it comes from the worker holding the current attempt."""
@@ -381,6 +402,9 @@ class SchedulerState:
             record = self.tasks.get(task_id)
             if record is None or record.state is not TaskState.QUEUED:
                 continue  # cancelled while queued
+            if record.task.function_id not in self._functions:
+                self._forget(record)  # its client left and freed the function: nobody waits for it
+                continue
             load, order, worker_id = heapq.heappop(heap)
             worker = self.workers[worker_id]
             record.move(TaskEvent.ASSIGN)
@@ -397,7 +421,10 @@ class SchedulerState:
             if load + 1 < limit:
                 heapq.heappush(heap, (load + 1, order, worker_id))
 
-    def _remove_client(self, client_id: bytes) -> None:
+    def _remove_client(self, client_id: bytes, reason: str) -> None:
+        self._departed[client_id] = reason
+        if len(self._departed) > _DEPARTED_MEMORY:
+            self._departed.popitem(last=False)
         client = self.clients.pop(client_id, None)
         if client is None:
             return
@@ -419,17 +446,21 @@ class SchedulerState:
 
     def _remove_worker(self, worker_id: bytes, died: bool) -> None:
         worker = self.workers.pop(worker_id)
-        for task_id in worker.tasks:
+        # Requeued at the front in reverse id order, so each client's tasks keep their submission order.
+        for task_id in sorted(worker.tasks, reverse=True):
             record = self.tasks[task_id]
-            if record.state is TaskState.CANCELING:
-                self._forget(record)
+            if record.state is TaskState.CANCELING or record.client not in self.clients:
+                self._forget(record)  # cancelled, or its client left: nobody wants it run again
                 self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
                 continue
             if died:
                 record.deaths += 1
                 if record.deaths > self.config.max_task_retries:
                     self._forget(record)
-                    text = f"task {task_id.hex()}: its worker died during each of its {record.attempt} attempts"
+                    text = (
+                        f"task {task_id.hex()}: a worker died while holding it {record.deaths} times "
+                        f"({record.attempt} attempts); giving up"
+                    )
                     logger.error(text)
                     failure = TaskResult(task_id, TaskStatus.WORKER_DIED, text.encode(), record.attempt)
                     self._send_to_client(record.client, failure)
@@ -440,6 +471,9 @@ class SchedulerState:
             self._enqueue(task_id, front=True)
 
     def _shutdown(self, reason: str) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         for peer in list(self.workers) + list(self.clients):
             self._send(peer, SchedulerShutdown(reason))
         self._out.append(Stop(reason))

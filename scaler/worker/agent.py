@@ -33,6 +33,7 @@ from scaler.protocol.messages import (
     Task,
     TaskCancel,
     TaskResult,
+    WorkerHeartbeatEcho,
 )
 from scaler.worker.processor import run_processor
 from scaler.worker.state import (
@@ -71,9 +72,12 @@ class _Processor:
         self.fd = agent_end.fileno()
 
     def kill(self) -> None:
+        """SIGKILL it: it runs no further user code once this returns. Reaping is left to ``reap``."""
         self.connection.close()
         if self.process.is_alive():
             self.process.kill()
+
+    def reap(self) -> None:
         self.process.join(timeout=5)
 
 
@@ -92,13 +96,16 @@ class _ProcessorStarter:
         self._started: _Processor | None = None
         self._error: BaseException | None = None
 
-    def start(self) -> None:
+    def start(self, killed: _Processor | None) -> None:
+        """Start a processor; first reap ``killed`` (off the agent's thread: it can take a few ms)."""
         if self._thread is not None:
             return  # one is already on its way
-        self._thread = threading.Thread(target=self._run, name="processor-starter", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(killed,), name="processor-starter", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, killed: _Processor | None) -> None:
+        if killed is not None:
+            killed.reap()
         try:
             self._started = _Processor(self._context)
         except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
@@ -124,6 +131,7 @@ class _ProcessorStarter:
             self._thread.join()
             if self._started is not None:
                 self._started.kill()
+                self._started.reap()
         os.close(self._read)
         os.close(self._write)
 
@@ -200,6 +208,7 @@ class WorkerAgent:
                 if processor is not None and processor.process.sentinel in events:
                     pending += self._from_processor(processor, state, now)
                     self._watch(None)
+                    processor.reap()
                     pending += state.on_processor_died(now)
                 if self._starter.fd in events:
                     self._watch(self._starter.take())
@@ -209,7 +218,9 @@ class WorkerAgent:
                     break
                 pending += state.tick(now, *usage.sample(now))
         finally:
-            self._watch(None)
+            last = self._watch(None)
+            if last is not None:
+                last.reap()
             self._starter.close()
             try:
                 sock.send(encode_one(DisconnectRequest()), zmq.NOBLOCK)
@@ -220,8 +231,8 @@ class WorkerAgent:
             context.term()
             logger.info("worker %s stopped", self.identity.decode())
 
-    def _watch(self, processor: _Processor | None) -> None:
-        """Make ``processor`` the current one (killing the previous) and poll its pipe and exit."""
+    def _watch(self, processor: _Processor | None) -> _Processor | None:
+        """Make ``processor`` the current one and poll its pipe and exit; kill and return the previous."""
         old = self._processor
         if old is not None:
             self._poller.unregister(old.fd)
@@ -231,6 +242,7 @@ class WorkerAgent:
         if processor is not None:
             self._poller.register(processor.fd, zmq.POLLIN)
             self._poller.register(processor.process.sentinel, zmq.POLLIN)
+        return old
 
     def _receive(self, sock: Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
         out: list[WorkerInstruction] = []
@@ -256,6 +268,8 @@ class WorkerAgent:
         if isinstance(message, SchedulerShutdown):
             logger.info("the scheduler is shutting down: %s", message.reason)
             return [ExitWorker(message.reason)]
+        if isinstance(message, WorkerHeartbeatEcho):
+            return state.on_heartbeat_echo(message, now)
         if isinstance(message, DisconnectResponse):
             return [ExitWorker("the scheduler accepted our leaving")]
         return state.on_scheduler_contact(now)
@@ -283,8 +297,7 @@ class WorkerAgent:
                 self._processor.connection.send_bytes(encode_one(instruction.task))
             elif isinstance(instruction, RestartProcessor):
                 logger.info("starting a processor: %s", instruction.reason)
-                self._watch(None)
-                self._starter.start()
+                self._starter.start(killed=self._watch(None))
             elif isinstance(instruction, ExitWorker):
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False

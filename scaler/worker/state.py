@@ -23,6 +23,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
+    WorkerHeartbeatEcho,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class WorkerState:
         self._processor_functions: set[bytes] = set()
         self._last_scheduler_contact = now
         self._last_heartbeat = float("-inf")
+        self._scheduler_id: bytes | None = None
         self._out: list[WorkerInstruction] = []
         self._done = 0
 
@@ -117,8 +119,24 @@ class WorkerState:
         return self._take_output()
 
     def on_scheduler_contact(self, now: float) -> list[WorkerInstruction]:
-        """Any message from the scheduler (heartbeat echoes included) proves it is alive."""
+        """Any message from the scheduler proves it is alive."""
         self._last_scheduler_contact = now
+        return self._take_output()
+
+    def on_heartbeat_echo(self, echo: WorkerHeartbeatEcho, now: float) -> list[WorkerInstruction]:
+        """Note the scheduler is alive; if it restarted, drop the tasks the old one gave us."""
+        self._last_scheduler_contact = now
+        if self._scheduler_id is None:
+            self._scheduler_id = echo.scheduler_id
+        elif echo.scheduler_id != self._scheduler_id:
+            self._scheduler_id = echo.scheduler_id
+            logger.warning("the scheduler restarted; dropping %d tasks it no longer knows", self.queued_count())
+            self._queue.clear()
+            # The new scheduler sends functions afresh, so the processor must not rely on them either.
+            self._functions.clear()
+            if self._running is not None:
+                self._running = None
+                self._restart_processor("the scheduler restarted")
         return self._take_output()
 
     # -- events from the processor -----------------------------------------------------------

@@ -13,7 +13,8 @@ def test_scheduler_cluster_and_a_client_in_separate_processes() -> None:
     before = descendants()
     address = free_tcp_address()
     scheduler = subprocess.Popen([sys.executable, "-m", "scaler.cli.scheduler", address, "--logging-level=WARNING"])
-    cluster = subprocess.Popen([sys.executable, "-m", "scaler.cli.cluster", "-n", "2", address, "--logging-level=WARNING"])
+    cluster_command = [sys.executable, "-m", "scaler.cli.cluster", "-n", "2", address, "--logging-level=WARNING"]
+    cluster = subprocess.Popen(cluster_command)
     try:
         code = f"from scaler import Client; print(Client({address!r}, timeout_seconds=20).submit(max, 1, 2).result())"
         output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -20,18 +20,21 @@ def test_garbage_frames_are_dropped_and_everyone_else_is_served(combo: Scheduler
     raw = context.socket(zmq.DEALER)
     raw.connect(combo.get_address())
     valid = encode_one(ClientHeartbeat(1.0))
-    frames = [
-        b"",
-        b"\xc1",
-        os.urandom(64),
-        os.urandom(4096),
-        msgpack.packb([PROTOCOL_VERSION + 1, [5, 1.0]]),
-        msgpack.packb([PROTOCOL_VERSION, [999]]),
-        msgpack.packb([PROTOCOL_VERSION, [1, "not bytes"]]),
-        msgpack.packb({"a": 1}),
-        b"\xdd\xff\xff\xff\xff",  # an array claiming 4 billion items
-        b"\x91" * 100_000,  # nesting far deeper than any message
-    ] + [valid[:cut] for cut in range(1, len(valid))]
+    frames = (
+        [
+            b"",
+            b"\xc1",
+            os.urandom(64),
+            os.urandom(4096),
+            msgpack.packb([PROTOCOL_VERSION + 1, [5, 1.0]]),
+            msgpack.packb([PROTOCOL_VERSION, [999]]),
+            msgpack.packb([PROTOCOL_VERSION, [1, "not bytes"]]),
+            msgpack.packb({"a": 1}),
+            b"\xdd\xff\xff\xff\xff",  # an array claiming 4 billion items
+            b"\x91" * 100_000,  # nesting far deeper than any message
+        ]
+        + [valid[:cut] for cut in range(1, len(valid))]
+    )
     for frame in frames:
         raw.send(frame)
     raw.send_multipart([b"two", b"parts"])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
 from scaler import Client, DisconnectedError, SchedulerClusterCombo
+from scaler.io.sockets import free_tcp_address
 from tests.integration import tasks
 from tests.integration.conftest import descendants, wait_no_descendants
 
@@ -75,14 +78,48 @@ def test_bad_address_is_refused_with_advice() -> None:
 
 
 def test_a_killed_worker_agent_leaves_no_processor_behind() -> None:
-    with SchedulerClusterCombo(n_workers=1, logging_level="WARNING") as combo:
-        with Client(address=combo.get_address(), timeout_seconds=10) as client:
-            future = client.submit(tasks.sleep_return, 60)
-            time.sleep(0.5)
-            agent = psutil.Process(combo.worker_pids()[0])
-            helpers = agent.children(recursive=True)
-            assert helpers, "the agent should have a processor"
-            agent.kill()
-            gone, alive = psutil.wait_procs(helpers, timeout=5)
-            assert alive == []
-            future.cancel(timeout=0)
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
+    with combo, Client(address=combo.get_address(), timeout_seconds=10) as client:
+        future = client.submit(tasks.sleep_return, 60)
+        time.sleep(0.5)
+        agent = psutil.Process(combo.worker_pids()[0])
+        helpers = agent.children(recursive=True)
+        assert helpers, "the agent should have a processor"
+        agent.kill()
+        gone, alive = psutil.wait_procs(helpers, timeout=5)
+        assert alive == []
+        future.cancel(timeout=0)
+
+
+def test_a_stopped_scheduler_tells_its_clients_at_once() -> None:
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
+    try:
+        client = Client(address=combo.get_address(), timeout_seconds=30)
+        future = client.submit(tasks.sleep_return, 60)
+        time.sleep(0.3)
+        os.kill(combo.scheduler_pid(), signal.SIGTERM)
+        start = time.monotonic()
+        with pytest.raises(DisconnectedError, match="shut down"):
+            future.result(timeout=10)
+        assert time.monotonic() - start < 5  # far sooner than timeout_seconds=30
+        client.disconnect()
+    finally:
+        combo.shutdown()
+
+
+def test_a_restarted_scheduler_fails_the_futures_it_forgot() -> None:
+    address = free_tcp_address()
+    command = [sys.executable, "-m", "scaler.cli.scheduler", address, "--logging-level=WARNING"]
+    scheduler = subprocess.Popen(command)
+    try:
+        client = Client(address=address, timeout_seconds=30, heartbeat_interval_seconds=0.2)
+        future = client.submit(tasks.noop, 1)  # no worker: it waits in the scheduler's queue
+        scheduler.kill()
+        scheduler.wait()
+        scheduler = subprocess.Popen(command)
+        with pytest.raises(DisconnectedError, match="restarted"):
+            future.result(timeout=10)
+        client.disconnect()
+    finally:
+        scheduler.kill()
+        scheduler.wait()

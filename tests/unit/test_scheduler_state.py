@@ -1,0 +1,763 @@
+"""Example tests for ``SchedulerState``: messages and ticks in, instructions out, compared with ``==``.
+
+No sockets, no sleeps, no threads. Every step goes through ``Harness``, which calls
+``SchedulerState.validate()`` after it, so a broken invariant fails the step that broke it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scaler.protocol.messages import (
+    ArgumentKind,
+    CancelConfirmType,
+    ClientDisconnect,
+    ClientDropped,
+    ClientHeartbeat,
+    ClientHeartbeatEcho,
+    ClientShutdownResponse,
+    DisconnectRequest,
+    DisconnectResponse,
+    DisconnectType,
+    Message,
+    SchedulerShutdown,
+    Task,
+    TaskArgument,
+    TaskCancel,
+    TaskCancelConfirm,
+    TaskResult,
+    TaskStatus,
+    WorkerHeartbeat,
+    WorkerHeartbeatEcho,
+)
+from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
+from scaler.scheduler.task_table import IllegalTransition, TaskEvent, TaskRecord, TaskState
+
+C1 = b"client-1"
+C2 = b"client-2"
+W1 = b"worker-1"
+W2 = b"worker-2"
+W3 = b"worker-3"
+FN = b"function-id"
+FN_BYTES = b"pickled-function"
+FN2 = b"function-id-2"
+FN2_BYTES = b"pickled-function-2"
+
+CANCELED = CancelConfirmType.CANCELED
+CANCEL_FAILED = CancelConfirmType.CANCEL_FAILED
+CANCEL_NOT_FOUND = CancelConfirmType.CANCEL_NOT_FOUND
+
+SCHEDULER_ID = b"scheduler-1"
+
+
+def args_of(task_id: bytes) -> list[TaskArgument]:
+    return [TaskArgument("", ArgumentKind.INLINE, b"arg-of-" + task_id)]
+
+
+def task(task_id: bytes, function: bytes = FN_BYTES, function_id: bytes = FN) -> Task:
+    """A task as a client sends it (attempt 0; ``function`` empty once the client sent it)."""
+    return Task(task_id, function_id, function, args_of(task_id), 0)
+
+
+def dispatched(task_id: bytes, attempt: int = 1, function: bytes = b"", function_id: bytes = FN) -> Task:
+    """A task as the scheduler sends it to a worker."""
+    return Task(task_id, function_id, function, args_of(task_id), attempt)
+
+
+def result(task_id: bytes, attempt: int = 1, payload: bytes = b"ok") -> TaskResult:
+    return TaskResult(task_id, TaskStatus.SUCCESS, payload + task_id, attempt)
+
+
+def confirm(task_id: bytes, kind: CancelConfirmType) -> TaskCancelConfirm:
+    return TaskCancelConfirm(task_id, kind)
+
+
+class Harness:
+    """Feeds one event at a time to a ``SchedulerState`` at a fake time and validates after each."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.state = SchedulerState(config, scheduler_id=SCHEDULER_ID)
+        self.now = 0.0
+
+    def handle(self, source: bytes, message: Message) -> list[Instruction]:
+        out = self.state.handle(source, message, self.now)
+        self.state.validate()
+        return out
+
+    def tick(self, now: float) -> list[Instruction]:
+        self.now = now
+        out = self.state.tick(now)
+        self.state.validate()
+        return out
+
+    def worker_disconnected(self, worker_id: bytes) -> list[Instruction]:
+        out = self.state.worker_disconnected(worker_id)
+        self.state.validate()
+        return out
+
+    def add_worker(self, worker_id: bytes) -> list[Instruction]:
+        """Register (or refresh) a worker; return what followed the heartbeat echo."""
+        out = self.handle(worker_id, WorkerHeartbeat(self.now, 0, 0.0, 0))
+        assert out[0] == Send(worker_id, WorkerHeartbeatEcho(self.now, SCHEDULER_ID))
+        return out[1:]
+
+    def stats(self) -> dict[str, int]:
+        return self.state.statistics()
+
+    def task_state(self, task_id: bytes) -> TaskState | None:
+        record = self.state.tasks.get(task_id)
+        return None if record is None else record.state
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness(SchedulerConfig(per_worker_queue_size=2, max_task_retries=1))
+    yield harness
+    harness.state.validate()
+
+
+# -- heartbeats and unknown messages -----------------------------------------------------------
+
+
+def test_worker_heartbeat_registers_and_is_echoed(h: Harness) -> None:
+    assert h.handle(W1, WorkerHeartbeat(12.5, 0, 3.0, 100)) == [Send(W1, WorkerHeartbeatEcho(12.5, SCHEDULER_ID))]
+    assert h.stats()["workers"] == 1
+    assert h.handle(W1, WorkerHeartbeat(13.0, 0, 3.0, 100)) == [Send(W1, WorkerHeartbeatEcho(13.0, SCHEDULER_ID))]
+    assert h.stats()["workers"] == 1
+
+
+def test_client_heartbeat_registers_and_is_echoed(h: Harness) -> None:
+    assert h.handle(C1, ClientHeartbeat(4.0)) == [Send(C1, ClientHeartbeatEcho(4.0, SCHEDULER_ID))]
+    assert h.stats()["clients"] == 1
+
+
+def test_message_the_scheduler_does_not_accept_is_ignored(h: Harness) -> None:
+    assert h.handle(C1, ClientHeartbeatEcho(1.0, SCHEDULER_ID)) == []
+    assert h.handle(W1, DisconnectResponse()) == []
+    assert h.stats() == {
+        "clients": 0,
+        "workers": 0,
+        "tasks": 0,
+        "queued": 0,
+        "assigned": 0,
+        "functions": 0,
+        "completed": 0,
+    }
+
+
+# -- queueing and dispatch -----------------------------------------------------------------------
+
+
+def test_task_waits_in_queue_until_a_worker_arrives(h: Harness) -> None:
+    assert h.handle(C1, task(b"t1")) == []
+    assert h.task_state(b"t1") is TaskState.QUEUED
+    assert h.stats()["queued"] == 1
+    assert h.add_worker(W1) == [Send(W1, dispatched(b"t1", function=FN_BYTES))]
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+    assert h.stats()["queued"] == 0
+    assert h.stats()["assigned"] == 1
+
+
+def test_tasks_go_to_the_least_loaded_worker() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=10))
+    h.add_worker(W1)
+    h.add_worker(W2)
+    assert h.handle(C1, task(b"t1")) == [Send(W1, dispatched(b"t1", function=FN_BYTES))]
+    assert h.handle(C1, task(b"t2", b"")) == [Send(W2, dispatched(b"t2", function=FN_BYTES))]
+    assert h.handle(C1, task(b"t3", b"")) == [Send(W1, dispatched(b"t3"))]
+    # W1 holds 2, W2 holds 1: the next one goes to W2 although W1 comes first.
+    assert h.handle(C1, task(b"t4", b"")) == [Send(W2, dispatched(b"t4"))]
+    # A fresh worker is the least loaded of all.
+    h.add_worker(W3)
+    assert h.handle(C1, task(b"t5", b"")) == [Send(W3, dispatched(b"t5", function=FN_BYTES))]
+    assert h.handle(C1, task(b"t6", b"")) == [Send(W3, dispatched(b"t6"))]
+    # A result frees a slot on W1, which becomes the least loaded.
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1"))]
+    assert h.handle(C1, task(b"t7", b"")) == [Send(W1, dispatched(b"t7"))]
+
+
+def test_queue_drains_to_a_new_worker_in_submission_order(h: Harness) -> None:
+    for i in range(3):
+        h.handle(C1, task(b"t%d" % i, FN_BYTES if i == 0 else b""))
+    assert h.add_worker(W1) == [
+        Send(W1, dispatched(b"t0", function=FN_BYTES)),
+        Send(W1, dispatched(b"t1")),
+    ]
+    assert h.stats()["queued"] == 1
+    assert h.add_worker(W2) == [Send(W2, dispatched(b"t2", function=FN_BYTES))]
+
+
+def test_per_worker_queue_limit_is_never_exceeded(h: Harness) -> None:
+    h.add_worker(W1)
+    assert h.handle(C1, task(b"t1")) == [Send(W1, dispatched(b"t1", function=FN_BYTES))]
+    assert h.handle(C1, task(b"t2", b"")) == [Send(W1, dispatched(b"t2"))]
+    assert h.handle(C1, task(b"t3", b"")) == []
+    assert h.handle(C1, task(b"t4", b"")) == []
+    assert h.stats()["queued"] == 2
+    assert h.state.workers[W1].tasks == {b"t1", b"t2"}
+    # A heartbeat does not free a slot.
+    assert h.add_worker(W1) == []
+    # A result frees one slot: the result goes out first, then exactly one queued task.
+    assert h.handle(W1, result(b"t2")) == [Send(C1, result(b"t2")), Send(W1, dispatched(b"t3"))]
+    assert h.state.workers[W1].tasks == {b"t1", b"t3"}
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1")), Send(W1, dispatched(b"t4"))]
+    assert h.handle(W1, result(b"t3")) == [Send(C1, result(b"t3"))]
+    assert h.handle(W1, result(b"t4")) == [Send(C1, result(b"t4"))]
+    assert h.stats()["tasks"] == 0
+    assert h.stats()["completed"] == 4
+
+
+def test_dispatch_can_be_deferred_to_one_call(h: Harness) -> None:
+    h.add_worker(W1)
+    assert h.state.handle(C1, task(b"t1"), 0.0, dispatch=False) == []
+    assert h.state.handle(C1, task(b"t2", b""), 0.0, dispatch=False) == []
+    h.state.validate()
+    assert h.stats()["queued"] == 2
+    assert h.state.dispatch() == [
+        Send(W1, dispatched(b"t1", function=FN_BYTES)),
+        Send(W1, dispatched(b"t2")),
+    ]
+    h.state.validate()
+
+
+def test_duplicate_submission_is_ignored(h: Harness) -> None:
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C1, task(b"t1", b"")) == []
+    assert h.stats()["tasks"] == 1
+    assert h.add_worker(W1) == [Send(W1, dispatched(b"t1", function=FN_BYTES))]
+
+
+# -- functions -----------------------------------------------------------------------------------
+
+
+def test_function_bytes_go_once_to_each_worker() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=10))
+    h.add_worker(W1)
+    assert h.handle(C1, task(b"t1")) == [Send(W1, dispatched(b"t1", function=FN_BYTES))]
+    h.add_worker(W2)
+    assert h.handle(C1, task(b"t2", b"")) == [Send(W2, dispatched(b"t2", function=FN_BYTES))]
+    assert h.handle(C1, task(b"t3", b"")) == [Send(W1, dispatched(b"t3"))]
+    assert h.handle(C1, task(b"t4", b"")) == [Send(W2, dispatched(b"t4"))]
+    # A second function is sent once too, independently of the first.
+    assert h.handle(C1, task(b"t5", FN2_BYTES, FN2)) == [
+        Send(W1, dispatched(b"t5", function=FN2_BYTES, function_id=FN2))
+    ]
+    assert h.handle(C1, task(b"t6", b"", FN2)) == [Send(W2, dispatched(b"t6", function=FN2_BYTES, function_id=FN2))]
+    assert h.handle(C1, task(b"t7", b"", FN2)) == [Send(W1, dispatched(b"t7", function_id=FN2))]
+    assert h.stats()["functions"] == 2
+
+
+def test_function_bytes_are_stored_once_for_all_clients(h: Harness) -> None:
+    h.handle(C1, task(b"t1"))
+    h.handle(C2, task(b"t2"))
+    assert h.stats()["functions"] == 1
+    assert h.state.clients[C1].functions == {FN}
+    assert h.state.clients[C2].functions == {FN}
+    # Stored without the bytes; the worker gets them once.
+    assert h.state.tasks[b"t1"].task.function == b""
+    assert h.add_worker(W1) == [
+        Send(W1, dispatched(b"t1", function=FN_BYTES)),
+        Send(W1, dispatched(b"t2")),
+    ]
+
+
+def test_client_may_name_a_function_another_client_sent(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C2, task(b"t2", b"")) == [Send(W1, dispatched(b"t2"))]
+    assert h.state.clients[C2].functions == {FN}
+    # The function lives on while C2 still uses it.
+    h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT))
+    assert h.stats()["functions"] == 1
+    h.handle(C2, ClientDisconnect(DisconnectType.DISCONNECT))
+    assert h.stats()["functions"] == 0
+
+
+def test_task_naming_an_unknown_function_is_rejected(h: Harness) -> None:
+    h.add_worker(W1)
+    reason = b"the scheduler does not know this task's function; the client must resend it"
+    assert h.handle(C1, task(b"t1", b"")) == [Send(C1, TaskResult(b"t1", TaskStatus.REJECTED, reason, 0))]
+    assert h.stats()["tasks"] == 0
+
+
+def test_freed_function_is_sent_again_to_a_worker_that_had_it(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, result(b"t1"))
+    h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT))
+    assert h.stats()["functions"] == 0
+    assert h.state.workers[W1].functions == set()
+    # A new client that names the freed function without its bytes is rejected ...
+    assert h.handle(C2, task(b"t2", b""))[0].message.status is TaskStatus.REJECTED  # type: ignore[union-attr]
+    # ... and with its bytes, they travel to the worker again.
+    assert h.handle(C2, task(b"t3")) == [Send(W1, dispatched(b"t3", function=FN_BYTES))]
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+def test_results_go_to_the_owning_client(h: Harness) -> None:
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C1, task(b"a"))
+    h.handle(C2, task(b"b"))
+    assert h.state.tasks[b"a"].worker == W1
+    assert h.state.tasks[b"b"].worker == W2
+    assert h.handle(W2, result(b"b")) == [Send(C2, result(b"b"))]
+    assert h.handle(W1, result(b"a")) == [Send(C1, result(b"a"))]
+    assert h.stats()["completed"] == 2
+
+
+def test_failed_result_is_routed_like_any_other(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    failure = TaskResult(b"t1", TaskStatus.FAILED, b"pickled-exception", 1)
+    assert h.handle(W1, failure) == [Send(C1, failure)]
+
+
+def test_result_from_a_worker_not_holding_the_task_is_dropped(h: Harness) -> None:
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C1, task(b"t1"))
+    assert h.state.tasks[b"t1"].worker == W1
+    assert h.handle(W2, result(b"t1")) == []
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1"))]
+
+
+def test_result_from_an_unknown_worker_is_dropped_and_does_not_register_it(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(W3, result(b"t1")) == []
+    assert W3 not in h.state.workers
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+
+
+def test_result_of_an_unknown_task_is_dropped(h: Harness) -> None:
+    h.add_worker(W1)
+    assert h.handle(W1, result(b"nope")) == []
+
+
+def test_result_of_a_stale_attempt_is_dropped() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=2, worker_timeout_seconds=10.0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, ClientHeartbeat(0.0))
+    # W1 falls silent and is declared dead; the task is requeued ...
+    h.now = 11.0
+    h.handle(C1, ClientHeartbeat(11.0))
+    assert h.tick(11.0) == []
+    assert h.task_state(b"t1") is TaskState.QUEUED
+    # ... then W1 comes back and gets the task again as attempt 2.
+    assert h.add_worker(W1) == [Send(W1, dispatched(b"t1", attempt=2, function=FN_BYTES))]
+    # Its late answer to attempt 1 must not resolve the task.
+    assert h.handle(W1, result(b"t1", attempt=1)) == []
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+    assert h.handle(W1, result(b"t1", attempt=2)) == [Send(C1, result(b"t1", attempt=2))]
+    assert h.handle(W1, result(b"t1", attempt=2)) == []
+
+
+def test_result_for_a_client_that_left_is_dropped(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT))
+    assert h.handle(W1, result(b"t1")) == []
+    assert h.stats()["tasks"] == 0
+
+
+# -- cancel --------------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_queued_task_confirms_at_once(h: Harness) -> None:
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C1, TaskCancel(b"t1")) == [Send(C1, confirm(b"t1", CANCELED))]
+    assert h.stats()["tasks"] == 0
+    assert h.stats()["queued"] == 0
+    # The stale queue entry is skipped: nothing is dispatched.
+    assert h.add_worker(W1) == []
+    # A second cancel finds nothing.
+    assert h.handle(C1, TaskCancel(b"t1")) == [Send(C1, confirm(b"t1", CANCEL_NOT_FOUND))]
+
+
+def test_cancel_of_a_queued_task_behind_a_full_worker(h: Harness) -> None:
+    h.add_worker(W1)
+    for i in range(4):
+        h.handle(C1, task(b"t%d" % i, FN_BYTES if i == 0 else b""))
+    assert h.handle(C1, TaskCancel(b"t2")) == [Send(C1, confirm(b"t2", CANCELED))]
+    # The freed slot goes to t3, not the cancelled t2.
+    assert h.handle(W1, result(b"t0")) == [Send(C1, result(b"t0")), Send(W1, dispatched(b"t3"))]
+
+
+@pytest.mark.parametrize("worker_answer", [CANCELED, CANCEL_NOT_FOUND])
+def test_cancel_of_an_assigned_task_goes_through_its_worker(h: Harness, worker_answer: CancelConfirmType) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2", b""))
+    h.handle(C1, task(b"t3", b""))
+    assert h.handle(C1, TaskCancel(b"t1")) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.task_state(b"t1") is TaskState.CANCELING
+    # A repeated cancel while one is in flight sends nothing more.
+    assert h.handle(C1, TaskCancel(b"t1")) == []
+    # The task still holds its slot until the worker answers; then t3 takes it.
+    assert h.state.workers[W1].tasks == {b"t1", b"t2"}
+    assert h.handle(W1, confirm(b"t1", worker_answer)) == [
+        Send(C1, confirm(b"t1", CANCELED)),
+        Send(W1, dispatched(b"t3")),
+    ]
+    assert h.task_state(b"t1") is None
+    # A duplicate answer is dropped.
+    assert h.handle(W1, confirm(b"t1", worker_answer)) == []
+
+
+def test_cancel_failed_is_passed_on_and_the_task_stays_assigned(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    assert h.handle(W1, confirm(b"t1", CANCEL_FAILED)) == [Send(C1, confirm(b"t1", CANCEL_FAILED))]
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+    assert h.state.tasks[b"t1"].worker == W1
+    # The task completes normally ...
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1"))]
+
+
+def test_cancel_may_be_asked_again_after_cancel_failed(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    h.handle(W1, confirm(b"t1", CANCEL_FAILED))
+    assert h.handle(C1, TaskCancel(b"t1")) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.handle(W1, confirm(b"t1", CANCELED)) == [Send(C1, confirm(b"t1", CANCELED))]
+
+
+def test_cancel_of_an_unknown_task_is_not_found(h: Harness) -> None:
+    assert h.handle(C1, TaskCancel(b"nope")) == [Send(C1, confirm(b"nope", CANCEL_NOT_FOUND))]
+    assert h.stats()["clients"] == 1
+
+
+def test_cancel_of_a_finished_task_is_not_found(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, result(b"t1"))
+    assert h.handle(C1, TaskCancel(b"t1")) == [Send(C1, confirm(b"t1", CANCEL_NOT_FOUND))]
+
+
+@pytest.mark.parametrize("assigned", [False, True])
+def test_cancel_of_another_clients_task_is_not_found_and_harmless(h: Harness, assigned: bool) -> None:
+    if assigned:
+        h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    before = h.task_state(b"t1")
+    assert h.handle(C2, TaskCancel(b"t1")) == [Send(C2, confirm(b"t1", CANCEL_NOT_FOUND))]
+    assert h.task_state(b"t1") is before
+    assert b"t1" in h.state.clients[C1].tasks
+
+
+def test_result_arriving_while_canceling_is_forwarded(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1"))]
+    assert h.task_state(b"t1") is None
+    # The worker's late answer to the cancel is dropped: the result settled the task.
+    assert h.handle(W1, confirm(b"t1", CANCEL_NOT_FOUND)) == []
+
+
+def test_cancel_confirm_from_a_worker_not_holding_the_task_is_dropped(h: Harness) -> None:
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    assert h.handle(W2, confirm(b"t1", CANCELED)) == []
+    assert h.task_state(b"t1") is TaskState.CANCELING
+
+
+def test_cancel_confirm_for_a_task_not_being_cancelled_is_dropped(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(W1, confirm(b"t1", CANCELED)) == []
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+
+
+def test_worker_death_while_canceling_confirms_the_cancel(h: Harness) -> None:
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    assert h.worker_disconnected(W1) == [Send(C1, confirm(b"t1", CANCELED))]
+    assert h.stats()["tasks"] == 0
+
+
+def test_graceful_leave_while_canceling_confirms_the_cancel(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, TaskCancel(b"t1"))
+    assert h.handle(W1, DisconnectRequest()) == [Send(C1, confirm(b"t1", CANCELED)), Send(W1, DisconnectResponse())]
+
+
+# -- clients leaving ------------------------------------------------------------------------------
+
+
+def test_client_disconnect_cancels_its_tasks_and_frees_its_functions(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"a1"))
+    h.handle(C1, task(b"a2", b""))
+    h.handle(C1, task(b"a3", b""))  # queued behind the full worker
+    h.handle(C2, task(b"b1", FN2_BYTES, FN2))  # queued
+    h.handle(C1, TaskCancel(b"a2"))  # already canceling
+    assert h.stats()["functions"] == 2
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"a1"))]
+    assert C1 not in h.state.clients
+    assert h.task_state(b"a3") is None
+    assert h.task_state(b"a1") is TaskState.CANCELING
+    assert h.task_state(b"a2") is TaskState.CANCELING
+    assert h.stats()["functions"] == 1
+    assert h.state.workers[W1].functions == set()
+    # The worker's answers go nowhere, but free the slots for C2's task.
+    assert h.handle(W1, confirm(b"a1", CANCELED)) == [Send(W1, dispatched(b"b1", function=FN2_BYTES, function_id=FN2))]
+    assert h.handle(W1, result(b"a2")) == []
+    assert h.stats()["tasks"] == 1
+
+
+def test_client_disconnect_of_an_unknown_client_is_harmless(h: Harness) -> None:
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == []
+    assert h.stats()["clients"] == 0
+
+
+def test_client_times_out() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=1, client_timeout_seconds=10.0, worker_timeout_seconds=100.0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2", b""))
+    h.now = 6.0
+    h.handle(C2, ClientHeartbeat(6.0))
+    # Exactly at the timeout the client is still alive.
+    assert h.tick(10.0) == []
+    assert h.stats()["clients"] == 2
+    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1"))]
+    assert set(h.state.clients) == {C2}
+    assert h.task_state(b"t2") is None
+    assert h.stats()["functions"] == 0
+    assert h.tick(16.5) == []
+    assert set(h.state.clients) == set()
+
+
+def test_client_heartbeat_keeps_it_alive() -> None:
+    h = Harness(SchedulerConfig(client_timeout_seconds=10.0))
+    h.handle(C1, task(b"t1"))
+    for now in (8.0, 16.0, 24.0):
+        h.now = now
+        h.handle(C1, ClientHeartbeat(now))
+        assert h.tick(now + 9.0) == []
+    assert h.stats()["tasks"] == 1
+
+
+# -- workers leaving ------------------------------------------------------------------------------
+
+
+def test_worker_times_out_and_its_tasks_are_requeued() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=2, worker_timeout_seconds=10.0, client_timeout_seconds=100))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2", b""))
+    h.now = 5.0
+    h.add_worker(W2)
+    assert h.tick(10.0) == []
+    # W1 is past its timeout; W2 is not. W2 gets both tasks, attempt 2, function bytes once.
+    out = h.tick(10.5)
+    assert len(out) == 2
+    first, second = out
+    assert isinstance(first, Send)
+    assert isinstance(second, Send)
+    # The requeue order of one worker's tasks is not specified; the function travels with the first.
+    assert first == Send(W2, dispatched(first.message.task_id, attempt=2, function=FN_BYTES))  # type: ignore[attr-defined]
+    assert second == Send(W2, dispatched(second.message.task_id, attempt=2))  # type: ignore[attr-defined]
+    assert {first.message.task_id, second.message.task_id} == {b"t1", b"t2"}  # type: ignore[attr-defined]
+    assert set(h.state.workers) == {W2}
+    assert {record.deaths for record in h.state.tasks.values()} == {1}
+
+
+def test_requeued_tasks_go_before_newer_ones() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=1))
+    h.add_worker(W1)
+    h.handle(C1, task(b"old"))
+    h.handle(C1, task(b"new", b""))
+    assert h.worker_disconnected(W1) == []
+    assert h.add_worker(W2) == [Send(W2, dispatched(b"old", attempt=2, function=FN_BYTES))]
+
+
+def test_worker_disconnected_of_an_unknown_worker_is_harmless(h: Harness) -> None:
+    assert h.worker_disconnected(W1) == []
+
+
+def test_task_fails_with_worker_died_past_the_retry_limit(h: Harness) -> None:
+    # max_task_retries=1: the first death requeues, the second fails the task.
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.add_worker(W2)
+    assert h.worker_disconnected(W1) == [Send(W2, dispatched(b"t1", attempt=2, function=FN_BYTES))]
+    assert h.state.tasks[b"t1"].deaths == 1
+    text = f"task {b't1'.hex()}: a worker died while holding it 2 times (2 attempts); giving up".encode()
+    assert h.worker_disconnected(W2) == [Send(C1, TaskResult(b"t1", TaskStatus.WORKER_DIED, text, 2))]
+    assert h.stats()["tasks"] == 0
+
+
+def test_task_of_a_timed_out_worker_fails_past_the_retry_limit() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=0, worker_timeout_seconds=5.0, client_timeout_seconds=100))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    text = f"task {b't1'.hex()}: a worker died while holding it 1 times (1 attempts); giving up".encode()
+    assert h.tick(5.5) == [Send(C1, TaskResult(b"t1", TaskStatus.WORKER_DIED, text, 1))]
+
+
+def test_graceful_leave_requeues_without_using_a_retry() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(W1, DisconnectRequest()) == [Send(W1, DisconnectResponse())]
+    assert W1 not in h.state.workers
+    assert h.task_state(b"t1") is TaskState.QUEUED
+    assert h.state.tasks[b"t1"].deaths == 0
+    assert h.add_worker(W2) == [Send(W2, dispatched(b"t1", attempt=2, function=FN_BYTES))]
+    # Leaving again on purpose still uses no retry.
+    assert h.handle(W2, DisconnectRequest()) == [Send(W2, DisconnectResponse())]
+    assert h.add_worker(W3) == [Send(W3, dispatched(b"t1", attempt=3, function=FN_BYTES))]
+    assert h.handle(W3, result(b"t1", attempt=3)) == [Send(C1, result(b"t1", attempt=3))]
+
+
+def test_disconnect_request_from_an_unknown_worker_is_answered(h: Harness) -> None:
+    assert h.handle(W1, DisconnectRequest()) == [Send(W1, DisconnectResponse())]
+    assert h.stats()["workers"] == 0
+
+
+def test_worker_heartbeat_keeps_it_alive() -> None:
+    h = Harness(SchedulerConfig(worker_timeout_seconds=10.0, client_timeout_seconds=1000.0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    for now in (9.0, 18.0, 27.0):
+        h.now = now
+        h.add_worker(W1)
+        assert h.tick(now + 10.0) == []
+    assert h.state.tasks[b"t1"].worker == W1
+
+
+def test_result_counts_as_worker_contact() -> None:
+    h = Harness(SchedulerConfig(worker_timeout_seconds=10.0, client_timeout_seconds=1000.0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2", b""))
+    h.now = 9.0
+    h.handle(W1, result(b"t1"))
+    assert h.tick(15.0) == []
+    assert W1 in h.state.workers
+
+
+# -- shutdown -------------------------------------------------------------------------------------
+
+
+def test_protected_scheduler_refuses_shutdown(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    out = h.handle(C1, ClientDisconnect(DisconnectType.SHUTDOWN))
+    assert len(out) == 1
+    assert isinstance(out[0], Send)
+    reason = out[0].message.reason  # type: ignore[attr-defined]
+    assert out == [Send(C1, ClientShutdownResponse(False, reason))]
+    assert "protected" in reason
+    # Nothing else changed: the client stays, its task keeps running.
+    assert C1 in h.state.clients
+    assert h.task_state(b"t1") is TaskState.ASSIGNED
+
+
+def test_unprotected_scheduler_shuts_down_on_request() -> None:
+    h = Harness(SchedulerConfig(protected=False))
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C2, ClientHeartbeat(0.0))
+    h.handle(C1, task(b"t1"))
+    reason = "a client asked the scheduler to shut down"
+    assert h.handle(C1, ClientDisconnect(DisconnectType.SHUTDOWN)) == [
+        Send(C1, ClientShutdownResponse(True, "")),
+        Send(W1, TaskCancel(b"t1")),
+        Send(W1, SchedulerShutdown(reason)),
+        Send(W2, SchedulerShutdown(reason)),
+        Send(C2, SchedulerShutdown(reason)),
+        Stop(reason),
+    ]
+
+
+# -- the transition table ----------------------------------------------------------------------------
+
+LEGAL = {
+    (TaskState.QUEUED, TaskEvent.ASSIGN): TaskState.ASSIGNED,
+    (TaskState.ASSIGNED, TaskEvent.CANCEL): TaskState.CANCELING,
+    (TaskState.ASSIGNED, TaskEvent.REQUEUE): TaskState.QUEUED,
+    (TaskState.CANCELING, TaskEvent.CANCEL_FAILED): TaskState.ASSIGNED,
+}
+ILLEGAL = [(state, event) for state in TaskState for event in TaskEvent if (state, event) not in LEGAL]
+
+
+@pytest.mark.parametrize(("start", "event"), list(LEGAL))
+def test_legal_transitions(start: TaskState, event: TaskEvent) -> None:
+    record = TaskRecord(task=task(b"t1"), client=C1, state=start)
+    record.move(event)
+    assert record.state is LEGAL[(start, event)]
+
+
+@pytest.mark.parametrize(("start", "event"), ILLEGAL)
+def test_illegal_transition_raises_and_changes_nothing(start: TaskState, event: TaskEvent) -> None:
+    record = TaskRecord(task=task(b"t1"), client=C1, state=start, worker=W1, attempt=2, deaths=1)
+    before = TaskRecord(task=task(b"t1"), client=C1, state=start, worker=W1, attempt=2, deaths=1)
+    with pytest.raises(IllegalTransition, match=f"cannot {event.value} while {start.value}"):
+        record.move(event)
+    assert record == before
+
+
+def test_illegal_transition_inside_the_scheduler_leaves_its_state_unchanged(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2", b""))
+    h.handle(C1, task(b"t3", b""))
+    record = h.state.tasks[b"t1"]
+    stats = h.stats()
+    with pytest.raises(IllegalTransition):
+        record.move(TaskEvent.ASSIGN)
+    with pytest.raises(IllegalTransition):
+        h.state.tasks[b"t3"].move(TaskEvent.CANCEL)
+    assert record.state is TaskState.ASSIGNED
+    assert h.task_state(b"t3") is TaskState.QUEUED
+    assert h.stats() == stats
+    h.state.validate()
+
+
+# -- departed clients ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("worker_leaves", ["dies", "disconnect_request"])
+def test_orphaned_task_is_dropped_not_requeued_when_its_worker_leaves(worker_leaves: str) -> None:
+    h = Harness()
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.stats()["functions"] == 0
+    # The worker refuses the cancel; there is no client left to tell.
+    assert h.handle(W1, confirm(b"t1", CANCEL_FAILED)) == []
+    h.add_worker(W2)
+    out = h.worker_disconnected(W1) if worker_leaves == "dies" else h.handle(W1, DisconnectRequest())[:-1]
+    # No one waits for this task any more: it must be dropped, not run again on W2.
+    assert out == []
+    assert h.stats()["tasks"] == 0
+
+
+def test_client_that_timed_out_and_returns_keeps_the_state_valid() -> None:
+    h = Harness(SchedulerConfig(client_timeout_seconds=10.0, worker_timeout_seconds=100.0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1"))]
+    h.now = 11.0
+    reason = "the scheduler heard nothing from this client for 10s; its tasks were cancelled"
+    # It is told it was dropped, and is not silently re-registered (validate() runs after each step).
+    assert h.handle(C1, ClientHeartbeat(11.0)) == [Send(C1, ClientDropped(reason))]
+    assert h.handle(C1, task(b"t2")) == [Send(C1, ClientDropped(reason))]
+    assert h.stats()["clients"] == 0
