@@ -113,6 +113,8 @@ class Client:
         self._agent.start()
         if not self._agent.connected.wait(timeout_seconds) or self._agent.error is not None:
             self._close(stop_combo=True)
+            if self._agent.error is not None:
+                raise DisconnectedError(f"cannot use the scheduler at {self.address}: {self._agent.error}")
             raise DisconnectedError(
                 f"no scaler scheduler answered at {self.address} within {timeout_seconds:g}s; "
                 f"start one with `scaler_scheduler {self.address}`, or use Client() for a local cluster"

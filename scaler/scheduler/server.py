@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 import zmq
 
-from scaler.errors import ProtocolError
+from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, bind_router
 from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import Message
@@ -87,6 +87,11 @@ class SchedulerServer:
             source, frame = parts
             try:
                 messages = decode(frame)
+            except ProtocolVersionError as error:
+                self._bad_frames.warning("scheduler dropped a frame from %r: %s", source[:64], error)
+                # An empty batch in our version: the peer's decoder then names both versions to its user.
+                outgoing.setdefault(source, [])
+                continue
             except ProtocolError as error:
                 self._bad_frames.warning("scheduler dropped a bad frame from %r: %s", source[:64], error)
                 continue

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import zmq
 
-from scaler.errors import ProtocolError
+from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer, make_identity
 from scaler.protocol.codec import decode, encode_frames, encode_one
 from scaler.protocol.messages import (
@@ -253,6 +253,9 @@ class WorkerAgent:
                 break
             try:
                 messages = decode(frame)
+            except ProtocolVersionError as error:
+                logger.error("worker cannot talk to the scheduler at %s: %s", self.address, error)
+                return [ExitWorker(str(error))]
             except ProtocolError as error:
                 self._bad_frames.warning("worker dropped a bad frame from the scheduler: %s", error)
                 continue

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import msgpack
+import pytest
 import zmq
 
-from scaler import Client, SchedulerClusterCombo
+from scaler import Client, DisconnectedError, SchedulerClusterCombo
+from scaler.protocol import codec
 from scaler.protocol.codec import encode_one
 from scaler.protocol.messages import ClientHeartbeat
 from scaler.protocol.version import PROTOCOL_VERSION
@@ -43,3 +45,13 @@ def test_garbage_frames_are_dropped_and_everyone_else_is_served(combo: Scheduler
     assert [future.result(timeout=30) for future in running] == [0, 1, 2, 3]
     with Client(address=combo.get_address(), timeout_seconds=10) as fresh:
         assert fresh.submit(round, 3.14).result(timeout=5) == 3
+
+
+def test_a_client_of_another_protocol_version_gets_an_error_naming_both(
+    combo: SchedulerClusterCombo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(codec, "PROTOCOL_VERSION", PROTOCOL_VERSION + 98)
+    with pytest.raises(DisconnectedError) as caught:
+        Client(address=combo.get_address(), timeout_seconds=5)
+    assert f"version {PROTOCOL_VERSION}" in str(caught.value)
+    assert f"version {PROTOCOL_VERSION + 98}" in str(caught.value)
