@@ -55,7 +55,8 @@ class ClientAgent(threading.Thread):
         self.manager = manager
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.timeout_seconds = timeout_seconds
-        self.connected = threading.Event()  # the scheduler has answered at least once
+        self.connected = threading.Event()  # the scheduler has answered, or is known to be lost
+        self.heard_anything = False  # some frame, even an undecodable one, came from the address
         self.error: DisconnectedError | None = None  # set once the scheduler is lost
         self._on_shutdown_response = on_shutdown_response
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -141,6 +142,7 @@ class ClientAgent(threading.Thread):
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            self.heard_anything = True
             try:
                 messages = decode(frame)
             except ProtocolError as error:

@@ -113,7 +113,7 @@ class Client:
         self._agent.start()
         if not self._agent.connected.wait(timeout_seconds) or self._agent.error is not None:
             self._close(stop_combo=True)
-            if self._agent.error is not None:
+            if self._agent.heard_anything and self._agent.error is not None:
                 raise DisconnectedError(f"cannot use the scheduler at {self.address}: {self._agent.error}")
             raise DisconnectedError(
                 f"no scaler scheduler answered at {self.address} within {timeout_seconds:g}s; "
