@@ -10,7 +10,7 @@ processors ever unpickle them, never the scheduler.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 
@@ -44,6 +44,22 @@ class ArgumentKind(enum.IntEnum):
     """How a task argument travels."""
 
     INLINE = 0  # serialized bytes inside the Task message
+    OBJECT = 1  # ``data`` is an object id: a client object, or the result of a graph node (id = its task id)
+
+
+class ObjectInstructionType(enum.IntEnum):
+    """What an ``ObjectInstruction`` does."""
+
+    CREATE = 0  # store these objects (client -> scheduler)
+    DELETE = 1  # drop these objects (client -> scheduler, scheduler -> worker, agent -> processor)
+    CLEAR = 2  # drop every object this client holds (client -> scheduler)
+
+
+class LogStream(enum.IntEnum):
+    """Which stream a ``TaskLog`` line came from."""
+
+    STDOUT = 1
+    STDERR = 2
 
 
 class Message:
@@ -69,8 +85,21 @@ class TaskArgument(Record):
 
 
 @dataclass(slots=True)
+class ObjectContent(Record):
+    """An object's bytes, attached to a ``Task`` for a receiver that does not hold it yet."""
+
+    object_id: bytes
+    data: bytes
+
+
+@dataclass(slots=True)
 class Task(Message):
-    """Run ``function_id(*args, **kwargs)``; ``function`` carries the pickled function the first time."""
+    """Run ``function_id(*args, **kwargs)``; ``function`` carries the pickled function the first time.
+
+    ``objects`` is empty from clients: the scheduler (to a worker) and the agent (to a processor)
+    attach the bytes of OBJECT arguments the receiver does not hold yet; receivers cache them
+    until an ``ObjectInstruction(DELETE)``. ``timeout_seconds`` 0 means the worker's default.
+    """
 
     TYPE: ClassVar[int] = 1
     task_id: bytes
@@ -78,6 +107,12 @@ class Task(Message):
     function: bytes
     args: list[TaskArgument]
     attempt: int
+    priority: int = 0  # higher runs first among queued tasks
+    capabilities: dict[str, int] = field(default_factory=dict)  # only workers having every key may run it
+    timeout_seconds: float = 0.0
+    profiling: bool = False
+    stream_output: bool = False
+    objects: list[ObjectContent] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -89,6 +124,12 @@ class TaskResult(Message):
     status: TaskStatus
     payload: bytes
     attempt: int
+    # Set by the scheduler for a big result it keeps: ``payload`` is then empty and the client
+    # fetches the object (ObjectRequest) when asked for the value, then deletes it.
+    result_object_id: bytes = b""
+    duration_seconds: float = 0.0  # profiling, measured in the processor; zeros when not asked
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -134,6 +175,7 @@ class WorkerHeartbeat(Message):
     queued_tasks: int
     cpu_percent: float
     rss_bytes: int
+    capabilities: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -192,6 +234,101 @@ class ClientDropped(Message):
     reason: str
 
 
+@dataclass(slots=True)
+class GraphNode(Record):
+    """One node of a graph: a task whose OBJECT arguments may name other nodes' task ids."""
+
+    task_id: bytes
+    function_id: bytes
+    function: bytes
+    args: list[TaskArgument]
+    dependencies: list[bytes]  # task ids of the nodes whose results it needs
+
+
+@dataclass(slots=True)
+class GraphTask(Message):
+    """A whole task graph, sent once; the scheduler runs each node when its dependencies are done.
+
+    Only ``targets`` report back to the client (a ``TaskResult`` or a ``TaskCancelConfirm`` each);
+    other nodes' results stay on the scheduler as objects until their dependents are done. A
+    failed node fails every target that depends on it with the same error. Cancelling any
+    target cancels the whole graph.
+    """
+
+    TYPE: ClassVar[int] = 15
+    graph_id: bytes
+    nodes: list[GraphNode]
+    targets: list[bytes]
+    profiling: bool = False
+    stream_output: bool = False
+
+
+@dataclass(slots=True)
+class TaskLog(Message):
+    """Text a task wrote to stdout or stderr (processor -> agent -> scheduler -> client)."""
+
+    TYPE: ClassVar[int] = 16
+    task_id: bytes
+    stream: LogStream
+    text: str
+
+
+@dataclass(slots=True)
+class ObjectInstruction(Message):
+    """Create, delete or clear objects; ``payloads`` pairs with ``object_ids`` for CREATE only."""
+
+    TYPE: ClassVar[int] = 17
+    kind: ObjectInstructionType
+    object_ids: list[bytes]
+    payloads: list[bytes]
+
+
+@dataclass(slots=True)
+class ObjectRequest(Message):
+    """A client asks for objects' bytes (a delayed result, or an object it sent)."""
+
+    TYPE: ClassVar[int] = 18
+    object_ids: list[bytes]
+
+
+@dataclass(slots=True)
+class ObjectResponse(Message):
+    """The answer to an ``ObjectRequest``; ``found[i]`` is False (and ``payloads[i]`` empty) if unknown."""
+
+    TYPE: ClassVar[int] = 19
+    object_ids: list[bytes]
+    payloads: list[bytes]
+    found: list[bool]
+
+
+@dataclass(slots=True)
+class BalanceRequest(Message):
+    """The scheduler asks a worker to hand back these queued tasks, for idler workers."""
+
+    TYPE: ClassVar[int] = 20
+    task_ids: list[bytes]
+
+
+@dataclass(slots=True)
+class BalanceResponse(Message):
+    """The tasks a worker handed back: those still queued there (never a running one)."""
+
+    TYPE: ClassVar[int] = 21
+    task_ids: list[bytes]
+
+
+@dataclass(slots=True)
+class ProcessorBlocked(Message):
+    """Processor -> agent: the running task waits on other tasks (True) or goes on (False).
+
+    While it waits, the agent runs the worker's next tasks on another processor, so a parent
+    blocking on its children never holds the worker's only slot.
+    """
+
+    TYPE: ClassVar[int] = 22
+    blocked: bool
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Task,
     TaskResult,
@@ -207,4 +344,12 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     DisconnectResponse,
     SchedulerShutdown,
     ClientDropped,
+    GraphTask,
+    TaskLog,
+    ObjectInstruction,
+    ObjectRequest,
+    ObjectResponse,
+    BalanceRequest,
+    BalanceResponse,
+    ProcessorBlocked,
 )

@@ -21,6 +21,8 @@ from scaler.protocol.codec import decode, encode, encode_one
 from scaler.protocol.messages import (
     ALL_MESSAGES,
     ArgumentKind,
+    BalanceRequest,
+    BalanceResponse,
     CancelConfirmType,
     ClientDisconnect,
     ClientDropped,
@@ -30,13 +32,23 @@ from scaler.protocol.messages import (
     DisconnectRequest,
     DisconnectResponse,
     DisconnectType,
+    GraphNode,
+    GraphTask,
+    LogStream,
     Message,
+    ObjectContent,
+    ObjectInstruction,
+    ObjectInstructionType,
+    ObjectRequest,
+    ObjectResponse,
+    ProcessorBlocked,
     Record,
     SchedulerShutdown,
     Task,
     TaskArgument,
     TaskCancel,
     TaskCancelConfirm,
+    TaskLog,
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
@@ -51,15 +63,21 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         b"task-1",
         b"fn-hash",
         b"\x80\x05pickled-function",
-        [TaskArgument("", ArgumentKind.INLINE, b"\x00\x01"), TaskArgument("key", ArgumentKind.INLINE, b"")],
+        [TaskArgument("", ArgumentKind.INLINE, b"\x00\x01"), TaskArgument("key", ArgumentKind.OBJECT, b"o1")],
         3,
+        -2,
+        {"gpu": 1},
+        1.5,
+        True,
+        True,
+        [ObjectContent(b"o1", b"payload")],
     ),
-    TaskResult: lambda: TaskResult(b"task-1", TaskStatus.FAILED, b"\xff" * 10, 2),
+    TaskResult: lambda: TaskResult(b"task-1", TaskStatus.FAILED, b"\xff" * 10, 2, b"obj", 0.5, 0.25, 2**33),
     TaskCancel: lambda: TaskCancel(b"task-1"),
     TaskCancelConfirm: lambda: TaskCancelConfirm(b"task-1", CancelConfirmType.CANCEL_NOT_FOUND),
     ClientHeartbeat: lambda: ClientHeartbeat(1700000000.25),
     ClientHeartbeatEcho: lambda: ClientHeartbeatEcho(-0.5, b"scheduler-1"),
-    WorkerHeartbeat: lambda: WorkerHeartbeat(12.5, 7, 99.9, 2**40),
+    WorkerHeartbeat: lambda: WorkerHeartbeat(12.5, 7, 99.9, 2**40, {"gpu": 1, "big-memory": -1}),
     WorkerHeartbeatEcho: lambda: WorkerHeartbeatEcho(0.0, b""),
     ClientDisconnect: lambda: ClientDisconnect(DisconnectType.SHUTDOWN),
     ClientShutdownResponse: lambda: ClientShutdownResponse(False, "protected mode \u2014 refuse"),
@@ -67,6 +85,23 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
     DisconnectResponse: lambda: DisconnectResponse(),
     SchedulerShutdown: lambda: SchedulerShutdown("bye"),
     ClientDropped: lambda: ClientDropped("timed out"),
+    GraphTask: lambda: GraphTask(
+        b"graph-1",
+        [
+            GraphNode(b"n1", b"fn", b"", [TaskArgument("", ArgumentKind.INLINE, b"1")], []),
+            GraphNode(b"n2", b"fn", b"f", [TaskArgument("", ArgumentKind.OBJECT, b"n1")], [b"n1"]),
+        ],
+        [b"n2"],
+        True,
+        False,
+    ),
+    TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n"),
+    ObjectInstruction: lambda: ObjectInstruction(ObjectInstructionType.CREATE, [b"o1", b"o2"], [b"x", b""]),
+    ObjectRequest: lambda: ObjectRequest([b"o1"]),
+    ObjectResponse: lambda: ObjectResponse([b"o1", b"o2"], [b"x", b""], [True, False]),
+    BalanceRequest: lambda: BalanceRequest([b"t1", b"t2"]),
+    BalanceResponse: lambda: BalanceResponse([]),
+    ProcessorBlocked: lambda: ProcessorBlocked(True),
 }
 
 MESSAGE_IDS = [kind.__name__ for kind in ALL_MESSAGES]
@@ -329,7 +364,11 @@ def _wrong_values(annotation: Any) -> list[Any]:
     """Values of the wrong type (or out of range) for a field of this annotation."""
     origin = typing.get_origin(annotation)
     if origin is list:
-        return [b"", "", None, {}, 0, [None], [b"x"]]
+        (inner,) = typing.get_args(annotation)
+        wrong_item = b"x" if inner is not bytes else "x"
+        return [b"", "", None, {}, 0, [None], [wrong_item]]
+    if origin is dict:
+        return [[], b"", None, 0, {b"key": 1}, {"key": "one"}, {"key": None}]
     if annotation is bytes:
         return ["text", None, 0, [], False]
     if annotation is str:
@@ -609,6 +648,38 @@ enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
 enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
 enum ArgumentKind(INLINE=0)
 record TaskArgument(name: str, kind: ArgumentKind, data: bytes)""",
+    2: """\
+1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent])
+2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int)
+3 TaskCancel(task_id: bytes)
+4 TaskCancelConfirm(task_id: bytes, confirm: CancelConfirmType)
+5 ClientHeartbeat(timestamp: float)
+6 ClientHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+7 WorkerHeartbeat(timestamp: float, queued_tasks: int, cpu_percent: float, rss_bytes: int, capabilities: dict[str, int])
+8 WorkerHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+9 ClientDisconnect(kind: DisconnectType)
+10 ClientShutdownResponse(accepted: bool, reason: str)
+11 DisconnectRequest()
+12 DisconnectResponse()
+13 SchedulerShutdown(reason: str)
+14 ClientDropped(reason: str)
+15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str)
+17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
+18 ObjectRequest(object_ids: list[bytes])
+19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
+20 BalanceRequest(task_ids: list[bytes])
+21 BalanceResponse(task_ids: list[bytes])
+22 ProcessorBlocked(blocked: bool)
+enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5)
+enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
+enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
+enum ArgumentKind(INLINE=0, OBJECT=1)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2)
+enum LogStream(STDOUT=1, STDERR=2)
+record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
+record ObjectContent(object_id: bytes, data: bytes)
+record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes])""",
 }
 
 
