@@ -1,0 +1,63 @@
+"""What code running inside a processor may know and tell about its processor.
+
+The processor installs its pipe to the agent here before running tasks. A ``Client`` created
+inside a task reads ``scheduler_address()`` to reach the worker's own scheduler, and a future
+that is about to block reports it through ``blocked()``: while the task waits on other tasks,
+the agent runs the worker's next tasks on another processor, so nested tasks cannot deadlock.
+Outside a processor, every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+from scaler.protocol.codec import encode_one
+from scaler.protocol.messages import Message, ProcessorBlocked
+
+SCHEDULER_ADDRESS_VARIABLE = "SCALER_SCHEDULER_ADDRESS"
+
+_connection: Connection | None = None
+_send_lock = threading.Lock()  # results, logs and block notices may come from several threads
+
+
+def install(connection: Connection, scheduler_address: str) -> None:
+    """Called once by the processor at start-up."""
+    global _connection
+    _connection = connection
+    os.environ[SCHEDULER_ADDRESS_VARIABLE] = scheduler_address
+
+
+def in_processor() -> bool:
+    """True inside a worker's processor."""
+    return _connection is not None
+
+
+def scheduler_address() -> str | None:
+    """The address of the scheduler this processor's worker serves, or None outside a worker."""
+    return os.environ.get(SCHEDULER_ADDRESS_VARIABLE) if _connection is not None else None
+
+
+def send_to_agent(message: Message) -> None:
+    """Send one message to the agent (thread-safe)."""
+    if _connection is None:
+        return
+    frame = encode_one(message)
+    with _send_lock:
+        _connection.send_bytes(frame)
+
+
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """Wrap a wait on other tasks' results, so the worker can run them meanwhile."""
+    if _connection is None:
+        yield
+        return
+    send_to_agent(ProcessorBlocked(True))
+    try:
+        yield
+    finally:
+        send_to_agent(ProcessorBlocked(False))
