@@ -1,17 +1,18 @@
 """The scheduler's pure core: messages and clock ticks in, instructions out.
 
-``SchedulerState`` owns every piece of scheduler bookkeeping (tasks, workers, clients and the
-functions they share) and touches no socket and no clock: each handler takes ``now`` and
+``SchedulerState`` owns every piece of scheduler bookkeeping (tasks, graphs, workers, clients,
+functions and objects) and touches no socket and no clock: each handler takes ``now`` and
 returns the ``Send``/``Stop`` instructions that the I/O shell in ``server.py`` carries out.
 
 Data flow of one task::
 
-    client --Task--> on_task --queue--> _dispatch --Send(worker, Task)--> worker
-    worker --TaskResult--> on_task_result --Send(client, TaskResult)--> client
+    client --Task--> on_task --TaskQueue--> _dispatch --Send(worker, Task + missing objects)--> worker
+    worker --TaskResult--> on_task_result --Send(client, TaskResult, or a reference to a kept object)--> client
 
 Functions arrive once per client (``Task.function`` is filled only the first time) and are
-forwarded once per worker. Results are accepted only from the worker holding the task's
-current attempt, so a late answer from a worker declared dead can never resolve a task twice.
+forwarded once per worker; objects likewise. Results are accepted only from the worker holding
+the task's current attempt, so a late answer from a worker declared dead never counts twice.
+Graph nodes wait until the nodes they need are done; their results stay here as objects.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from __future__ import annotations
 import heapq
 import logging
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.protocol.messages import (
+    ArgumentKind,
+    BalanceRequest,
+    BalanceResponse,
     CancelConfirmType,
     ClientDisconnect,
     ClientDropped,
@@ -34,17 +38,28 @@ from scaler.protocol.messages import (
     DisconnectRequest,
     DisconnectResponse,
     DisconnectType,
+    GraphTask,
     Message,
+    ObjectContent,
+    ObjectInstruction,
+    ObjectInstructionType,
+    ObjectRequest,
+    ObjectResponse,
     SchedulerShutdown,
     Task,
     TaskCancel,
     TaskCancelConfirm,
+    TaskLog,
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
 )
-from scaler.scheduler.task_table import TaskEvent, TaskRecord, TaskState
+from scaler.scheduler.balancer import plan_balance
+from scaler.scheduler.graph_table import GraphRecord, graph_problem
+from scaler.scheduler.object_store import ObjectStore
+from scaler.scheduler.task_queue import TaskQueue
+from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +80,8 @@ class SchedulerConfig:
     worker_timeout_seconds: float = 60.0
     max_task_retries: int = 3
     protected: bool = True
+    inline_result_bytes: int = 2**62  # bigger results stay here until fetched; 64 KiB once clients fetch
+    unschedulable_grace_seconds: float = 60.0  # how long a task may wait for a worker with its capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +113,21 @@ class ClientRecord:
 
 @dataclass(slots=True)
 class WorkerRecord:
-    """A connected worker: when it was last heard from, its tasks and the functions it holds."""
+    """A connected worker: when it was last heard from, what it holds, and what it can run."""
 
     last_seen: float
-    tasks: set[bytes] = field(default_factory=set)
+    tasks: dict[bytes, None] = field(default_factory=dict)  # in dispatch order
     functions: set[bytes] = field(default_factory=set)
+    objects: set[bytes] = field(default_factory=set)
+    capabilities: dict[str, int] = field(default_factory=dict)
+    balancing: bool = False  # a BalanceRequest to it awaits its answer
+
+    def can_run(self, task: Task) -> bool:
+        """True if this worker has every capability the task asks for."""
+        return all(name in self.capabilities for name in task.capabilities)
 
 
-_CLIENT_MESSAGES = (Task, TaskCancel, ClientHeartbeat, ClientDisconnect)
+_CLIENT_MESSAGES = (Task, GraphTask, TaskCancel, ClientHeartbeat, ClientDisconnect, ObjectInstruction, ObjectRequest)
 
 
 class SchedulerState:
@@ -113,23 +137,30 @@ class SchedulerState:
         self.config = config or SchedulerConfig()
         # Echoed to every peer; a new id tells them the scheduler restarted and forgot their tasks.
         self.scheduler_id = scheduler_id if scheduler_id is not None else uuid.uuid4().bytes
-        # Clients that left or timed out, and why: their late messages get a ClientDropped answer.
-        self._departed: OrderedDict[bytes, str] = OrderedDict()
         self.clients: dict[bytes, ClientRecord] = {}
         self.workers: dict[bytes, WorkerRecord] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
-        self._queue: deque[bytes] = deque()  # may hold ids of cancelled tasks; skipped on pop
-        self._queued_count = 0
+        self.graphs: dict[bytes, GraphRecord] = {}
+        self.objects = ObjectStore()
+        self._queue = TaskQueue()
+        self._queued_with_capabilities: set[bytes] = set()
         self._functions: dict[bytes, bytes] = {}
         self._function_users: dict[bytes, int] = {}
+        # Clients that left or timed out, and why: their late messages get a ClientDropped answer.
+        self._departed: OrderedDict[bytes, str] = OrderedDict()
         self._out: list[Instruction] = []
         self._handlers: dict[type[Message], Callable[[bytes, Any, float], None]] = {
             Task: self.on_task,
+            GraphTask: self.on_graph_task,
             TaskCancel: self.on_task_cancel,
-            TaskResult: self.on_task_result,
-            TaskCancelConfirm: self.on_task_cancel_confirm,
+            ObjectInstruction: self.on_object_instruction,
+            ObjectRequest: self.on_object_request,
             ClientHeartbeat: self.on_client_heartbeat,
             ClientDisconnect: self.on_client_disconnect,
+            TaskResult: self.on_task_result,
+            TaskCancelConfirm: self.on_task_cancel_confirm,
+            TaskLog: self.on_task_log,
+            BalanceResponse: self.on_balance_response,
             WorkerHeartbeat: self.on_worker_heartbeat,
             DisconnectRequest: self.on_disconnect_request,
         }
@@ -168,7 +199,7 @@ class SchedulerState:
         return self._take_output()
 
     def tick(self, now: float) -> list[Instruction]:
-        """Expire silent clients and workers; call this a few times per second."""
+        """Expire silent clients and workers, and tasks no worker can run; call it a few times a second."""
         for client_id, client in list(self.clients.items()):
             if now - client.last_seen > self.config.client_timeout_seconds:
                 logger.warning("client %s timed out; cancelling its %d tasks", _peer(client_id), len(client.tasks))
@@ -178,6 +209,7 @@ class SchedulerState:
             if now - worker.last_seen > self.config.worker_timeout_seconds:
                 logger.warning("worker %s timed out holding %d tasks", _peer(worker_id), len(worker.tasks))
                 self._remove_worker(worker_id, died=True)
+        self._expire_unschedulable(now)
         self._dispatch()
         return self._take_output()
 
@@ -197,35 +229,97 @@ class SchedulerState:
         if task.task_id in self.tasks:
             logger.warning("task %s: duplicate submission ignored", task.task_id.hex())
             return
-        if task.function:
-            self._add_function(client, task.function_id, task.function)
-            task.function = b""
-        elif task.function_id not in self._functions:
-            logger.error("task %s: names function %s that was never sent", task.task_id.hex(), task.function_id.hex())
-            reason = "the scheduler does not know this task's function; the client must resend it"
-            self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, reason.encode(), 0))
+        problem = self._accept_function(client, task.function_id, task.function) or self._object_problem(
+            source, task.args, set()
+        )
+        if problem:
+            logger.error("task %s: rejected: %s", task.task_id.hex(), problem)
+            self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, problem.encode(), 0))
             return
-        elif task.function_id not in client.functions:
-            self._add_function(client, task.function_id, None)
-        self.tasks[task.task_id] = TaskRecord(task=task, client=source)
-        client.tasks.add(task.task_id)
-        self._enqueue(task.task_id, front=False)
+        task.function = b""
+        task.objects = []
+        record = TaskRecord(task=task, client=source)
+        self._adopt(client, record)
+        self._enqueue(record, front=False)
+
+    def on_graph_task(self, source: bytes, graph: GraphTask, now: float) -> None:
+        """Accept a whole graph: nodes without dependencies are queued, the others wait."""
+        client = self._touch_client(source, now)
+        node_ids = {node.task_id for node in graph.nodes}
+        problem = graph_problem(graph, self.tasks) if graph.graph_id not in self.graphs else "graph id reused"
+        for node in graph.nodes:
+            problem = (
+                problem
+                or self._accept_function(client, node.function_id, node.function)
+                or self._object_problem(source, node.args, node_ids)
+            )
+        if problem:
+            logger.error("graph %s: rejected: %s", graph.graph_id.hex(), problem)
+            for target in dict.fromkeys(graph.targets):
+                self._send(source, TaskResult(target, TaskStatus.REJECTED, problem.encode(), 0))
+            return
+        targets = set(graph.targets)
+        self.graphs[graph.graph_id] = record_of_graph = GraphRecord(client=source, nodes=set(node_ids), targets=targets)
+        records: list[TaskRecord] = []
+        for node in graph.nodes:
+            task = Task(node.task_id, node.function_id, b"", node.args, 0)
+            task.profiling, task.stream_output = graph.profiling, graph.stream_output
+            record = TaskRecord(task=task, client=source, state=TaskState.WAITING, graph=graph.graph_id)
+            record.is_target = node.task_id in targets
+            record.dependencies = list(dict.fromkeys(node.dependencies))
+            record.waiting_on = set(record.dependencies)
+            records.append(record)
+            self._adopt(client, record, graph_nodes=node_ids)
+        for record in records:
+            for dependency in record.dependencies:
+                self.tasks[dependency].dependents.append(record.task.task_id)
+                record_of_graph.holds[dependency] += 1
+        for record in records:
+            if not record.waiting_on:
+                record.move(TaskEvent.READY)
+                self._enqueue(record, front=False)
 
     def on_task_cancel(self, source: bytes, cancel: TaskCancel, now: float) -> None:
-        """Cancel a queued task at once; ask the worker to cancel an assigned one."""
+        """Cancel a queued task at once; ask the worker to cancel an assigned one; a graph goes whole."""
         self._touch_client(source, now)
         record = self.tasks.get(cancel.task_id)
-        if record is None or record.client != source:
+        if record is None or record.client != source or not record.is_target:
             logger.debug("task %s: cancel of a task the scheduler no longer holds", cancel.task_id.hex())
             self._send(source, TaskCancelConfirm(cancel.task_id, CancelConfirmType.CANCEL_NOT_FOUND))
-        elif record.state is TaskState.QUEUED:
-            self._forget(record)
-            self._send(source, TaskCancelConfirm(cancel.task_id, CancelConfirmType.CANCELED))
-        elif record.state is TaskState.ASSIGNED:
-            record.move(TaskEvent.CANCEL)
-            assert record.worker is not None
-            self._send(record.worker, TaskCancel(cancel.task_id))
-        # CANCELING: a cancel is already on its way to the worker; its answer will serve both.
+        elif record.graph:
+            logger.info("graph %s: cancelled through task %s", record.graph.hex(), cancel.task_id.hex())
+            for node_id in list(self.graphs[record.graph].nodes):
+                self._cancel(self.tasks[node_id])
+        else:
+            self._cancel(record)
+
+    def on_object_instruction(self, source: bytes, instruction: ObjectInstruction, now: float) -> None:
+        """Store, release or clear a client's objects."""
+        self._touch_client(source, now)
+        freed: list[bytes] = []
+        if instruction.kind is ObjectInstructionType.CREATE:
+            if len(instruction.object_ids) != len(instruction.payloads):
+                logger.warning("client %s sent a CREATE with mismatched ids and payloads", _peer(source))
+                return
+            for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=True):
+                self.objects.put(source, object_id, payload)
+        elif instruction.kind is ObjectInstructionType.DELETE:
+            for object_id in instruction.object_ids:
+                freed += self.objects.release(source, object_id)
+        else:
+            freed += self.objects.release_all(source)
+        self._announce_freed(freed)
+
+    def on_object_request(self, source: bytes, request: ObjectRequest, now: float) -> None:
+        """Answer with the objects' bytes; a client may read only objects it holds."""
+        self._touch_client(source, now)
+        payloads: list[bytes] = []
+        found: list[bool] = []
+        for object_id in request.object_ids:
+            data = self.objects.get(object_id) if self.objects.is_held_by(object_id, source) else None
+            payloads.append(data if data is not None else b"")
+            found.append(data is not None)
+        self._send(source, ObjectResponse(list(request.object_ids), payloads, found))
 
     def on_client_heartbeat(self, source: bytes, heartbeat: ClientHeartbeat, now: float) -> None:
         """Note the client is alive and echo the heartbeat."""
@@ -255,10 +349,10 @@ class SchedulerState:
         """Register or refresh a worker and echo the heartbeat."""
         worker = self.workers.get(source)
         if worker is None:
-            logger.info("worker %s connected", _peer(source))
-            self.workers[source] = WorkerRecord(last_seen=now)
-        else:
-            worker.last_seen = now
+            logger.info("worker %s connected with capabilities %s", _peer(source), heartbeat.capabilities)
+            worker = self.workers[source] = WorkerRecord(last_seen=now)
+        worker.last_seen = now
+        worker.capabilities = heartbeat.capabilities
         self._send(source, WorkerHeartbeatEcho(heartbeat.timestamp, self.scheduler_id))
 
     def on_task_result(self, source: bytes, result: TaskResult, now: float) -> None:
@@ -272,9 +366,28 @@ class SchedulerState:
                 _peer(source),
             )
             return
-        self._forget(record)
         self._completed += 1
-        self._send_to_client(record.client, result)
+        task_id = result.task_id
+        if result.status is TaskStatus.SUCCESS and record.dependents:
+            self.objects.put(record.graph, task_id, result.payload)  # later nodes need it
+        if record.is_target:
+            big = result.status is TaskStatus.SUCCESS and len(result.payload) > self.config.inline_result_bytes
+            if big and record.client in self.clients:
+                self.objects.put(record.client, task_id, result.payload)
+                result.result_object_id, result.payload = task_id, b""
+            self._send_to_client(record.client, result)
+        dependents = record.dependents
+        self._forget(record)
+        if result.status is TaskStatus.SUCCESS:
+            for dependent_id in dependents:
+                dependent = self.tasks.get(dependent_id)
+                if dependent is not None and dependent.state is TaskState.WAITING:
+                    dependent.waiting_on.discard(task_id)
+                    if not dependent.waiting_on:
+                        dependent.move(TaskEvent.READY)
+                        self._enqueue(dependent, front=False)
+        else:
+            self._fail_dependents(dependents, result)
 
     def on_task_cancel_confirm(self, source: bytes, confirm: TaskCancelConfirm, now: float) -> None:
         """A worker answered a cancel; pass the answer on to the task's client."""
@@ -284,11 +397,44 @@ class SchedulerState:
             return  # its result already went to the client, which settles the future
         if confirm.confirm is CancelConfirmType.CANCEL_FAILED:
             record.move(TaskEvent.CANCEL_FAILED)
-            self._send_to_client(record.client, confirm)
+            if record.is_target:
+                self._send_to_client(record.client, confirm)
             return
         # The worker no longer runs it (cancelled, or lost it): either way the task is over.
         self._forget(record)
-        self._send_to_client(record.client, TaskCancelConfirm(confirm.task_id, CancelConfirmType.CANCELED))
+        if record.is_target:
+            self._send_to_client(record.client, TaskCancelConfirm(confirm.task_id, CancelConfirmType.CANCELED))
+
+    def on_task_log(self, source: bytes, log: TaskLog, now: float) -> None:
+        """Pass a task's output on to its client."""
+        self._touch_worker(source, now)
+        record = self.tasks.get(log.task_id)
+        if record is not None and record.worker == source:
+            self._send_to_client(record.client, log)
+
+    def on_balance_response(self, source: bytes, response: BalanceResponse, now: float) -> None:
+        """A worker handed back some tasks: queue them again; it keeps the others."""
+        worker = self._touch_worker(source, now)
+        if worker is None:
+            return
+        worker.balancing = False
+        for task_id in response.task_ids:
+            record = self.tasks.get(task_id)
+            if record is None or record.worker != source:
+                continue
+            if record.state is TaskState.CANCELING:  # cancelled meanwhile; it is off the worker now
+                self._forget(record)
+                if record.is_target:
+                    self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+            elif record.state is TaskState.BALANCING:
+                record.move(TaskEvent.REQUEUE)
+                del worker.tasks[task_id]
+                record.worker = None
+                self._enqueue(record, front=True)
+        for task_id in worker.tasks:
+            record = self.tasks[task_id]
+            if record.state is TaskState.BALANCING:
+                record.move(TaskEvent.KEEP)
 
     def on_disconnect_request(self, source: bytes, request: DisconnectRequest, now: float) -> None:
         """A worker leaves on purpose: take its tasks back without counting it as a death."""
@@ -305,26 +451,32 @@ class SchedulerState:
             "clients": len(self.clients),
             "workers": len(self.workers),
             "tasks": len(self.tasks),
-            "queued": self._queued_count,
-            "assigned": len(self.tasks) - self._queued_count,
+            "queued": len(self._queue),
+            "assigned": sum(record.state in ON_A_WORKER for record in self.tasks.values()),
             "functions": len(self._functions),
+            "objects": len(self.objects),
+            "graphs": len(self.graphs),
             "completed": self._completed,
         }
 
     def validate(self) -> None:
         """Raise ``AssertionError`` if any invariant is broken; tests call it after every step."""
-        queued = [record for record in self.tasks.values() if record.state is TaskState.QUEUED]
-        assert len(queued) == self._queued_count, "queued count out of sync"
-        live_in_queue = [tid for tid in self._queue if tid in self.tasks and self.tasks[tid].state is TaskState.QUEUED]
-        assert sorted(live_in_queue) == sorted(record.task.task_id for record in queued), "queue out of sync"
+        queued = {task_id for task_id, record in self.tasks.items() if record.state is TaskState.QUEUED}
+        assert queued == set(self._queue.ids()), "queue out of sync"
         for task_id, record in self.tasks.items():
-            if record.state is TaskState.QUEUED:
-                assert record.worker is None
-            else:
+            if record.state in ON_A_WORKER:
                 assert record.worker in self.workers, f"task {task_id.hex()} on an unknown worker"
                 assert task_id in self.workers[record.worker].tasks
+            else:
+                assert record.worker is None
+            if record.state is TaskState.WAITING:
+                assert record.waiting_on and record.graph
             if record.client in self.clients:
                 assert task_id in self.clients[record.client].tasks
+            if record.graph:
+                assert task_id in self.graphs[record.graph].nodes
+            for object_id in record.client_objects:
+                assert object_id in self.objects, "a live task's argument object was freed"
         for worker_id, worker in self.workers.items():
             assert len(worker.tasks) <= self.config.per_worker_queue_size, "worker over-assigned"
             for task_id in worker.tasks:
@@ -332,7 +484,12 @@ class SchedulerState:
         for client in self.clients.values():
             for task_id in client.tasks:
                 assert task_id in self.tasks
+        for graph in self.graphs.values():
+            assert graph.nodes, "a finished graph was kept"
+            for task_id in graph.nodes:
+                assert task_id in self.tasks
         assert set(self._function_users) == set(self._functions)
+        self.objects.validate()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -362,64 +519,227 @@ class SchedulerState:
             worker.last_seen = now
         return worker
 
-    def _add_function(self, client: ClientRecord, function_id: bytes, function: bytes | None) -> None:
-        if function is not None and function_id not in self._functions:
+    def _accept_function(self, client: ClientRecord, function_id: bytes, function: bytes) -> str | None:
+        """Store a function sent with a task; return why the task cannot run, if it cannot."""
+        if function and function_id not in self._functions:
             self._functions[function_id] = function
             self._function_users[function_id] = 0
+        if function_id not in self._functions:
+            return "the scheduler does not know this task's function; the client must resend it"
         if function_id not in client.functions:
             client.functions.add(function_id)
             self._function_users[function_id] += 1
+        return None
 
-    def _enqueue(self, task_id: bytes, front: bool) -> None:
-        if front:
-            self._queue.appendleft(task_id)
-        else:
-            self._queue.append(task_id)
-        self._queued_count += 1
+    def _object_problem(self, client_id: bytes, args: Iterable[Any], graph_nodes: Collection[bytes]) -> str | None:
+        for argument in args:
+            is_client_object = argument.kind is ArgumentKind.OBJECT and argument.data not in graph_nodes
+            if is_client_object and not self.objects.is_held_by(argument.data, client_id):
+                return f"object {argument.data.hex()} is unknown: it was never sent, or was freed"
+        return None
+
+    def _adopt(self, client: ClientRecord, record: TaskRecord, graph_nodes: Collection[bytes] = ()) -> None:
+        """Make a new task live: index it and take references on its argument objects."""
+        task = record.task
+        self.tasks[task.task_id] = record
+        client.tasks.add(task.task_id)
+        for argument in task.args:
+            if argument.kind is ArgumentKind.OBJECT and argument.data not in graph_nodes:
+                record.client_objects.append(argument.data)
+                self.objects.add_task_ref(argument.data)
+
+    def _enqueue(self, record: TaskRecord, front: bool) -> None:
+        self._queue.push(record.task.task_id, record.task.priority, front)
+        if record.task.capabilities:
+            self._queued_with_capabilities.add(record.task.task_id)
+
+    def _cancel(self, record: TaskRecord) -> None:
+        """Cancel one task: at once if it is not on a worker, else through its worker."""
+        task_id = record.task.task_id
+        if record.state in (TaskState.WAITING, TaskState.QUEUED):
+            self._forget(record)
+            if record.is_target:
+                self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+        elif record.state in (TaskState.ASSIGNED, TaskState.BALANCING):
+            record.move(TaskEvent.CANCEL)
+            assert record.worker is not None
+            self._send(record.worker, TaskCancel(task_id))
+        # CANCELING: a cancel is already on its way to the worker; its answer will serve both.
 
     def _forget(self, record: TaskRecord) -> None:
-        """Drop a task that reached its end."""
+        """Drop a task that reached its end, and whatever only it kept alive."""
         task_id = record.task.task_id
         del self.tasks[task_id]
         if record.state is TaskState.QUEUED:
-            self._queued_count -= 1
+            self._queue.discard(task_id)
+            self._queued_with_capabilities.discard(task_id)
         elif record.worker is not None and record.worker in self.workers:
-            self.workers[record.worker].tasks.discard(task_id)
+            self.workers[record.worker].tasks.pop(task_id, None)
         client = self.clients.get(record.client)
         if client is not None:
             client.tasks.discard(task_id)
+        freed: list[bytes] = []
+        for object_id in record.client_objects:
+            freed += self.objects.remove_task_ref(object_id)
+        if record.graph:
+            graph = self.graphs[record.graph]
+            graph.nodes.discard(task_id)
+            for dependency in record.dependencies:
+                graph.holds[dependency] -= 1
+                if graph.holds[dependency] == 0:
+                    freed += self.objects.release(record.graph, dependency)
+            if not graph.nodes:
+                del self.graphs[record.graph]
+                freed += self.objects.release_all(record.graph)
+        self._announce_freed(freed)
+
+    def _announce_freed(self, freed: list[bytes]) -> None:
+        """Tell the workers holding freed objects to drop them."""
+        if not freed:
+            return
+        gone = set(freed)
+        for worker_id, worker in self.workers.items():
+            dropped = [object_id for object_id in gone if object_id in worker.objects]
+            if dropped:
+                worker.objects.difference_update(dropped)
+                self._send(worker_id, ObjectInstruction(ObjectInstructionType.DELETE, dropped, []))
+
+    def _fail_dependents(self, dependents: list[bytes], failure: TaskResult) -> None:
+        """A node failed: every node that needs it, directly or not, fails with the same error."""
+        pending = list(dependents)
+        while pending:
+            record = self.tasks.get(pending.pop())
+            if record is None or record.state is not TaskState.WAITING:
+                continue
+            pending += record.dependents
+            self._forget(record)
+            if record.is_target:
+                task_id = record.task.task_id
+                self._send_to_client(record.client, TaskResult(task_id, failure.status, failure.payload, 0))
 
     def _dispatch(self) -> None:
-        """Give queued tasks to the least-loaded workers that have room."""
-        if not self._queued_count or not self.workers:
-            return
+        """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
+        if self._queue and self.workers:
+            self._assign_queued()
+        self._balance()
+
+    def _assign_queued(self) -> None:
         limit = self.config.per_worker_queue_size
         heap = [(len(worker.tasks), order, worker_id) for order, (worker_id, worker) in enumerate(self.workers.items())]
         heap = [entry for entry in heap if entry[0] < limit]
         heapq.heapify(heap)
-        while heap and self._queued_count:
-            task_id = self._queue.popleft()
-            record = self.tasks.get(task_id)
-            if record is None or record.state is not TaskState.QUEUED:
-                continue  # cancelled while queued
-            if record.task.function_id not in self._functions:
+        orders = {worker_id: order for order, worker_id in enumerate(self.workers)}
+        set_aside: list[TaskRecord] = []
+        while heap and self._queue:
+            task_id = self._queue.pop()
+            assert task_id is not None
+            record = self.tasks[task_id]
+            task = record.task
+            if task.function_id not in self._functions:
                 self._forget(record)  # its client left and freed the function: nobody waits for it
                 continue
-            load, order, worker_id = heapq.heappop(heap)
-            worker = self.workers[worker_id]
-            record.move(TaskEvent.ASSIGN)
-            self._queued_count -= 1
-            record.worker = worker_id
-            record.attempt += 1
-            worker.tasks.add(task_id)
-            task = record.task
-            function = b""
-            if task.function_id not in worker.functions:
-                worker.functions.add(task.function_id)
-                function = self._functions[task.function_id]
-            self._send(worker_id, Task(task.task_id, task.function_id, function, task.args, record.attempt))
-            if load + 1 < limit:
-                heapq.heappush(heap, (load + 1, order, worker_id))
+            if task.capabilities:
+                candidates = [
+                    (len(worker.tasks), orders[worker_id], worker_id)
+                    for worker_id, worker in self.workers.items()
+                    if len(worker.tasks) < limit and worker.can_run(task)
+                ]
+                if not candidates:
+                    set_aside.append(record)
+                    continue
+                worker_id = min(candidates)[2]
+            else:
+                load, order, worker_id = heapq.heappop(heap)
+                current = len(self.workers[worker_id].tasks)
+                if current != load:  # a capability task went there meanwhile: a stale entry
+                    if current < limit:
+                        heapq.heappush(heap, (current, order, worker_id))
+                    self._queue.push(task_id, task.priority, front=True)
+                    continue
+            self._assign(record, worker_id)
+            load = len(self.workers[worker_id].tasks)
+            if load < limit and not task.capabilities:
+                heapq.heappush(heap, (load, orders[worker_id], worker_id))
+        for record in reversed(set_aside):
+            self._queue.push(record.task.task_id, record.task.priority, front=True)
+
+    def _assign(self, record: TaskRecord, worker_id: bytes) -> None:
+        worker = self.workers[worker_id]
+        task = record.task
+        record.move(TaskEvent.ASSIGN)
+        self._queued_with_capabilities.discard(task.task_id)
+        record.unschedulable_since = None
+        record.worker = worker_id
+        record.attempt += 1
+        worker.tasks[task.task_id] = None
+        function = b""
+        if task.function_id not in worker.functions:
+            worker.functions.add(task.function_id)
+            function = self._functions[task.function_id]
+        objects = []
+        for argument in task.args:
+            if argument.kind is ArgumentKind.OBJECT and argument.data not in worker.objects:
+                data = self.objects.get(argument.data)
+                if data is not None:
+                    worker.objects.add(argument.data)
+                    objects.append(ObjectContent(argument.data, data))
+        self._send(
+            worker_id,
+            Task(
+                task.task_id,
+                task.function_id,
+                function,
+                task.args,
+                record.attempt,
+                task.priority,
+                task.capabilities,
+                task.timeout_seconds,
+                task.profiling,
+                task.stream_output,
+                objects,
+            ),
+        )
+
+    def _balance(self) -> None:
+        """Ask busy workers to hand back queued tasks when another worker sits idle."""
+        if len(self.workers) < 2 or self._queue and not self._queued_with_capabilities:
+            return  # nothing to balance, or idle workers will take queued tasks anyway
+        if all(worker.tasks for worker in self.workers.values()):
+            return
+        loads: dict[bytes, list[bytes]] = {}
+        for worker_id, worker in self.workers.items():
+            if worker.balancing:
+                continue
+            loads[worker_id] = [task_id for task_id in worker.tasks if self.tasks[task_id].state is TaskState.ASSIGNED]
+
+        def can_run(worker_id: bytes, task_id: bytes) -> bool:
+            return self.workers[worker_id].can_run(self.tasks[task_id].task)
+
+        for worker_id, task_ids in plan_balance(loads, can_run).items():
+            for task_id in task_ids:
+                self.tasks[task_id].move(TaskEvent.BALANCE)
+            self.workers[worker_id].balancing = True
+            self._send(worker_id, BalanceRequest(task_ids))
+
+    def _expire_unschedulable(self, now: float) -> None:
+        """Fail queued tasks that no connected worker could ever run, after a grace period."""
+        for task_id in list(self._queued_with_capabilities):
+            record = self.tasks[task_id]
+            if any(worker.can_run(record.task) for worker in self.workers.values()):
+                record.unschedulable_since = None
+                continue
+            if record.unschedulable_since is None:
+                record.unschedulable_since = now
+            elif now - record.unschedulable_since > self.config.unschedulable_grace_seconds:
+                wanted = ",".join(f"{name}={value}" for name, value in record.task.capabilities.items())
+                text = (
+                    f"task {task_id.hex()}: no connected worker has the capabilities {wanted} it needs "
+                    f"(waited {self.config.unschedulable_grace_seconds:g}s); start workers with "
+                    f"`scaler_cluster --per-worker-capabilities {wanted} ...`"
+                )
+                logger.error(text)
+                self._forget(record)
+                self._send_to_client(record.client, TaskResult(task_id, TaskStatus.REJECTED, text.encode(), 0))
 
     def _remove_client(self, client_id: bytes, reason: str) -> None:
         self._departed[client_id] = reason
@@ -429,13 +749,10 @@ class SchedulerState:
         if client is None:
             return
         for task_id in list(client.tasks):
-            record = self.tasks[task_id]
-            if record.state is TaskState.QUEUED:
-                self._forget(record)
-            elif record.state is TaskState.ASSIGNED:
-                record.move(TaskEvent.CANCEL)
-                assert record.worker is not None
-                self._send(record.worker, TaskCancel(task_id))
+            record = self.tasks.get(task_id)
+            if record is not None:
+                self._cancel(record)
+        self._announce_freed(self.objects.release_all(client_id))
         for function_id in client.functions:
             self._function_users[function_id] -= 1
             if self._function_users[function_id] == 0:
@@ -446,29 +763,33 @@ class SchedulerState:
 
     def _remove_worker(self, worker_id: bytes, died: bool) -> None:
         worker = self.workers.pop(worker_id)
-        # Requeued at the front in reverse id order, so each client's tasks keep their submission order.
-        for task_id in sorted(worker.tasks, reverse=True):
+        # Requeued at the front in reverse order, so the tasks keep their dispatch order.
+        for task_id in reversed(list(worker.tasks)):
             record = self.tasks[task_id]
             if record.state is TaskState.CANCELING or record.client not in self.clients:
                 self._forget(record)  # cancelled, or its client left: nobody wants it run again
-                self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+                if record.is_target:
+                    self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
                 continue
             if died:
                 record.deaths += 1
                 if record.deaths > self.config.max_task_retries:
-                    self._forget(record)
                     text = (
                         f"task {task_id.hex()}: a worker died while holding it {record.deaths} times "
                         f"({record.attempt} attempts); giving up"
                     )
                     logger.error(text)
                     failure = TaskResult(task_id, TaskStatus.WORKER_DIED, text.encode(), record.attempt)
-                    self._send_to_client(record.client, failure)
+                    dependents = record.dependents
+                    self._forget(record)
+                    if record.is_target:
+                        self._send_to_client(record.client, failure)
+                    self._fail_dependents(dependents, failure)
                     continue
             logger.info("task %s: requeued from worker %s", task_id.hex(), _peer(worker_id))
             record.move(TaskEvent.REQUEUE)
             record.worker = None
-            self._enqueue(task_id, front=True)
+            self._enqueue(record, front=True)
 
     def _shutdown(self, reason: str) -> None:
         if self._stopped:

@@ -8,7 +8,7 @@ result or a cancel confirmation; then the record is dropped. An illegal transiti
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler.protocol.messages import Task
 
@@ -16,26 +16,38 @@ from scaler.protocol.messages import Task
 class TaskState(enum.Enum):
     """Where a live task is."""
 
+    WAITING = "waiting"  # a graph node whose dependencies are not all done
     QUEUED = "queued"  # waiting in the scheduler's queue
     ASSIGNED = "assigned"  # sent to a worker
+    BALANCING = "balancing"  # sent to a worker, which is asked to hand it back for an idler one
     CANCELING = "canceling"  # sent to a worker, and a cancel is on its way there
 
 
 class TaskEvent(enum.Enum):
     """What can happen to a live task."""
 
+    READY = "ready"
     ASSIGN = "assign"
     CANCEL = "cancel"
     CANCEL_FAILED = "cancel_failed"
     REQUEUE = "requeue"
+    BALANCE = "balance"
+    KEEP = "keep"
 
 
 _TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
+    (TaskState.WAITING, TaskEvent.READY): TaskState.QUEUED,
     (TaskState.QUEUED, TaskEvent.ASSIGN): TaskState.ASSIGNED,
     (TaskState.ASSIGNED, TaskEvent.CANCEL): TaskState.CANCELING,
     (TaskState.ASSIGNED, TaskEvent.REQUEUE): TaskState.QUEUED,
+    (TaskState.ASSIGNED, TaskEvent.BALANCE): TaskState.BALANCING,
+    (TaskState.BALANCING, TaskEvent.REQUEUE): TaskState.QUEUED,
+    (TaskState.BALANCING, TaskEvent.KEEP): TaskState.ASSIGNED,
+    (TaskState.BALANCING, TaskEvent.CANCEL): TaskState.CANCELING,
     (TaskState.CANCELING, TaskEvent.CANCEL_FAILED): TaskState.ASSIGNED,
 }
+
+ON_A_WORKER = (TaskState.ASSIGNED, TaskState.BALANCING, TaskState.CANCELING)
 
 
 class IllegalTransition(RuntimeError):
@@ -52,6 +64,13 @@ class TaskRecord:
     worker: bytes | None = None
     attempt: int = 0  # bumped at each dispatch; only the current attempt may report a result
     deaths: int = 0  # how many workers died holding it; past the retry budget it fails
+    client_objects: list[bytes] = field(default_factory=list)  # client objects it takes as arguments
+    graph: bytes = b""  # the graph it is a node of, if any
+    is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)
+    dependencies: list[bytes] = field(default_factory=list)  # graph nodes whose results it needs
+    waiting_on: set[bytes] = field(default_factory=set)  # those of them not done yet
+    dependents: list[bytes] = field(default_factory=list)  # graph nodes that need its result
+    unschedulable_since: float | None = None  # when no connected worker could run it was first seen
 
     def move(self, event: TaskEvent) -> None:
         """Apply ``event`` to this task, or raise ``IllegalTransition``."""

@@ -143,6 +143,8 @@ def test_message_the_scheduler_does_not_accept_is_ignored(h: Harness) -> None:
         "queued": 0,
         "assigned": 0,
         "functions": 0,
+        "objects": 0,
+        "graphs": 0,
         "completed": 0,
     }
 
@@ -196,12 +198,12 @@ def test_per_worker_queue_limit_is_never_exceeded(h: Harness) -> None:
     assert h.handle(C1, task(b"t3", b"")) == []
     assert h.handle(C1, task(b"t4", b"")) == []
     assert h.stats()["queued"] == 2
-    assert h.state.workers[W1].tasks == {b"t1", b"t2"}
+    assert h.state.workers[W1].tasks.keys() == {b"t1", b"t2"}
     # A heartbeat does not free a slot.
     assert h.add_worker(W1) == []
     # A result frees one slot: the result goes out first, then exactly one queued task.
     assert h.handle(W1, result(b"t2")) == [Send(C1, result(b"t2")), Send(W1, dispatched(b"t3"))]
-    assert h.state.workers[W1].tasks == {b"t1", b"t3"}
+    assert h.state.workers[W1].tasks.keys() == {b"t1", b"t3"}
     assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1")), Send(W1, dispatched(b"t4"))]
     assert h.handle(W1, result(b"t3")) == [Send(C1, result(b"t3"))]
     assert h.handle(W1, result(b"t4")) == [Send(C1, result(b"t4"))]
@@ -401,7 +403,7 @@ def test_cancel_of_an_assigned_task_goes_through_its_worker(h: Harness, worker_a
     # A repeated cancel while one is in flight sends nothing more.
     assert h.handle(C1, TaskCancel(b"t1")) == []
     # The task still holds its slot until the worker answers; then t3 takes it.
-    assert h.state.workers[W1].tasks == {b"t1", b"t2"}
+    assert h.state.workers[W1].tasks.keys() == {b"t1", b"t2"}
     assert h.handle(W1, confirm(b"t1", worker_answer)) == [
         Send(C1, confirm(b"t1", CANCELED)),
         Send(W1, dispatched(b"t3")),
@@ -690,9 +692,14 @@ def test_unprotected_scheduler_shuts_down_on_request() -> None:
 # -- the transition table ----------------------------------------------------------------------------
 
 LEGAL = {
+    (TaskState.WAITING, TaskEvent.READY): TaskState.QUEUED,
     (TaskState.QUEUED, TaskEvent.ASSIGN): TaskState.ASSIGNED,
     (TaskState.ASSIGNED, TaskEvent.CANCEL): TaskState.CANCELING,
     (TaskState.ASSIGNED, TaskEvent.REQUEUE): TaskState.QUEUED,
+    (TaskState.ASSIGNED, TaskEvent.BALANCE): TaskState.BALANCING,
+    (TaskState.BALANCING, TaskEvent.REQUEUE): TaskState.QUEUED,
+    (TaskState.BALANCING, TaskEvent.KEEP): TaskState.ASSIGNED,
+    (TaskState.BALANCING, TaskEvent.CANCEL): TaskState.CANCELING,
     (TaskState.CANCELING, TaskEvent.CANCEL_FAILED): TaskState.ASSIGNED,
 }
 ILLEGAL = [(state, event) for state in TaskState for event in TaskEvent if (state, event) not in LEGAL]

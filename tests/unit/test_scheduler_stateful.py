@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from scaler.protocol.messages import (
+    BalanceRequest,
+    BalanceResponse,
     CancelConfirmType,
     ClientDisconnect,
     ClientHeartbeat,
@@ -85,6 +87,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.held: dict[bytes, dict[bytes, int]] = {}  # live worker -> task id -> attempt
         self.to_answer: dict[bytes, set[bytes]] = {}  # live worker -> task ids it must answer a cancel for
         self.worker_functions: dict[bytes, set[bytes]] = {}  # live worker -> function ids it received
+        self.balance_asked: dict[bytes, list[bytes]] = {}  # live worker -> task ids it is asked to hand back
         self.history: list[tuple[bytes, bytes, int]] = []  # every (worker, task id, attempt) dispatched
         self.last_attempt: dict[bytes, int] = {}
 
@@ -129,6 +132,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         elif isinstance(message, TaskCancel):
             assert message.task_id in held, "cancel sent to a worker that does not hold the task"
             self.to_answer[worker].add(message.task_id)
+        elif isinstance(message, BalanceRequest):
+            assert worker not in self.balance_asked, "a second balance request before the first was answered"
+            assert set(message.task_ids) <= set(held), "asked to hand back tasks it does not hold"
+            self.balance_asked[worker] = list(message.task_ids)
         else:
             assert isinstance(message, WorkerHeartbeatEcho), f"unexpected {message!r}"
 
@@ -163,6 +170,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         for worker in list(self.held):
             if worker not in self.state.workers:
                 del self.held[worker], self.to_answer[worker], self.worker_functions[worker]
+                self.balance_asked.pop(worker, None)
         for client in list(self.connected):
             if client not in self.state.clients:
                 self.connected.remove(client)
@@ -266,6 +274,21 @@ class SchedulerMachine(RuleBasedStateMachine):
         task_id = pick(sorted(self.to_answer[worker]), task_index)
         self.send_confirm(worker, task_id, kind)
 
+    @precondition(lambda self: self.balance_asked)
+    @rule(index=st.integers(0, 1000), keep=st.sets(st.integers(0, 20)))
+    def worker_answers_balance(self, index: int, keep: set[int]) -> None:
+        """The worker hands back the asked tasks it still has queued; ``keep`` ones were running or done."""
+        worker = pick(sorted(self.balance_asked), index)
+        self.answer_balance(worker, keep)
+
+    def answer_balance(self, worker: bytes, keep: set[int]) -> None:
+        asked = self.balance_asked.pop(worker)
+        handed = [task_id for i, task_id in enumerate(asked) if i not in keep and task_id in self.held[worker]]
+        for task_id in handed:
+            del self.held[worker][task_id]
+            self.to_answer[worker].discard(task_id)  # off the worker: a cancel on its way finds nothing
+        self.handle(worker, BalanceResponse(handed))
+
     @precondition(lambda self: self.held)
     @rule(index=st.integers(0, 1000), how=st.sampled_from(["timeout", "disconnected", "leaves"]))
     def worker_goes_away(self, index: int, how: str) -> None:
@@ -311,7 +334,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         for worker, record in self.state.workers.items():
             assert len(record.tasks) <= LIMIT
             assert len(self.held[worker]) <= LIMIT
-            assert record.tasks == set(self.held[worker]), "scheduler and worker disagree on its tasks"
+            assert set(record.tasks) == set(self.held[worker]), "scheduler and worker disagree on its tasks"
 
     @invariant()
     def no_task_of_a_connected_client_is_lost(self) -> None:
@@ -349,6 +372,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             if not self.state.tasks:
                 break
             for worker in self.live_workers():
+                if worker in self.balance_asked:
+                    self.answer_balance(worker, set())
                 for task_id in sorted(self.to_answer[worker]):
                     self.send_confirm(worker, task_id, CancelConfirmType.CANCELED)
                 for task_id, attempt in sorted(self.held[worker].items()):

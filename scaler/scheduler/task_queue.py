@@ -1,0 +1,49 @@
+"""The scheduler's queue of tasks waiting for a worker: highest priority first, then oldest.
+
+Removal is lazy: ``discard`` forgets an id and ``pop`` skips it, so cancelling a queued task
+costs O(1). A task handed back by a dead or leaving worker goes in ``front`` of its priority.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+
+class TaskQueue:
+    """A priority queue of task ids with O(1) removal."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, bytes]] = []
+        self._live: dict[bytes, tuple[int, int]] = {}  # task id -> its heap key
+        self._back = itertools.count()
+        self._front = itertools.count(-1, -1)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._live
+
+    def push(self, task_id: bytes, priority: int, front: bool = False) -> None:
+        """Queue a task (again); ``front`` puts it before every task of its priority."""
+        key = (-priority, next(self._front) if front else next(self._back))
+        self._live[task_id] = key
+        heapq.heappush(self._heap, (*key, task_id))
+
+    def discard(self, task_id: bytes) -> None:
+        """Forget a task if it is queued."""
+        self._live.pop(task_id, None)
+
+    def pop(self) -> bytes | None:
+        """Take the first task, or None if empty."""
+        while self._heap:
+            priority, order, task_id = heapq.heappop(self._heap)
+            if self._live.get(task_id) == (priority, order):
+                del self._live[task_id]
+                return task_id
+        return None
+
+    def ids(self) -> list[bytes]:
+        """The queued ids, in no particular order."""
+        return list(self._live)
