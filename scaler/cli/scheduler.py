@@ -9,6 +9,7 @@ from scaler.cli.common import (
     DEFAULT_CLIENT_TIMEOUT_SECONDS,
     DEFAULT_MAX_TASK_RETRIES,
     DEFAULT_PER_WORKER_QUEUE_SIZE,
+    DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
     DEFAULT_WORKER_TIMEOUT_SECONDS,
     add_common_arguments,
     setup_logging,
@@ -30,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--worker-timeout-seconds", type=float, default=DEFAULT_WORKER_TIMEOUT_SECONDS, help="default 60"
     )
     parser.add_argument("--max-task-retries", type=int, default=DEFAULT_MAX_TASK_RETRIES, help="default 3")
+    parser.add_argument(
+        "--unschedulable-grace-seconds",
+        type=float,
+        default=DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
+        help="fail a task no connected worker has the capabilities for after this long (default 60)",
+    )
     protection = parser.add_mutually_exclusive_group()
     protection.add_argument(
         "--protected", dest="protected", action="store_true", default=True, help="clients cannot shut it down (default)"
@@ -48,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         client_timeout_seconds=args.client_timeout_seconds,
         worker_timeout_seconds=args.worker_timeout_seconds,
         max_task_retries=args.max_task_retries,
+        unschedulable_grace_seconds=args.unschedulable_grace_seconds,
         protected=args.protected,
     )
     SchedulerServer(args.address, config, exit_with_parent=args.exit_with_parent).run()
