@@ -27,12 +27,15 @@ class DisconnectedError(ScalerError, ConnectionError):
     """The client lost its scheduler, or was disconnected, so the task's outcome cannot be known."""
 
 
-class ProcessorDiedError(ScalerError):
-    """The processor running the task died (a crash, ``os._exit``, a segfault or an out-of-memory kill)."""
-
-
 class WorkerDiedError(ScalerError):
-    """The task's worker died too many times while holding it."""
+    """The task's worker (or processor) died more times than ``max_task_retries`` while holding it."""
+
+
+class ProcessorDiedError(WorkerDiedError):
+    """The processor running the task died (a crash, ``os._exit``, a segfault or an out-of-memory kill).
+
+    The scheduler retries such a task up to ``max_task_retries`` times before raising this.
+    """
 
 
 class TaskTimeoutError(ScalerError, TimeoutError):

@@ -366,8 +366,19 @@ class SchedulerState:
                 _peer(source),
             )
             return
-        self._completed += 1
         task_id = result.task_id
+        if result.status is TaskStatus.PROCESSOR_DIED and record.state is not TaskState.CANCELING:
+            record.deaths += 1
+            if record.deaths <= self.config.max_task_retries:
+                logger.warning("task %s: its processor died; retrying (attempt %d)", task_id.hex(), record.attempt)
+                record.move(TaskEvent.REQUEUE)
+                del worker.tasks[task_id]
+                record.worker = None
+                self._enqueue(record, front=True)
+                return
+            note = f"; it died on each of its {record.attempt} attempts, so it will not be retried again"
+            result.payload += note.encode()
+        self._completed += 1
         if result.status is TaskStatus.SUCCESS and record.dependents:
             self.objects.put(record.graph, task_id, result.payload)  # later nodes need it
         if record.is_target:

@@ -341,3 +341,28 @@ def test_dispatch_passes_task_options_to_the_worker() -> None:
     expected = dispatched(b"t1", function=FN_BYTES)
     expected.timeout_seconds, expected.profiling, expected.stream_output = 2.5, True, True
     assert sent == expected
+
+
+# -- retries after a processor death ---------------------------------------------------------------
+
+
+def test_a_task_whose_processor_dies_is_retried_then_fails_saying_how_often() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=2))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    died = b"the processor died"
+    for attempt in (1, 2):
+        out = h.handle(W1, TaskResult(b"t1", TaskStatus.PROCESSOR_DIED, died, attempt))
+        assert [(to, message.attempt) for to, message in sent_tasks(out)] == [(W1, attempt + 1)]
+    (send,) = h.handle(W1, TaskResult(b"t1", TaskStatus.PROCESSOR_DIED, died, 3))
+    assert send.to == C1 and send.message.status is TaskStatus.PROCESSOR_DIED
+    assert send.message.payload.startswith(died) and b"each of its 3 attempts" in send.message.payload
+    assert h.stats()["tasks"] == 0
+
+
+def test_user_exceptions_are_never_retried() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=2))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    failure = TaskResult(b"t1", TaskStatus.FAILED, b"pickled error", 1)
+    assert h.handle(W1, failure) == [Send(C1, failure)]
