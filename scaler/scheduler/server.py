@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, bind_router
@@ -38,6 +39,8 @@ class SchedulerServer:
         self.exit_with_parent = exit_with_parent
         self._stopping = False
         self._bad_frames = RateLimitedLog()
+        self._descriptors: dict[bytes, int] = {}  # peer -> descriptor of the connection it last spoke on
+        self._peers_by_descriptor: dict[int, bytes] = {}
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish (safe from a signal handler)."""
@@ -49,6 +52,10 @@ class SchedulerServer:
         signal.signal(signal.SIGINT, self.stop)
         context = zmq.Context()
         router = bind_router(context, self.address)
+        monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         parent = os.getppid()
         logger.info("scheduler serving %s (protected=%s)", self.address, self.state.config.protected)
         next_tick = time.monotonic() + _TICK_SECONDS
@@ -56,7 +63,10 @@ class SchedulerServer:
             while not self._stopping:
                 timeout_ms = int(max(0.0, next_tick - time.monotonic()) * 1000)
                 outgoing: dict[bytes, list[Message]] = {}
-                if router.poll(timeout_ms, zmq.POLLIN):
+                events = dict(poller.poll(timeout_ms))
+                if monitor in events:  # before the router: a reused descriptor must not be misread
+                    self._on_connection_events(monitor, outgoing)
+                if router in events:
                     self._receive(router, outgoing)
                     self._safely(self.state.dispatch, outgoing)
                 now = time.monotonic()
@@ -71,6 +81,8 @@ class SchedulerServer:
             self._safely(functools.partial(self.state.shutdown, "the scheduler was stopped"), goodbyes)
             self._flush(router, goodbyes)
         finally:
+            router.disable_monitor()
+            monitor.close(linger=0)
             router.close(linger=500)
             context.term()
             logger.info("scheduler stopped")
@@ -78,13 +90,16 @@ class SchedulerServer:
     def _receive(self, router: Socket, outgoing: dict[bytes, list[Message]]) -> None:
         for _ in range(_MAX_FRAMES_PER_TURN):
             try:
-                parts = router.recv_multipart(zmq.NOBLOCK)
+                head = router.recv(zmq.NOBLOCK, copy=False)
+                rest = router.recv_multipart(zmq.NOBLOCK) if head.more else []
             except zmq.Again:
                 return
-            if len(parts) != 2:
-                self._bad_frames.warning("scheduler dropped a message of %d frames (expected 2)", len(parts))
+            source = head.bytes
+            self._note_connection(source, head.get(zmq.SRCFD))
+            if len(rest) != 1:
+                self._bad_frames.warning("scheduler dropped a message of %d frames (expected 2)", len(rest) + 1)
                 continue
-            source, frame = parts
+            frame = rest[0]
             try:
                 messages = decode(frame)
             except ProtocolVersionError as error:
@@ -101,6 +116,31 @@ class SchedulerServer:
                     self._collect(self.state.handle(source, message, now, dispatch=False), outgoing)
                 except Exception:  # a bug must not take the whole cluster down
                     logger.exception("scheduler failed to handle %s from %r", type(message).__name__, source[:64])
+
+    def _note_connection(self, peer: bytes, descriptor: int) -> None:
+        """Remember which TCP connection a peer speaks on, to notice when it closes."""
+        if self._descriptors.get(peer) != descriptor:
+            self._descriptors[peer] = descriptor
+            self._peers_by_descriptor[descriptor] = peer
+
+    def _on_connection_events(self, monitor: Socket, outgoing: dict[bytes, list[Message]]) -> None:
+        """A closed connection of a worker means it died (SIGKILL closes its sockets): act at once.
+
+        Clients are not dropped this way: a client's DEALER reconnects after a network blip, and
+        its tasks should survive that; silence past client_timeout_seconds still removes it.
+        """
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            descriptor = event["value"]
+            peer = self._peers_by_descriptor.pop(descriptor, None)
+            if peer is None or self._descriptors.get(peer) != descriptor:
+                continue
+            del self._descriptors[peer]
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._safely(functools.partial(self.state.worker_disconnected, peer), outgoing)
 
     def _safely(self, step: Callable[[], Iterable[Instruction]], outgoing: dict[bytes, list[Message]]) -> None:
         try:
