@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         task_timeout_seconds=args.task_timeout_seconds,
         logging_level=args.logging_level,
         exit_with_parent=True,
+        per_worker_capabilities=args.per_worker_capabilities,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -31,6 +31,33 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
 
 
+def parse_capabilities(text: str) -> dict[str, int]:
+    """Parse ``gpu=1,fpga=2`` (a bare ``gpu`` means ``gpu=1``) into ``{"gpu": 1, "fpga": 2}``."""
+    capabilities: dict[str, int] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, equals, count = item.partition("=")
+        name = name.strip()
+        if not name:
+            raise argparse.ArgumentTypeError(f"capability {item!r} has no name")
+        try:
+            capabilities[name] = int(count) if equals else 1
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"capability {name!r} needs a whole number, got {count.strip()!r}"
+            ) from None
+        if capabilities[name] < 0:
+            raise argparse.ArgumentTypeError(f"capability {name!r} cannot be negative")
+    return capabilities
+
+
+def format_capabilities(capabilities: dict[str, int]) -> str:
+    """The inverse of ``parse_capabilities``."""
+    return ",".join(f"{name}={count}" for name, count in capabilities.items())
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of a worker, shared by ``scaler_cluster`` and the single-worker entry point."""
     parser.add_argument(
@@ -46,5 +73,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "--task-timeout-seconds",
         type=float,
         default=0.0,
-        help="stop a task that runs longer than this and fail it with TaskTimeoutError (default 0: no limit)",
+        help="stop a task that runs longer than this and fail it with TaskTimeoutError (default 0: no limit); "
+        "a task's own timeout overrides it",
+    )
+    parser.add_argument(
+        "--per-worker-capabilities",
+        type=parse_capabilities,
+        default={},
+        metavar="NAME=COUNT,...",
+        help="what each worker offers to tasks that ask for it, e.g. gpu=1,fpga=2 (default: nothing)",
     )

@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         death_timeout_seconds=args.death_timeout_seconds,
         task_timeout_seconds=args.task_timeout_seconds,
         exit_with_parent=args.exit_with_parent,
+        capabilities=args.per_worker_capabilities,
     ).run()
 
 

@@ -8,14 +8,16 @@ import sys
 import time
 from typing import Any
 
-from scaler.cli.common import DEFAULT_DEATH_TIMEOUT_SECONDS, DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+from scaler.cli.common import DEFAULT_DEATH_TIMEOUT_SECONDS, DEFAULT_HEARTBEAT_INTERVAL_SECONDS, format_capabilities
 from scaler.io.sockets import validate_address
 
 logger = logging.getLogger(__name__)
 
 
 class Cluster:
-    """Starts ``n_workers`` workers (each an agent plus one processor) for the scheduler at ``address``.
+    """Starts ``n_workers`` workers (each an agent plus its processors) for the scheduler at ``address``.
+
+    ``per_worker_capabilities`` (e.g. ``{"gpu": 1}``) is what each worker offers to tasks that ask for it.
 
     Extra keyword arguments from Scaler's ``Cluster`` are accepted so existing scripts run.
     """
@@ -29,10 +31,16 @@ class Cluster:
         task_timeout_seconds: float = 0.0,
         logging_level: str = "INFO",
         exit_with_parent: bool = False,
+        per_worker_capabilities: dict[str, int] | None = None,
         **scaler_compatible: Any,
     ) -> None:
         if n_workers < 1:
             raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+        capabilities = dict(per_worker_capabilities or {})
+        for name, count in capabilities.items():
+            if not name or "," in name or "=" in name or type(count) is not int or count < 0:
+                raise ValueError(f"bad capability {name!r}={count!r}: names without ',' or '=', whole counts >= 0")
+        self.per_worker_capabilities = capabilities
         self.address = validate_address(address)
         self.n_workers = n_workers
         self._command = [
@@ -45,6 +53,8 @@ class Cluster:
             f"--task-timeout-seconds={task_timeout_seconds}",
             f"--logging-level={logging_level}",
         ]
+        if capabilities:
+            self._command.append(f"--per-worker-capabilities={format_capabilities(capabilities)}")
         if exit_with_parent:
             self._command.append("--exit-with-parent")
         if scaler_compatible:

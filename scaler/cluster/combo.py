@@ -48,6 +48,7 @@ class SchedulerClusterCombo:
         protected: bool = True,
         event_loop: str = "builtin",
         logging_level: str = "INFO",
+        per_worker_capabilities: dict[str, int] | None = None,
         **scaler_compatible: Any,
     ) -> None:
         self._address = validate_address(address) if address else free_tcp_address()
@@ -55,6 +56,17 @@ class SchedulerClusterCombo:
             logger.debug("event_loop=%r is accepted for compatibility; scaler uses its own poll loop", event_loop)
         if scaler_compatible:
             logger.debug("SchedulerClusterCombo ignores these Scaler arguments: %s", sorted(scaler_compatible))
+        # Built (and so checked) before anything starts: a bad worker argument leaves no process behind.
+        self._cluster = Cluster(
+            self._address,
+            n_workers,
+            heartbeat_interval_seconds=heartbeat_interval_seconds,
+            death_timeout_seconds=death_timeout_seconds,
+            task_timeout_seconds=task_timeout_seconds,
+            logging_level=logging_level,
+            exit_with_parent=True,
+            per_worker_capabilities=per_worker_capabilities,
+        )
         command = [
             sys.executable,
             "-m",
@@ -69,15 +81,6 @@ class SchedulerClusterCombo:
             "--exit-with-parent",
         ]
         self._scheduler = subprocess.Popen(command)
-        self._cluster = Cluster(
-            self._address,
-            n_workers,
-            heartbeat_interval_seconds=heartbeat_interval_seconds,
-            death_timeout_seconds=death_timeout_seconds,
-            task_timeout_seconds=task_timeout_seconds,
-            logging_level=logging_level,
-            exit_with_parent=True,
-        )
         self._cluster.start()
         self._stopped = False
 

@@ -1,20 +1,27 @@
 """The worker agent process: a thin shell that moves bytes for ``WorkerState``.
 
-It owns the DEALER socket to the scheduler and the pipe to its processor subprocess, and runs
-one poll loop. Heartbeats keep flowing while the processor is busy, because the processor is a
-separate process. Processors are forked from a pre-imported fork server, so a restart after a
-cancel or a crash takes milliseconds rather than a fresh interpreter's start-up.
+It owns the DEALER socket to the scheduler and a pipe to each of its processor subprocesses,
+and runs one poll loop: scheduler frames, processor pipes, processor exits and processor starts
+are events for the state, and the state's instructions are carried out at the top of the next
+turn (everything for the scheduler leaves as one frame). Usually one processor runs tasks; more
+exist only while tasks are parked waiting on other tasks (see ``state.py``). Heartbeats keep
+flowing while a task holds the CPU, because processors are separate processes. Processors are
+forked from a pre-imported fork server, so a new one after a cancel, a crash or a block takes
+milliseconds rather than a fresh interpreter's start-up. Killed processors are reaped without
+blocking the loop.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -26,21 +33,28 @@ from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer, make_identity
 from scaler.protocol.codec import decode, encode_frames, encode_one
 from scaler.protocol.messages import (
+    BalanceRequest,
     DisconnectRequest,
     DisconnectResponse,
     Message,
+    ObjectInstruction,
+    ProcessorBlocked,
     SchedulerShutdown,
     Task,
     TaskCancel,
+    TaskLog,
     TaskResult,
     WorkerHeartbeatEcho,
 )
 from scaler.worker.processor import run_processor
 from scaler.worker.state import (
+    DEFAULT_MAX_IDLE_PROCESSORS,
     ExitWorker,
-    RestartProcessor,
+    KillProcessor,
     RunTask,
+    SendToProcessor,
     SendToScheduler,
+    StartProcessor,
     WorkerInstruction,
     WorkerState,
 )
@@ -48,6 +62,8 @@ from scaler.worker.state import (
 logger = logging.getLogger(__name__)
 
 _TICK_SECONDS = 0.1
+
+_Handlers = dict[type[Message], Callable[[Any, float], list[WorkerInstruction]]]
 
 
 def _process_context() -> Any:
@@ -61,24 +77,36 @@ def _process_context() -> Any:
 class _Processor:
     """One processor subprocess and the agent's end of its pipe."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, processor_id: int, scheduler_address: str) -> None:
         agent_end, processor_end = multiprocessing.Pipe(duplex=True)
+        self.processor_id = processor_id
         self.connection: Connection = agent_end
         self.process: BaseProcess = context.Process(
-            target=run_processor, args=(processor_end, os.getpid()), name="scaler-processor", daemon=True
+            target=run_processor,
+            args=(processor_end, os.getpid(), scheduler_address),
+            name=f"scaler-processor-{processor_id}",
+            daemon=True,
         )
         self.process.start()
         processor_end.close()
         self.fd = agent_end.fileno()
+        self.sentinel = self.process.sentinel
 
     def kill(self) -> None:
-        """SIGKILL it: it runs no further user code once this returns. Reaping is left to ``reap``."""
+        """SIGKILL it: it runs no further user code once this returns. Reaping is left to ``reaped``."""
         self.connection.close()
         if self.process.is_alive():
             self.process.kill()
 
-    def reap(self) -> None:
-        self.process.join(timeout=5)
+    def reaped(self) -> bool:
+        """True once its exit has been collected (never blocks); frees its process handle then."""
+        if self.process.is_alive():
+            return False
+        self.process.close()
+        return True
+
+    def reap(self, timeout: float = 5.0) -> None:
+        self.process.join(timeout=timeout)
 
 
 class _ProcessorStarter:
@@ -86,28 +114,35 @@ class _ProcessorStarter:
 
     The first start also boots the fork server (a second or so on a busy machine); later ones
     fork from it in milliseconds. ``fd`` becomes readable when a started processor is ready.
+    Starts run one after another, in the order asked.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler_address: str) -> None:
         self._context = _process_context()
+        self._scheduler_address = scheduler_address
         self._read, self._write = os.pipe()
         self.fd = self._read
         self._thread: threading.Thread | None = None
+        self._waiting: collections.deque[int] = collections.deque()
         self._started: _Processor | None = None
         self._error: BaseException | None = None
 
-    def start(self, killed: _Processor | None) -> None:
-        """Start a processor; first reap ``killed`` (off the agent's thread: it can take a few ms)."""
-        if self._thread is not None:
-            return  # one is already on its way
-        self._thread = threading.Thread(target=self._run, args=(killed,), name="processor-starter", daemon=True)
-        self._thread.start()
+    def start(self, processor_id: int) -> None:
+        """Start a processor under this id (after any start already on its way)."""
+        self._waiting.append(processor_id)
+        self._next()
 
-    def _run(self, killed: _Processor | None) -> None:
-        if killed is not None:
-            killed.reap()
+    def _next(self) -> None:
+        if self._thread is None and self._waiting:
+            processor_id = self._waiting.popleft()
+            self._thread = threading.Thread(
+                target=self._run, args=(processor_id,), name="processor-starter", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, processor_id: int) -> None:
         try:
-            self._started = _Processor(self._context)
+            self._started = _Processor(self._context, processor_id, self._scheduler_address)
         except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
             self._error = error
         os.write(self._write, b"x")
@@ -123,10 +158,12 @@ class _ProcessorStarter:
             raise RuntimeError(f"could not start a processor: {error}") from error
         started, self._started = self._started, None
         assert started is not None
+        self._next()
         return started
 
     def close(self) -> None:
         """Wait for a start in progress and kill what it started."""
+        self._waiting.clear()
         if self._thread is not None:
             self._thread.join()
             if self._started is not None:
@@ -162,15 +199,22 @@ class WorkerAgent:
         death_timeout_seconds: float = 300.0,
         task_timeout_seconds: float = 0.0,
         exit_with_parent: bool = False,
+        capabilities: dict[str, int] | None = None,
+        max_idle_processors: int = DEFAULT_MAX_IDLE_PROCESSORS,
     ) -> None:
         self.address = address
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
         self.task_timeout_seconds = task_timeout_seconds
         self.exit_with_parent = exit_with_parent
+        self.capabilities = dict(capabilities or {})
+        self.max_idle_processors = max_idle_processors
         self.identity = make_identity("worker")
         self._stopping = False
         self._bad_frames = RateLimitedLog()
+        self._processors: dict[int, _Processor] = {}
+        self._by_fd: dict[int, _Processor] = {}  # pipe fd and exit sentinel -> processor
+        self._dying: list[_Processor] = []  # killed, not yet reaped
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish (safe from a signal handler)."""
@@ -182,11 +226,16 @@ class WorkerAgent:
         signal.signal(signal.SIGINT, self.stop)
         context = zmq.Context()
         sock = connect_dealer(context, self.address, self.identity)
-        self._starter = _ProcessorStarter()
-        self._processor: _Processor | None = None
+        self._starter = _ProcessorStarter(self.address)
         state = WorkerState(
-            time.monotonic(), self.heartbeat_interval_seconds, self.death_timeout_seconds, self.task_timeout_seconds
+            time.monotonic(),
+            self.heartbeat_interval_seconds,
+            self.death_timeout_seconds,
+            self.task_timeout_seconds,
+            capabilities=self.capabilities,
+            max_idle_processors=self.max_idle_processors,
         )
+        handlers = self._scheduler_handlers(state)
         usage = _ResourceSampler(self.heartbeat_interval_seconds)
         parent = os.getppid()
         self._poller = zmq.Poller()
@@ -194,33 +243,32 @@ class WorkerAgent:
         self._poller.register(self._starter.fd, zmq.POLLIN)
         logger.info("worker %s serving %s", self.identity.decode(), self.address)
         try:
-            pending: list[WorkerInstruction] = [RestartProcessor("the worker is starting")]
-            pending += state.tick(time.monotonic())
-            while not self._stopping and self._execute(pending, sock, state):
-                events = dict(self._poller.poll(int(_TICK_SECONDS * 1000)))
+            now = time.monotonic()
+            pending = state.start(now) + state.tick(now)
+            while not self._stopping and self._execute(pending, sock):
+                events = self._poller.poll(int(_TICK_SECONDS * 1000))
                 now = time.monotonic()
                 pending = []
-                if sock in events:
-                    pending += self._receive(sock, state, now)
-                processor = self._processor
-                if processor is not None and processor.fd in events:
-                    pending += self._from_processor(processor, state, now)
-                if processor is not None and processor.process.sentinel in events:
-                    pending += self._from_processor(processor, state, now)
-                    self._watch(None)
-                    processor.reap()
-                    pending += state.on_processor_died(now)
-                if self._starter.fd in events:
-                    self._watch(self._starter.take())
-                    pending += state.on_processor_started(now)
+                for key, _ in events:
+                    if key is sock:
+                        pending += self._receive(sock, handlers, state, now)
+                    elif key == self._starter.fd:
+                        started = self._starter.take()
+                        self._watch(started)
+                        pending += state.on_processor_started(started.processor_id, now)
+                    else:
+                        pending += self._on_processor_event(key, state, now)
+                if self._dying:
+                    self._dying = [processor for processor in self._dying if not processor.reaped()]
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
                 pending += state.tick(now, *usage.sample(now))
         finally:
-            last = self._watch(None)
-            if last is not None:
-                last.reap()
+            for processor_id in list(self._processors):
+                self._kill(processor_id)
+            for processor in self._dying:
+                processor.reap()
             self._starter.close()
             try:
                 sock.send(encode_one(DisconnectRequest()), zmq.NOBLOCK)
@@ -231,20 +279,37 @@ class WorkerAgent:
             context.term()
             logger.info("worker %s stopped", self.identity.decode())
 
-    def _watch(self, processor: _Processor | None) -> _Processor | None:
-        """Make ``processor`` the current one and poll its pipe and exit; kill and return the previous."""
-        old = self._processor
-        if old is not None:
-            self._poller.unregister(old.fd)
-            self._poller.unregister(old.process.sentinel)
-            old.kill()
-        self._processor = processor
-        if processor is not None:
-            self._poller.register(processor.fd, zmq.POLLIN)
-            self._poller.register(processor.process.sentinel, zmq.POLLIN)
-        return old
+    def _watch(self, processor: _Processor) -> None:
+        """Poll the processor's pipe and exit sentinel."""
+        self._processors[processor.processor_id] = processor
+        self._by_fd[processor.fd] = processor
+        self._by_fd[processor.sentinel] = processor
+        self._poller.register(processor.fd, zmq.POLLIN)
+        self._poller.register(processor.sentinel, zmq.POLLIN)
 
-    def _receive(self, sock: Socket, state: WorkerState, now: float) -> list[WorkerInstruction]:
+    def _kill(self, processor_id: int) -> None:
+        """Stop polling the processor, SIGKILL it, and leave it to be reaped."""
+        processor = self._processors.pop(processor_id, None)
+        if processor is None:
+            return  # it died on its own in the same turn
+        for fd in (processor.fd, processor.sentinel):
+            del self._by_fd[fd]
+            self._poller.unregister(fd)
+        processor.kill()
+        self._dying.append(processor)
+
+    def _on_processor_event(self, fd: int, state: WorkerState, now: float) -> list[WorkerInstruction]:
+        processor = self._by_fd.get(fd)
+        if processor is None:
+            return []  # killed earlier in this turn
+        if fd != processor.sentinel:
+            return self._from_processor(processor, state, now)
+        # It exited on its own: read all it wrote before dying, then tell the state.
+        out = self._from_processor(processor, state, now, limit=None)
+        self._kill(processor.processor_id)
+        return out + state.on_processor_died(processor.processor_id, now)
+
+    def _receive(self, sock: Socket, handlers: _Handlers, state: WorkerState, now: float) -> list[WorkerInstruction]:
         out: list[WorkerInstruction] = []
         for _ in range(1000):
             try:
@@ -260,35 +325,64 @@ class WorkerAgent:
                 self._bad_frames.warning("worker dropped a bad frame from the scheduler: %s", error)
                 continue
             for message in messages:
-                out += self._on_scheduler_message(message, state, now)
+                handler = handlers.get(type(message))
+                out += state.on_scheduler_contact(now) if handler is None else handler(message, now)
         return out
 
-    def _on_scheduler_message(self, message: Message, state: WorkerState, now: float) -> list[WorkerInstruction]:
-        if isinstance(message, Task):
-            return state.on_task(message, now)
-        if isinstance(message, TaskCancel):
-            return state.on_task_cancel(message, now)
-        if isinstance(message, SchedulerShutdown):
+    @staticmethod
+    def _scheduler_handlers(state: WorkerState) -> _Handlers:
+        """``on_<message>`` for each message the scheduler sends a worker; others only prove it is alive."""
+
+        def on_scheduler_shutdown(message: SchedulerShutdown, now: float) -> list[WorkerInstruction]:
             logger.info("the scheduler is shutting down: %s", message.reason)
             return [ExitWorker(message.reason)]
-        if isinstance(message, WorkerHeartbeatEcho):
-            return state.on_heartbeat_echo(message, now)
-        if isinstance(message, DisconnectResponse):
-            return [ExitWorker("the scheduler accepted our leaving")]
-        return state.on_scheduler_contact(now)
 
-    def _from_processor(self, processor: _Processor, state: WorkerState, now: float) -> list[WorkerInstruction]:
+        def on_disconnect_response(message: DisconnectResponse, now: float) -> list[WorkerInstruction]:
+            return [ExitWorker("the scheduler accepted our leaving")]
+
+        return {
+            Task: state.on_task,
+            TaskCancel: state.on_task_cancel,
+            ObjectInstruction: state.on_object_instruction,
+            BalanceRequest: state.on_balance_request,
+            WorkerHeartbeatEcho: state.on_heartbeat_echo,
+            SchedulerShutdown: on_scheduler_shutdown,
+            DisconnectResponse: on_disconnect_response,
+        }
+
+    def _from_processor(
+        self, processor: _Processor, state: WorkerState, now: float, limit: int | None = 1000
+    ) -> list[WorkerInstruction]:
+        """Read what the processor wrote: at most ``limit`` frames, so a chatty task cannot starve the loop."""
         out: list[WorkerInstruction] = []
+        processor_id = processor.processor_id
+        connection = processor.connection
+        frames = 0
         try:
-            while processor.connection.poll():
-                for message in decode(processor.connection.recv_bytes()):
-                    assert isinstance(message, TaskResult)
-                    out += state.on_processor_result(message, now)
+            while (limit is None or frames < limit) and connection.poll():
+                frames += 1
+                for message in decode(connection.recv_bytes()):
+                    if isinstance(message, TaskResult):
+                        out += state.on_processor_result(processor_id, message, now)
+                    elif isinstance(message, TaskLog):
+                        out += state.on_processor_log(processor_id, message, now)
+                    elif isinstance(message, ProcessorBlocked):
+                        out += state.on_processor_blocked(processor_id, message, now)
+                    else:
+                        logger.warning("processor %d sent an unexpected %s", processor_id, type(message).__name__)
         except (EOFError, OSError):
             pass  # it died: its sentinel tells the loop
         return out
 
-    def _execute(self, instructions: Sequence[WorkerInstruction], sock: Socket, state: WorkerState) -> bool:
+    def _send_to_processor(self, processor_id: int, message: Message) -> None:
+        processor = self._processors.get(processor_id)
+        if processor is None:
+            return  # it died in this turn: the state has already been told
+        # If it is dying, the send fails: its sentinel then tells the loop, and the state fails its task.
+        with contextlib.suppress(OSError):
+            processor.connection.send_bytes(encode_one(message))
+
+    def _execute(self, instructions: Sequence[WorkerInstruction], sock: Socket) -> bool:
         """Carry out instructions; return False when the worker must exit."""
         outgoing: list[Message] = []
         keep_running = True
@@ -296,11 +390,15 @@ class WorkerAgent:
             if isinstance(instruction, SendToScheduler):
                 outgoing.append(instruction.message)
             elif isinstance(instruction, RunTask):
-                assert self._processor is not None, "the state runs tasks only on a started processor"
-                self._processor.connection.send_bytes(encode_one(instruction.task))
-            elif isinstance(instruction, RestartProcessor):
-                logger.info("starting a processor: %s", instruction.reason)
-                self._starter.start(killed=self._watch(None))
+                self._send_to_processor(instruction.processor_id, instruction.task)
+            elif isinstance(instruction, SendToProcessor):
+                self._send_to_processor(instruction.processor_id, instruction.message)
+            elif isinstance(instruction, StartProcessor):
+                logger.debug("starting processor %d", instruction.processor_id)
+                self._starter.start(instruction.processor_id)
+            elif isinstance(instruction, KillProcessor):
+                logger.info("killing processor %d: %s", instruction.processor_id, instruction.reason)
+                self._kill(instruction.processor_id)
             elif isinstance(instruction, ExitWorker):
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False

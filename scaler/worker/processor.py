@@ -1,9 +1,17 @@
 """The processor: a subprocess of a worker agent that runs tasks one at a time.
 
-It reads ``Task`` frames from a pipe, unpickles each function once (with the client's
-serializer, which travels with it), runs the task and writes back one ``TaskResult`` frame.
-A task's exception comes back pickled together with its traceback text. If the agent dies,
-a watchdog thread ends the processor so no orphan outlives its worker.
+It reads ``Task`` and ``ObjectInstruction`` frames from a pipe. It unpickles each function once
+(with the client's serializer, which travels with it) and keeps each object's bytes by id until
+the agent says ``DELETE``; an OBJECT argument is deserialized from those bytes, with the task's
+serializer, at each use (so a task that mutates its argument never changes the next task's).
+It runs the task and writes back one ``TaskResult``, through ``processor_context`` so that
+writes from the task's threads (output lines, block notices) never interleave with it. A
+task's exception comes back pickled together with its traceback text.
+
+Per task, on request: ``profiling`` fills the result's wall time, CPU time and peak memory
+(``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` lines
+(``output.py``). If the agent dies, a watchdog thread ends the processor so no orphan outlives
+its worker.
 """
 
 from __future__ import annotations
@@ -21,29 +29,58 @@ import cloudpickle
 import psutil
 
 from scaler.errors import SerializationError
-from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode, encode_one
-from scaler.protocol.messages import Task, TaskResult, TaskStatus
+from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode
+from scaler.protocol.messages import ObjectInstruction, ObjectInstructionType, Task, TaskResult, TaskStatus
+from scaler.worker import processor_context
+from scaler.worker.output import redirect_output
+from scaler.worker.profiling import TaskProfile
 
 logger = logging.getLogger(__name__)
 
 _Function = tuple[Any, Any]  # (callable, serializer)
 
 
-def run_processor(connection: Connection, agent_pid: int) -> None:
+def run_processor(connection: Connection, agent_pid: int, scheduler_address: str = "") -> None:
     """Entry point of the processor subprocess."""
     threading.Thread(target=_exit_with_agent, args=(agent_pid,), daemon=True, name="agent-watchdog").start()
+    processor_context.install(connection, scheduler_address)
     functions: dict[bytes, _Function] = {}
+    objects: dict[bytes, bytes] = {}
+    send = processor_context.send_to_agent
     while True:
         try:
             frame = connection.recv_bytes()
         except (EOFError, OSError):
             return
-        for task in decode(frame):
-            assert isinstance(task, Task)
-            connection.send_bytes(encode_one(execute(task, functions)))
+        for message in decode(frame):
+            if type(message) is Task:
+                send(run_task(message, functions, objects))
+            elif type(message) is ObjectInstruction and message.kind == ObjectInstructionType.DELETE:
+                for object_id in message.object_ids:
+                    objects.pop(object_id, None)
+            else:
+                logger.warning("processor %d ignored a %s from its agent", os.getpid(), type(message).__name__)
 
 
-def execute(task: Task, functions: dict[bytes, _Function]) -> TaskResult:
+def run_task(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes]) -> TaskResult:
+    """Run one task with the profiling and output streaming it asks for; never raise."""
+    for content in task.objects:
+        objects[content.object_id] = content.data
+    processor_context.task_started()
+    if not (task.profiling or task.stream_output):
+        return execute(task, functions, objects)
+    profile = TaskProfile() if task.profiling else None
+    if task.stream_output:
+        with redirect_output(task.task_id):
+            result = execute(task, functions, objects)
+    else:
+        result = execute(task, functions, objects)
+    if profile is not None:
+        profile.fill(result)
+    return result
+
+
+def execute(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes] | None = None) -> TaskResult:
     """Run one task and always return its result; never raise."""
     try:
         if task.function:
@@ -52,7 +89,10 @@ def execute(task: Task, functions: dict[bytes, _Function]) -> TaskResult:
         args = []
         kwargs = {}
         for argument in task.args:
-            value = serializer.deserialize(argument.data)
+            if argument.kind:  # ArgumentKind.OBJECT: ``data`` is an object id
+                value = serializer.deserialize(_object(objects, argument.data))
+            else:
+                value = serializer.deserialize(argument.data)
             if argument.name:
                 kwargs[argument.name] = value
             else:
@@ -72,6 +112,15 @@ def execute(task: Task, functions: dict[bytes, _Function]) -> TaskResult:
         message = f"the task's result is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte message limit"
         return _failure(task, SerializationError(message))
     return TaskResult(task.task_id, TaskStatus.SUCCESS, payload, task.attempt)
+
+
+def _object(objects: dict[bytes, bytes] | None, object_id: bytes) -> bytes:
+    data = None if objects is None else objects.get(object_id)
+    if data is None:
+        raise LookupError(
+            f"object {object_id.hex()} is not on this worker: it was deleted (or never sent) before the task ran"
+        )
+    return data
 
 
 def _failure(task: Task, error: BaseException) -> TaskResult:

@@ -22,6 +22,8 @@ SCHEDULER_ADDRESS_VARIABLE = "SCALER_SCHEDULER_ADDRESS"
 
 _connection: Connection | None = None
 _send_lock = threading.Lock()  # results, logs and block notices may come from several threads
+_blocked_lock = threading.Lock()
+_blocked_depth = 0  # how many waits of the current task are inside ``blocked()`` right now
 
 
 def install(connection: Connection, scheduler_address: str) -> None:
@@ -52,12 +54,32 @@ def send_to_agent(message: Message) -> None:
 
 @contextlib.contextmanager
 def blocked() -> Iterator[None]:
-    """Wrap a wait on other tasks' results, so the worker can run them meanwhile."""
+    """Wrap a wait on other tasks' results, so the worker can run them meanwhile.
+
+    Waits may nest or overlap (several threads of one task): the agent hears ``True`` when the
+    first one starts and ``False`` when the last one ends.
+    """
     if _connection is None:
         yield
         return
-    send_to_agent(ProcessorBlocked(True))
+    global _blocked_depth
+    with _blocked_lock:
+        _blocked_depth += 1
+        if _blocked_depth == 1:
+            send_to_agent(ProcessorBlocked(True))
     try:
         yield
     finally:
-        send_to_agent(ProcessorBlocked(False))
+        with _blocked_lock:
+            if _blocked_depth > 0:  # 0 if a new task started meanwhile (a leftover thread of an old task)
+                _blocked_depth -= 1
+                if _blocked_depth == 0:
+                    send_to_agent(ProcessorBlocked(False))
+
+
+def task_started() -> None:
+    """Called by the processor before each task: waits of an earlier task no longer count."""
+    global _blocked_depth
+    if _blocked_depth:
+        with _blocked_lock:
+            _blocked_depth = 0
