@@ -10,7 +10,8 @@
 
 from scaler.about import __version__
 from scaler.client.client import Client
-from scaler.client.future import ScalerFuture
+from scaler.client.future import ProfileResult, ScalerFuture
+from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import Serializer
 from scaler.cluster.cluster import Cluster
 from scaler.cluster.combo import SchedulerClusterCombo
@@ -33,7 +34,9 @@ __all__ = [
     "Client",
     "Cluster",
     "DisconnectedError",
+    "ObjectReference",
     "ProcessorDiedError",
+    "ProfileResult",
     "ProtocolError",
     "ProtocolVersionError",
     "RemoteTraceback",

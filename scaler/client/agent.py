@@ -2,22 +2,27 @@
 
 User threads hand messages to ``send``, which queues them and wakes the agent through a pipe;
 the agent sends everything queued as one frame, so a burst of ``submit`` calls costs few
-syscalls. Incoming results go to the ``ClientFutureManager``. The agent also sends heartbeats
-and declares the scheduler lost when it has been silent for ``timeout_seconds``.
+syscalls. Incoming results, cancel confirmations and fetched objects go to the
+``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``. The agent
+also sends heartbeats and declares the scheduler lost when it has been silent for
+``timeout_seconds``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import zmq
 
 from scaler.client.future_manager import ClientFutureManager
+from scaler.client.output import TaskOutputPrinter
 from scaler.errors import DisconnectedError, ProtocolError, ProtocolVersionError
 from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer
 from scaler.protocol.codec import decode, encode_frames
@@ -27,8 +32,10 @@ from scaler.protocol.messages import (
     ClientHeartbeatEcho,
     ClientShutdownResponse,
     Message,
+    ObjectResponse,
     SchedulerShutdown,
     TaskCancelConfirm,
+    TaskLog,
     TaskResult,
 )
 
@@ -62,6 +69,11 @@ class ClientAgent(threading.Thread):
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        # Closed when the agent object goes, not when its thread ends: a late send (a dropped
+        # future freeing its result, on any thread) must never write to a reused descriptor.
+        weakref.finalize(self, _close_pipe, self._wake_read, self._wake_write)
+        self._output = TaskOutputPrinter()
         self._wake_pending = False
         self._stop_requested = False
         self._bad_frames = RateLimitedLog()
@@ -72,12 +84,14 @@ class ClientAgent(threading.Thread):
         self._outbox.put(message)
         if not self._wake_pending:
             self._wake_pending = True
-            os.write(self._wake_write, b"x")
+            with contextlib.suppress(BlockingIOError):  # the pipe is full: the agent is awake anyway
+                os.write(self._wake_write, b"x")
 
     def stop(self) -> None:
         """Flush what is queued, then end the thread (any thread but the agent's)."""
         self._stop_requested = True
-        os.write(self._wake_write, b"x")
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"x")
         self.join(timeout=10)
 
     def run(self) -> None:
@@ -111,8 +125,6 @@ class ClientAgent(threading.Thread):
         finally:
             sock.close(linger=500)
             context.term()
-            os.close(self._wake_read)
-            os.close(self._wake_write)
 
     def _flush(self, sock: Socket) -> None:
         self._wake_pending = False
@@ -159,6 +171,11 @@ class ClientAgent(threading.Thread):
     def _dispatch(self, message: Message) -> None:
         if isinstance(message, TaskResult):
             self.manager.on_task_result(message)
+            self._output.on_task_done(message.task_id)
+        elif isinstance(message, ObjectResponse):
+            self.manager.on_object_response(message)
+        elif isinstance(message, TaskLog):
+            self._output.on_task_log(message)
         elif isinstance(message, TaskCancelConfirm):
             self.manager.on_task_cancel_confirm(message)
         elif isinstance(message, ClientShutdownResponse):
@@ -179,3 +196,8 @@ class ClientAgent(threading.Thread):
             self.error = DisconnectedError(reason)
             self.connected.set()  # wake anyone waiting for the first answer
         self.manager.fail_all(self.error)
+
+
+def _close_pipe(read_end: int, write_end: int) -> None:
+    os.close(read_end)
+    os.close(write_end)

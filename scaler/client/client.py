@@ -1,34 +1,43 @@
-"""``Client``: submit Python callables to a scaler cluster and get ``ScalerFuture``s back.
+"""``Client``: submit Python callables and task graphs to a scaler cluster; get ``ScalerFuture``s back.
 
 Data flow::
 
     user thread: submit(fn, *args) -> serialize args -> Task -> ClientAgent.send (queue + wake)
+                 get(graph, keys)  -> graph.plan_graph -> one GraphTask (nodes run by one runner)
+                 send_object(obj)  -> ObjectInstruction(CREATE) once per content
     agent thread: queue -> one frame -> scheduler ... TaskResult -> ClientFutureManager -> future
 
 A function is pickled with the client's serializer and identified by the hash of those bytes;
-its bytes travel only with the first task that names it. With no address, the client starts a
+its bytes travel only with the first task that names it. An argument whose serialized form is
+over 64 KiB travels as an object, uploaded once per content and freed when no pending task
+needs it and the client's cache of such objects is full (``encoder.py``). With no address,
+the client connects to its worker's scheduler when it runs inside a task, and otherwise starts a
 private ``SchedulerClusterCombo`` and shuts it down on ``disconnect()``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
 import pickle
 import struct
 import threading
-import types
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import cloudpickle
-
+from scaler.client import graph as graphs
 from scaler.client.agent import ClientAgent
+from scaler.client.encoder import (
+    AUTOMATIC_OBJECT_CACHE_BYTES,
+    INLINE_ARGUMENT_BYTES,
+    TaskEncoder,
+    check_message_size,
+)
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
+from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.errors import (
     DisconnectedError,
@@ -41,21 +50,23 @@ from scaler.errors import (
     WorkerDiedError,
 )
 from scaler.io.sockets import make_identity, validate_address
-from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import (
     ArgumentKind,
     ClientDisconnect,
     ClientShutdownResponse,
     DisconnectType,
+    GraphTask,
+    Message,
     Task,
-    TaskArgument,
     TaskResult,
     TaskStatus,
 )
+from scaler.worker import processor_context
 
 logger = logging.getLogger(__name__)
 
-_FUNCTION_CACHE_SIZE = 256
+__all__ = ["AUTOMATIC_OBJECT_CACHE_BYTES", "INLINE_ARGUMENT_BYTES", "Client"]
+
 _TEXT_ERRORS: dict[TaskStatus, type[Exception]] = {
     TaskStatus.PROCESSOR_DIED: ProcessorDiedError,
     TaskStatus.WORKER_DIED: WorkerDiedError,
@@ -63,14 +74,27 @@ _TEXT_ERRORS: dict[TaskStatus, type[Exception]] = {
     TaskStatus.REJECTED: TaskRejectedError,
 }
 
+# Clients rebuilt from a pickle (a Client passed to a task), by (address, token): one connection
+# per original client per process, reused by every task that receives it.
+_rebuilt: dict[tuple[str, bytes], Client] = {}
+_originals: weakref.WeakValueDictionary[tuple[str, bytes], Client] = weakref.WeakValueDictionary()
+_rebuilt_lock = threading.RLock()  # held while a rebuilt client connects, which registers itself
+
 
 class Client:
     """A connection to a scaler scheduler.
 
-    ``Client(address)`` connects to a running scheduler; ``Client()`` starts a private local
-    cluster (one worker per CPU) and owns it. Use it as a context manager, or call
-    ``disconnect()`` when done.
+    ``Client(address)`` connects to a running scheduler. ``Client()`` inside a task connects to
+    the scheduler of the task's worker; anywhere else it starts a private local cluster (one
+    worker per CPU) and owns it. Use it as a context manager, or call ``disconnect()`` when done.
+
+    ``profiling=True`` measures every task (``future.profiling_info()``); ``stream_output=True``
+    prints what tasks write on this process's stdout and stderr, each line prefixed with the
+    task id. A ``Client`` pickles as its address and settings, so passing it to a task gives
+    the task a client of the same scheduler.
     """
+
+    asynchronous = False  # for dask: ``dask.compute(obj, scheduler=client)`` uses ``client.get``
 
     def __init__(
         self,
@@ -79,8 +103,12 @@ class Client:
         timeout_seconds: float = 60,
         heartbeat_interval_seconds: float = 2,
         serializer: Serializer | type[Serializer] | None = None,
+        stream_output: bool = False,
+        object_cache_bytes: int = AUTOMATIC_OBJECT_CACHE_BYTES,
     ) -> None:
         self._combo: Any = None
+        if address is None:
+            address = processor_context.scheduler_address() or None
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
@@ -88,16 +116,17 @@ class Client:
             address = self._combo.get_address()
         self.address = validate_address(address)
         self.profiling = profiling
+        self.stream_output = stream_output
         self.timeout_seconds = timeout_seconds
+        self.heartbeat_interval_seconds = heartbeat_interval_seconds
         if isinstance(serializer, type):
             serializer = serializer()
         self._serializer: Serializer = serializer or DefaultSerializer()
+        self._encoder = TaskEncoder(self._serializer, self._send, object_cache_bytes)
+        self._token = os.urandom(8)  # names this client in pickles of it
         identity = make_identity("client")
         self._task_prefix = os.urandom(8)
         self._task_counter = itertools.count()
-        self._functions: OrderedDict[Any, tuple[bytes, bytes]] = OrderedDict()  # fn -> (id, bytes)
-        self._sent_functions: set[bytes] = set()
-        self._functions_lock = threading.Lock()
         self._shutdown_answer: ClientShutdownResponse | None = None
         self._shutdown_answered = threading.Event()
         self._disconnected = False
@@ -119,8 +148,10 @@ class Client:
                 f"no scaler scheduler answered at {self.address} within {timeout_seconds:g}s; "
                 f"start one with `scaler_scheduler {self.address}`, or use Client() for a local cluster"
             )
+        with _rebuilt_lock:
+            _originals[(self.address, self._token)] = self
 
-    # -- context manager -----------------------------------------------------------------------
+    # -- context manager and pickling ------------------------------------------------------------
 
     def __enter__(self) -> Client:
         return self
@@ -128,12 +159,32 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.disconnect()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        settings = (self.profiling, self.timeout_seconds, self.heartbeat_interval_seconds, self._serializer)
+        return _rebuild_client, (self.address, self._token, settings, self.stream_output)
+
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ScalerFuture:
         """Run ``fn(*args, **kwargs)`` on the cluster; return its future at once."""
-        function_id, function = self._function_payload(fn)
+        function_id, function = self._encoder.function(fn)
         return self._submit(function_id, function, args, kwargs)
+
+    def submit_verbose(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        capabilities: dict[str, int] | None = None,
+        priority: int = 0,
+    ) -> ScalerFuture:
+        """Like ``submit``, with task options.
+
+        ``capabilities`` (e.g. ``{"gpu": 1}``): only workers offering every key may run it.
+        ``priority``: among queued tasks, higher runs first (default 0).
+        """
+        function_id, function = self._encoder.function(fn)
+        return self._submit(function_id, function, tuple(args), dict(kwargs), dict(capabilities or {}), priority)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """Like the builtin ``map``, run on the cluster; block and return the results in order."""
@@ -141,15 +192,56 @@ class Client:
 
     def starmap(self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> list[Any]:
         """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order."""
-        function_id, function = self._function_payload(fn)
+        function_id, function = self._encoder.function(fn)
         futures = [self._submit(function_id, function, tuple(args), {}) for args in iterable]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                if not future.done():
-                    future.cancel(timeout=0)
-            raise
+        return _gather(futures)
+
+    # -- objects -------------------------------------------------------------------------------
+
+    def send_object(self, obj: Any, name: str | None = None) -> ObjectReference:
+        """Store ``obj`` on the scheduler once; pass the reference to tasks instead of the object.
+
+        Identical content is stored once. The object stays until ``clear()`` or disconnect.
+        """
+        self._ensure_connected()
+        return self._encoder.send_object(obj, name)
+
+    def clear(self) -> None:
+        """Drop every object this client stored (``send_object`` and big arguments) on the scheduler.
+
+        Tasks still pending keep what they use; a big result not read yet is dropped too.
+        """
+        self._ensure_connected()
+        self._encoder.clear()
+
+    # -- graphs --------------------------------------------------------------------------------
+
+    def get(self, graph: Any, keys: Any, block: bool = True) -> Any:
+        """Run a Dask-style task graph; return ``{key: value}`` (or ``{key: future}`` with ``block=False``).
+
+        ``graph`` maps keys (strings, or tuples such as ``("x", 0)``) to data, an
+        ``ObjectReference``, or a task tuple ``(callable, *args)`` whose args may name other keys,
+        hold nested task tuples, or lists, tuples and dicts of those. Only what ``keys`` need is
+        sent, as one message; intermediate results stay on the cluster. A missing or repeated key
+        raises ``KeyError`` and a cycle ``graphlib.CycleError``, before anything is sent. A failing
+        node fails the keys that depend on it with its exception; cancelling any returned future
+        cancels the whole graph.
+
+        As a dask scheduler (``dask.compute(obj, scheduler=client.get)``) it takes dask's graph and
+        nested list of keys, and returns the values shaped like ``keys``, as dask expects.
+        """
+        from_dask = graphs.dask_graph(graph, keys)
+        if from_dask is not None:
+            futures = self._submit_graph(from_dask, graphs.flatten_keys(keys))
+            return graphs.pack_results(keys, dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+            raise TypeError(f"keys must be a list of graph keys, got {keys!r}")
+        if not isinstance(graph, Mapping):
+            raise TypeError(f"graph must be a dict of key -> value or task, got {type(graph).__name__}")
+        futures = self._submit_graph(graph, list(keys))
+        if not block:
+            return futures
+        return dict(zip(futures, _gather(list(futures.values()))))  # noqa: B905
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -183,7 +275,15 @@ class Client:
         self._manager.cancel_all()
         self._close(stop_combo=True)
 
-    # -- internals -----------------------------------------------------------------------------
+    def statistics(self) -> dict[str, int]:
+        """Counts for monitoring and tests."""
+        return {
+            "pending": self._manager.pending_count(),
+            "results_kept_on_scheduler": self._manager.delayed_count(),
+            **self._encoder.statistics(),
+        }
+
+    # -- internals: connection -----------------------------------------------------------------
 
     def _close(self, stop_combo: bool) -> None:
         self._disconnected = True
@@ -198,8 +298,9 @@ class Client:
         if self._agent.error is not None:
             raise DisconnectedError(str(self._agent.error))
 
-    def _send(self, message: Any) -> None:
-        self._agent.send(message)
+    def _send(self, message: Message) -> None:
+        if not self._disconnected:  # late frees (a dropped future) after disconnect have nowhere to go
+            self._agent.send(message)
 
     def _on_agent_thread(self) -> bool:
         return threading.current_thread() is self._agent
@@ -208,52 +309,56 @@ class Client:
         self._shutdown_answer = response
         self._shutdown_answered.set()
 
-    def _function_payload(self, fn: Callable[..., Any]) -> tuple[bytes, bytes]:
-        """Return (function id, pickled (fn, serializer)), from the cache when ``fn`` allows it."""
-        if not callable(fn):
-            raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
-        cacheable = _cacheable(fn)
-        if cacheable:
-            with self._functions_lock:
-                cached = self._functions.get(fn)
-                if cached is not None:
-                    self._functions.move_to_end(fn)
-                    return cached
-        try:
-            blob = cloudpickle.dumps((fn, self._serializer), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as error:
-            raise SerializationError(f"cannot pickle the function {fn!r}: {error}") from error
-        entry = (hashlib.blake2b(blob, digest_size=16).digest(), blob)
-        if cacheable:
-            with self._functions_lock:
-                self._functions[fn] = entry
-                if len(self._functions) > _FUNCTION_CACHE_SIZE:
-                    self._functions.popitem(last=False)
-        return entry
+    # -- internals: tasks ----------------------------------------------------------------------
+
+    def _next_task_id(self) -> bytes:
+        return self._task_prefix + struct.pack(">Q", next(self._task_counter))
 
     def _submit(
-        self, function_id: bytes, function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        function_id: bytes,
+        function: bytes,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        capabilities: dict[str, int] | None = None,
+        priority: int = 0,
     ) -> ScalerFuture:
         self._ensure_connected()
-        serialize = self._serializer.serialize
-        try:
-            arguments = [TaskArgument("", ArgumentKind.INLINE, serialize(value)) for value in args]
-            arguments += [TaskArgument(name, ArgumentKind.INLINE, serialize(value)) for name, value in kwargs.items()]
-        except Exception as error:
-            raise SerializationError(f"cannot serialize an argument: {error}") from error
-        size = sum(len(argument.data) for argument in arguments) + len(function)
-        if size > MAX_PAYLOAD_BYTES:
-            raise SerializationError(
-                f"the task's function and arguments take {size} bytes, over the {MAX_PAYLOAD_BYTES} byte message "
-                f"limit; split the data into smaller tasks"
-            )
-        task_id = self._task_prefix + struct.pack(">Q", next(self._task_counter))
-        with self._functions_lock:
-            first_time = function_id not in self._sent_functions
-            self._sent_functions.add(function_id)
-        future = self._manager.create(task_id)
-        self._send(Task(task_id, function_id, function if first_time else b"", arguments, 0))
+        encoder = self._encoder
+        big: dict[bytes, bytes] = {}
+        arguments, inline = encoder.arguments(args, kwargs, big)
+        check_message_size(inline + len(function))
+        task_id = self._next_task_id()
+        future = self._manager.create(task_id, self.profiling, encoder.pin_automatic(big) if big else None)
+        task = Task(task_id, function_id, b"", arguments, 0)
+        task.priority = priority
+        task.capabilities = capabilities or {}
+        task.profiling = self.profiling
+        task.stream_output = self.stream_output
+        encoder.send_with_function(task, function_id, function)
         return future
+
+    # -- internals: graphs ---------------------------------------------------------------------
+
+    def _submit_graph(self, graph: Mapping[Any, Any], keys: list[Any]) -> dict[Any, ScalerFuture]:
+        self._ensure_connected()
+        plan = graphs.plan_graph(graph, keys)  # raises before anything is sent
+        if not plan.targets:
+            return {}
+        task_ids = {node.key: self._next_task_id() for node in plan.nodes}
+        big: dict[bytes, bytes] = {}
+        nodes = [self._encoder.graph_node(node, task_ids, big) for node in plan.nodes]
+        check_message_size(sum(len(a.data) for node in nodes for a in node.args if a.kind is ArgumentKind.INLINE))
+        unpin = self._encoder.pin_automatic(big)
+        on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
+        futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
+        targets = [task_ids[key] for key in plan.targets]
+        runner_id, runner = self._encoder.graph_runner()
+        graph_task = GraphTask(self._next_task_id(), nodes, targets, self.profiling, self.stream_output)
+        self._encoder.send_with_function(graph_task, runner_id, runner)
+        return futures
+
+    # -- internals: results --------------------------------------------------------------------
 
     def _decode_result(self, result: TaskResult) -> tuple[bool, Any]:
         status = result.status
@@ -272,19 +377,47 @@ class Client:
             return False, remote_error
         return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))
 
-    def statistics(self) -> dict[str, int]:
-        """Counts for monitoring and tests."""
-        return {"pending": self._manager.pending_count(), "functions_sent": len(self._sent_functions)}
+
+def _gather(futures: list[ScalerFuture]) -> list[Any]:
+    """Wait for every result in order; on the first error, cancel the rest and raise it."""
+    for future in futures:
+        future._want()  # big results kept on the scheduler are fetched together, not one by one
+    try:
+        with processor_context.blocked():
+            return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            if not future.done():
+                future.cancel(timeout=0)
+        raise
 
 
-def _cacheable(fn: Any) -> bool:
-    """True for plain functions and module builtins, whose pickle is kept for the client's life.
+def _countdown(count: int, then: Callable[[], None]) -> Callable[[], None]:
+    """A callable that runs ``then`` on its ``count``-th call (from any thread)."""
+    left = [count]
+    lock = threading.Lock()
 
-    Like Dask and Ray, a function is pickled the first time the client sees it: globals it
-    captures by value are frozen then. Callable objects, bound methods and partials carry state
-    that users mutate, so they are pickled again at every submit (and still sent once per content).
-    """
-    if isinstance(fn, types.BuiltinFunctionType):
-        # A module's builtin (pow, math.sqrt) is a name; a bound one ([].append) carries mutable state.
-        return fn.__self__ is None or isinstance(fn.__self__, types.ModuleType)
-    return isinstance(fn, types.FunctionType)
+    def tick() -> None:
+        with lock:
+            left[0] -= 1
+            done = left[0] == 0
+        if done:
+            then()
+
+    return tick
+
+
+def _rebuild_client(
+    address: str, token: bytes, settings: tuple[bool, float, float, Serializer], stream_output: bool
+) -> Client:
+    """Unpickle a ``Client``: the original if it lives in this process, else one shared connection."""
+    key = (address, token)
+    with _rebuilt_lock:
+        client = _originals.get(key) or _rebuilt.get(key)
+        if client is not None and not client._disconnected and client._agent.error is None:
+            return client
+        profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
+        client = Client(address, profiling, timeout_seconds, heartbeat_interval_seconds, serializer, stream_output)
+        client._token = token
+        _rebuilt[key] = client
+        return client

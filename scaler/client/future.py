@@ -1,8 +1,9 @@
 """``ScalerFuture``: a real ``concurrent.futures.Future`` whose ``cancel()`` asks the scheduler.
 
-The future's outcome is set only by ``ClientFutureManager`` (through ``_settle_*``), always
-through the public hooks of ``concurrent.futures.Future`` and with callbacks run outside locks.
-Its one piece of private access, the base class's ``_condition``, is used in this module only.
+The future's outcome is set only by ``ClientFutureManager`` (through ``_settle_*``, ``_set_delayed``
+and ``_finish_fetch``), always through the public hooks of ``concurrent.futures.Future`` and with
+callbacks run outside locks. Its private access to the base class (``_condition`` and
+``_waiters``) is in this module only.
 
 ``cancel(timeout=None)``:
 
@@ -12,14 +13,38 @@ Its one piece of private access, the base class's ``_condition``, is used in thi
   ``canceled``/``cancel_not_found`` → cancelled, ``True``; ``cancel_failed`` → stays pending,
   ``False``; a result arriving after the request → discarded and cancelled, ``True``;
   timeout → ``False``, while a late answer still cancels the future.
+
+Delayed results: when the scheduler keeps a big result, the future is ``done()`` at once but
+holds no value yet. The value is fetched the first time someone needs it: ``result()``,
+``exception()``, ``add_done_callback`` (so ``await``), ``concurrent.futures.wait`` and
+``as_completed`` (whose waiters are appended to ``_waiters``: a list that asks for the fetch on
+``append``). Until the fetch completes the base future stays pending, so those waits and
+callbacks fire exactly once, when the value is there.
+
+Inside a worker's processor, a wait that will block tells the worker (``processor_context``) so it
+can run other tasks meanwhile: a task that waits on its children never holds the only slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import weakref
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
+
+from scaler.protocol.messages import TaskResult
+from scaler.worker import processor_context
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What the processor measured while running a task (``Client(profiling=True)``)."""
+
+    duration_s: float  # wall-clock time of the function call
+    cpu_time_s: float  # CPU time of the processor during the call
+    memory_peak: int  # peak resident memory of the processor during the call, in bytes
 
 
 def _on_event_loop() -> bool:
@@ -30,23 +55,87 @@ def _on_event_loop() -> bool:
     return True
 
 
+class _FetchingWaiters(list):  # type: ignore[type-arg]
+    """The base future's ``_waiters`` once its result is kept: ``wait`` and ``as_completed`` append
+    here, which asks for the fetch."""
+
+    def __init__(self, future: ScalerFuture, waiters: list[Any]) -> None:
+        super().__init__(waiters)
+        self._future = weakref.ref(future)
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        future = self._future()
+        if future is not None:
+            future._want()
+
+
 class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
 
+    # Defaults as class attributes: a future is made per task, and most never change them.
+    _cancel_in_flight = False
+    _settling = False  # the manager has taken its outcome; cancel can no longer win
+    _delayed: TaskResult | None = None  # a result the scheduler keeps until fetched
+    _fetch_requested = False
+    _wanted = False  # someone waits for the value, or has a callback on it
+    _release: weakref.finalize[Any, Any] | None = None  # frees an unfetched result
+    _profile: ProfileResult | None = None
+
     def __init__(
-        self, task_id: bytes, request_cancel: Callable[[ScalerFuture], None], cancel_would_block: Callable[[], bool]
+        self,
+        task_id: bytes,
+        request_cancel: Callable[[ScalerFuture], None],
+        cancel_would_block: Callable[[], bool],
+        request_fetch: Callable[[ScalerFuture], None] | None = None,
+        profiling: bool = False,
     ) -> None:
         super().__init__()
         self._task_id = task_id
         self._request_cancel = request_cancel
         self._cancel_would_block = cancel_would_block
-        self._cancel_in_flight = False
-        self._settling = False  # the manager has taken its outcome; cancel can no longer win
+        self._request_fetch = request_fetch
+        self._profiling = profiling
 
     @property
     def task_id(self) -> bytes:
         """The task's id, as it appears in logs on every process."""
         return self._task_id
+
+    def done(self) -> bool:
+        """True once the task has ended, including when its big result still waits on the scheduler."""
+        return self._delayed is not None or super().done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's value, fetched from the scheduler first if it kept it; see ``concurrent.futures``."""
+        try:
+            return super().result(0)  # the common case, settled already: one lock, as in the base class
+        except concurrent.futures.TimeoutError:
+            pass  # pending (or a task that raised a TimeoutError, which the second call raises again)
+        self._wait_for_value(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception or None, fetched first if the scheduler kept it; see ``concurrent.futures``."""
+        try:
+            return super().exception(0)
+        except concurrent.futures.TimeoutError:
+            pass
+        self._wait_for_value(timeout)
+        return super().exception(0)
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
+        """Call ``fn(future)`` once the value is here (fetching a kept result first)."""
+        super().add_done_callback(fn)
+        self._want()
+
+    def profiling_info(self) -> ProfileResult:
+        """Time and memory the task used; ``ValueError`` before its result or without ``profiling=True``."""
+        if not self._profiling:
+            raise ValueError(f"task {self._task_id.hex()} was not profiled; use Client(profiling=True)")
+        if self._profile is None:
+            raise ValueError(f"task {self._task_id.hex()} has no profiling information yet: it has not finished")
+        return self._profile
 
     def cancel(self, timeout: float | None = None) -> bool:
         """Cancel the task on the cluster; see the module docstring for every outcome."""
@@ -71,6 +160,42 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         """Make ``await future`` work in asyncio code."""
         return asyncio.wrap_future(self).__await__()
 
+    # -- delayed results -----------------------------------------------------------------------
+
+    def _want(self) -> None:
+        """Someone needs the value: fetch it now if the scheduler kept it (once).
+
+        Also used by ``Client`` before it waits on many futures, so their fetches overlap.
+        """
+        with self._condition:
+            self._wanted = True
+            fetch = self._delayed is not None and not self._fetch_requested and not super().done()
+            if fetch:
+                self._fetch_requested = True
+        if fetch and self._request_fetch is not None:
+            self._request_fetch(self)
+
+    def _wait_for_value(self, timeout: float | None) -> None:
+        """Wait until the base future holds the outcome (or ``timeout``); the caller then reads it.
+
+        A loop on the condition, unlike the base class's single wait: the condition is also
+        notified for cancel answers and kept results, which must not end a wait early.
+        """
+        self._want()
+        self._check_can_wait()
+        if super().done():
+            return
+        with processor_context.blocked(), self._condition:
+            self._condition.wait_for(lambda: concurrent.futures.Future.done(self), timeout)
+
+    def _check_can_wait(self) -> None:
+        if self._delayed is not None and not super().done() and self._cancel_would_block():
+            raise RuntimeError(
+                f"task {self._task_id.hex()}: its result is kept on the scheduler and must be fetched, which "
+                f"cannot happen while the client's agent thread waits for it (in a done-callback); "
+                f"read it from another thread"
+            )
+
     # -- used by ClientFutureManager only ------------------------------------------------------
 
     def _take_for_settling(self) -> bool | None:
@@ -89,3 +214,37 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         with self._condition:
             self._cancel_in_flight = False
             self._condition.notify_all()
+
+    def _set_profile(self, result: TaskResult) -> None:
+        if self._profiling:
+            self._profile = ProfileResult(result.duration_seconds, result.cpu_seconds, result.peak_memory_bytes)
+
+    def _set_delayed(self, result: TaskResult, release: weakref.finalize[Any, Any]) -> None:
+        """The scheduler kept the result: the future is done, and fetches when someone asks."""
+        with self._condition:
+            self._release = release
+            self._delayed = result
+            # From now on, a waiter of wait() or as_completed() asks for the value; one already
+            # waiting asks now. Swapped under the condition, which those functions hold to append.
+            self._wanted = self._wanted or bool(self._waiters)
+            self._waiters = _FetchingWaiters(self, self._waiters)
+            fetch = self._wanted and not self._fetch_requested
+            if fetch:
+                self._fetch_requested = True
+            self._condition.notify_all()  # a blocked cancel() sees done()
+        if fetch and self._request_fetch is not None:
+            self._request_fetch(self)
+
+    def _delayed_result(self) -> TaskResult | None:
+        return self._delayed
+
+    def _finish_fetch(self, ok: bool, value: Any) -> None:
+        """Set the fetched value (or the error met fetching it); the result no longer needs freeing."""
+        if self._release is not None:
+            self._release.detach()
+        if super().done():
+            return
+        if ok:
+            self.set_result(value)
+        else:
+            self.set_exception(value)

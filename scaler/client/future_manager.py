@@ -1,25 +1,46 @@
 """``ClientFutureManager``: the one place where scheduler answers become future outcomes.
 
-It maps task ids to pending futures. ``on_task_result`` and ``on_task_cancel_confirm`` take the
-scheduler's messages; ``cancel_all`` and ``fail_all`` end every pending future when the client
-leaves or loses its scheduler. It does no I/O itself: cancel requests go out through the
-``send`` callable it is given, and results are decoded by the ``decode_result`` callable.
+It maps task ids to pending futures. ``on_task_result``, ``on_task_cancel_confirm`` and
+``on_object_response`` take the scheduler's messages; ``cancel_all`` and ``fail_all`` end every
+future still waiting when the client leaves or loses its scheduler. It does no I/O itself:
+requests go out through the ``send`` callable it is given, and results are decoded by the
+``decode_result`` callable.
+
+Data flow of a big result the scheduler keeps::
+
+    TaskResult(result_object_id) -> future done, value not here (weakly held; freed if dropped)
+    someone needs the value      -> ObjectRequest([id])
+    ObjectResponse               -> decode_result -> set_result / set_exception
+                                 -> ObjectInstruction(DELETE, [id])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from scaler.client.future import ScalerFuture
-from scaler.errors import SerializationError
-from scaler.protocol.messages import CancelConfirmType, Message, TaskCancel, TaskCancelConfirm, TaskResult
+from scaler.errors import DisconnectedError, ScalerError, SerializationError
+from scaler.protocol.messages import (
+    CancelConfirmType,
+    Message,
+    ObjectInstruction,
+    ObjectInstructionType,
+    ObjectRequest,
+    ObjectResponse,
+    TaskCancel,
+    TaskCancelConfirm,
+    TaskResult,
+)
 
 logger = logging.getLogger(__name__)
 
 DecodeResult = Callable[[TaskResult], tuple[bool, Any]]  # (ok, value or exception)
+OnFinish = Callable[[], None]
 
 
 class ClientFutureManager:
@@ -35,46 +56,96 @@ class ClientFutureManager:
         self._decode_result = decode_result
         self._cancel_would_block = cancel_would_block
         self._futures: dict[bytes, ScalerFuture] = {}
+        self._on_finish: dict[bytes, OnFinish] = {}  # task id -> called once the scheduler is done with it
+        # Results kept on the scheduler, by object id: weakly until someone asks, so a dropped
+        # future frees its result; strongly while the fetch is in flight.
+        self._delayed: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
+        self._fetching: dict[bytes, ScalerFuture] = {}
         self._lock = threading.Lock()
 
-    def create(self, task_id: bytes) -> ScalerFuture:
-        """Make and track the future of a task about to be sent."""
-        future = ScalerFuture(task_id, self._request_cancel, self._cancel_would_block)
+    def create(self, task_id: bytes, profiling: bool = False, on_finish: OnFinish | None = None) -> ScalerFuture:
+        """Make and track the future of a task about to be sent.
+
+        ``on_finish`` is called once the task no longer runs on the cluster (its result or
+        cancel confirmation arrived, or the client left); it must not block.
+        """
+        future = ScalerFuture(task_id, self._request_cancel, self._cancel_would_block, self._request_fetch, profiling)
         with self._lock:
             self._futures[task_id] = future
+            if on_finish is not None:
+                self._on_finish[task_id] = on_finish
         return future
 
     def forget(self, task_id: bytes) -> None:
         """Stop tracking a task that could not be sent."""
         with self._lock:
             self._futures.pop(task_id, None)
+            self._on_finish.pop(task_id, None)
 
     def pending_count(self) -> int:
         """How many futures still wait for an answer."""
         return len(self._futures)
 
+    def delayed_count(self) -> int:
+        """How many results are kept on the scheduler, not yet fetched, for live futures."""
+        return len(self._delayed)
+
     def on_task_result(self, result: TaskResult) -> None:
         """Settle a future with its result, or cancel it if a cancel was requested first."""
-        with self._lock:
-            future = self._futures.pop(result.task_id, None)
+        future = self._pop(result.task_id)
+        object_id = result.result_object_id
         if future is None:
             logger.debug("task %s: result for a future no longer pending", result.task_id.hex())
+            self._free_result(object_id)
             return
         cancel_requested = future._take_for_settling()
         if cancel_requested is None:
+            self._free_result(object_id)
             return
         if cancel_requested:
             logger.debug("task %s: result arrived after cancel was requested; discarded", result.task_id.hex())
+            self._free_result(object_id)
             future._settle_cancelled()
             return
-        try:
-            ok, value = self._decode_result(result)
-        except Exception as error:  # the future must end whatever the decoder does
-            ok, value = False, SerializationError(f"task {result.task_id.hex()}: its result cannot be read: {error}")
+        future._set_profile(result)
+        if object_id:
+            release = weakref.finalize(future, self._free_result, object_id)
+            release.atexit = False
+            with self._lock:
+                self._delayed[object_id] = future
+            future._set_delayed(result, release)
+            return
+        ok, value = self._decode(result)
         if ok:
             future.set_result(value)
         else:
             future.set_exception(value)
+
+    def on_object_response(self, response: ObjectResponse) -> None:
+        """Complete the futures whose kept results were fetched, then free those results."""
+        freed: list[bytes] = []
+        for object_id, payload, found in zip(response.object_ids, response.payloads, response.found):  # noqa: B905
+            with self._lock:
+                future = self._fetching.pop(object_id, None)
+                self._delayed.pop(object_id, None)
+            if future is None:
+                continue
+            result = future._delayed_result()
+            assert result is not None
+            if found:
+                freed.append(object_id)
+                ok, value = self._decode(dataclasses.replace(result, payload=payload, result_object_id=b""))
+            else:
+                ok, value = (
+                    False,
+                    ScalerError(
+                        f"task {result.task_id.hex()}: the scheduler no longer holds its result "
+                        f"(was client.clear() called before it was read?)"
+                    ),
+                )
+            future._finish_fetch(ok, value)
+        if freed:
+            self._send(ObjectInstruction(ObjectInstructionType.DELETE, freed, []))
 
     def on_task_cancel_confirm(self, confirm: TaskCancelConfirm) -> None:
         """Apply the scheduler's answer to a cancel request."""
@@ -88,16 +159,20 @@ class ClientFutureManager:
             return
         if confirm.confirm is CancelConfirmType.CANCEL_NOT_FOUND:
             logger.debug("task %s: cancel found nothing to cancel (it had already finished)", task_id.hex())
-        with self._lock:
-            future = self._futures.pop(task_id, None)
+        future = self._pop(task_id)
         if future is not None and future._take_for_settling() is not None:
             future._settle_cancelled()
 
     def cancel_all(self) -> None:
-        """End every pending future as cancelled (the client is leaving)."""
+        """End every pending future as cancelled (the client is leaving).
+
+        A result kept on the scheduler and not fetched yet is lost with the client: its future
+        fails with ``DisconnectedError``.
+        """
         for future in self._take_all():
             if future._take_for_settling() is not None:
                 future._settle_cancelled()
+        self._fail_delayed(DisconnectedError("the client disconnected before this task's result was fetched"))
 
     def fail_all(self, error: BaseException) -> None:
         """End every pending future with ``error`` (the scheduler is gone).
@@ -111,12 +186,55 @@ class ClientFutureManager:
                 future._settle_cancelled()
             elif cancel_requested is not None:
                 future.set_exception(error)
+        self._fail_delayed(error)
+
+    def _fail_delayed(self, error: BaseException) -> None:
+        with self._lock:
+            futures = list(self._delayed.values()) + list(self._fetching.values())
+            self._delayed.clear()
+            self._fetching.clear()
+        for future in set(futures):
+            future._finish_fetch(False, error)
+
+    def _decode(self, result: TaskResult) -> tuple[bool, Any]:
+        try:
+            return self._decode_result(result)
+        except Exception as error:  # the future must end whatever the decoder does
+            return False, SerializationError(f"task {result.task_id.hex()}: its result cannot be read: {error}")
+
+    def _pop(self, task_id: bytes) -> ScalerFuture | None:
+        with self._lock:
+            future = self._futures.pop(task_id, None)
+            on_finish = self._on_finish.pop(task_id, None)
+        if on_finish is not None:
+            on_finish()
+        return future
 
     def _take_all(self) -> list[ScalerFuture]:
         with self._lock:
             futures = list(self._futures.values())
+            on_finish = list(self._on_finish.values())
             self._futures.clear()
+            self._on_finish.clear()
+        for callback in on_finish:
+            callback()
         return futures
 
     def _request_cancel(self, future: ScalerFuture) -> None:
         self._send(TaskCancel(future.task_id))
+
+    def _request_fetch(self, future: ScalerFuture) -> None:
+        result = future._delayed_result()
+        if result is None:
+            return
+        object_id = result.result_object_id
+        with self._lock:
+            if object_id not in self._delayed:  # lost with the client; _fail_delayed settles it
+                return
+            self._fetching[object_id] = future
+        self._send(ObjectRequest([object_id]))
+
+    def _free_result(self, object_id: bytes) -> None:
+        # Also runs from weakref.finalize, on whatever thread drops the future: take no lock.
+        if object_id:
+            self._send(ObjectInstruction(ObjectInstructionType.DELETE, [object_id], []))
