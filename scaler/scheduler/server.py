@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -48,8 +49,9 @@ class SchedulerServer:
 
     def run(self) -> None:
         """Serve until stopped by a signal, a client's accepted shutdown, or the parent's exit."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        if threading.current_thread() is threading.main_thread():  # tests may run it on a thread
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
         context = zmq.Context()
         router = bind_router(context, self.address)
         monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)

@@ -80,7 +80,7 @@ class SchedulerConfig:
     worker_timeout_seconds: float = 60.0
     max_task_retries: int = 3
     protected: bool = True
-    inline_result_bytes: int = 2**62  # bigger results stay here until fetched; 64 KiB once clients fetch
+    inline_result_bytes: int = 64 * 1024  # bigger results stay here until the client asks for them
     unschedulable_grace_seconds: float = 60.0  # how long a task may wait for a worker with its capabilities
 
 
@@ -367,7 +367,8 @@ class SchedulerState:
             )
             return
         task_id = result.task_id
-        if result.status is TaskStatus.PROCESSOR_DIED and record.state is not TaskState.CANCELING:
+        retry = record.state is not TaskState.CANCELING and record.client in self.clients
+        if result.status is TaskStatus.PROCESSOR_DIED and retry:
             record.deaths += 1
             if record.deaths <= self.config.max_task_retries:
                 logger.warning("task %s: its processor died; retrying (attempt %d)", task_id.hex(), record.attempt)
@@ -379,8 +380,8 @@ class SchedulerState:
             note = f"; it died on each of its {record.attempt} attempts, so it will not be retried again"
             result.payload += note.encode()
         self._completed += 1
-        if result.status is TaskStatus.SUCCESS and record.dependents:
-            self.objects.put(record.graph, task_id, result.payload)  # later nodes need it
+        if result.status is TaskStatus.SUCCESS and record.graph and self.graphs[record.graph].holds[task_id] > 0:
+            self.objects.put(record.graph, task_id, result.payload)  # live later nodes need it
         if record.is_target:
             big = result.status is TaskStatus.SUCCESS and len(result.payload) > self.config.inline_result_bytes
             if big and record.client in self.clients:
@@ -433,11 +434,11 @@ class SchedulerState:
             record = self.tasks.get(task_id)
             if record is None or record.worker != source:
                 continue
-            if record.state is TaskState.CANCELING:  # cancelled meanwhile; it is off the worker now
-                self._forget(record)
-                if record.is_target:
+            if record.state is TaskState.CANCELING or record.client not in self.clients:
+                self._forget(record)  # cancelled meanwhile, or its client left: it is off the worker now
+                if record.is_target and record.state is TaskState.CANCELING:
                     self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
-            elif record.state is TaskState.BALANCING:
+            else:  # BALANCING, or ASSIGNED again after a refused cancel: the worker no longer has it
                 record.move(TaskEvent.REQUEUE)
                 del worker.tasks[task_id]
                 record.worker = None
