@@ -18,6 +18,7 @@ from scaler.cli.common import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_MAX_TASK_RETRIES,
     DEFAULT_PER_WORKER_QUEUE_SIZE,
+    DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
     DEFAULT_WORKER_TIMEOUT_SECONDS,
 )
 from scaler.cluster.cluster import Cluster
@@ -45,6 +46,7 @@ class SchedulerClusterCombo:
         death_timeout_seconds: float = DEFAULT_DEATH_TIMEOUT_SECONDS,
         task_timeout_seconds: float = 0.0,
         max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
+        unschedulable_grace_seconds: float = DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
         protected: bool = True,
         event_loop: str = "builtin",
         logging_level: str = "INFO",
@@ -76,6 +78,7 @@ class SchedulerClusterCombo:
             f"--client-timeout-seconds={client_timeout_seconds}",
             f"--worker-timeout-seconds={worker_timeout_seconds}",
             f"--max-task-retries={max_task_retries}",
+            f"--unschedulable-grace-seconds={unschedulable_grace_seconds}",
             f"--logging-level={logging_level}",
             "--protected" if protected else "--no-protected",
             "--exit-with-parent",
