@@ -17,7 +17,6 @@ Graph nodes wait until the nodes they need are done; their results stay here as 
 
 from __future__ import annotations
 
-import heapq
 import logging
 import uuid
 from collections import OrderedDict
@@ -27,7 +26,6 @@ from typing import Any
 
 from scaler.protocol.messages import (
     ArgumentKind,
-    BalanceRequest,
     BalanceResponse,
     CancelConfirmType,
     ClientDisconnect,
@@ -40,7 +38,6 @@ from scaler.protocol.messages import (
     DisconnectType,
     GraphTask,
     Message,
-    ObjectContent,
     ObjectInstruction,
     ObjectInstructionType,
     ObjectRequest,
@@ -55,9 +52,9 @@ from scaler.protocol.messages import (
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
 )
-from scaler.scheduler.balancer import plan_balance
 from scaler.scheduler.graph_table import GraphRecord, graph_problem
 from scaler.scheduler.object_store import ObjectStore
+from scaler.scheduler.placement import Placement, WorkerRecord
 from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 
@@ -111,22 +108,6 @@ class ClientRecord:
     functions: set[bytes] = field(default_factory=set)
 
 
-@dataclass(slots=True)
-class WorkerRecord:
-    """A connected worker: when it was last heard from, what it holds, and what it can run."""
-
-    last_seen: float
-    tasks: dict[bytes, None] = field(default_factory=dict)  # in dispatch order
-    functions: set[bytes] = field(default_factory=set)
-    objects: set[bytes] = field(default_factory=set)
-    capabilities: dict[str, int] = field(default_factory=dict)
-    balancing: bool = False  # a BalanceRequest to it awaits its answer
-
-    def can_run(self, task: Task) -> bool:
-        """True if this worker has every capability the task asks for."""
-        return all(name in self.capabilities for name in task.capabilities)
-
-
 _CLIENT_MESSAGES = (Task, GraphTask, TaskCancel, ClientHeartbeat, ClientDisconnect, ObjectInstruction, ObjectRequest)
 
 
@@ -149,6 +130,17 @@ class SchedulerState:
         # Clients that left or timed out, and why: their late messages get a ClientDropped answer.
         self._departed: OrderedDict[bytes, str] = OrderedDict()
         self._out: list[Instruction] = []
+        self._placement = Placement(
+            self.config.per_worker_queue_size,
+            self.workers,
+            self.tasks,
+            self._queue,
+            self._queued_with_capabilities,
+            self._functions,
+            self.objects,
+            self._send,
+            self._forget,
+        )
         self._handlers: dict[type[Message], Callable[[bytes, Any, float], None]] = {
             Task: self.on_task,
             GraphTask: self.on_graph_task,
@@ -632,106 +624,8 @@ class SchedulerState:
     def _dispatch(self) -> None:
         """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
         if self._queue and self.workers:
-            self._assign_queued()
-        self._balance()
-
-    def _assign_queued(self) -> None:
-        limit = self.config.per_worker_queue_size
-        heap = [(len(worker.tasks), order, worker_id) for order, (worker_id, worker) in enumerate(self.workers.items())]
-        heap = [entry for entry in heap if entry[0] < limit]
-        heapq.heapify(heap)
-        orders = {worker_id: order for order, worker_id in enumerate(self.workers)}
-        set_aside: list[TaskRecord] = []
-        while heap and self._queue:
-            task_id = self._queue.pop()
-            assert task_id is not None
-            record = self.tasks[task_id]
-            task = record.task
-            if task.function_id not in self._functions:
-                self._forget(record)  # its client left and freed the function: nobody waits for it
-                continue
-            if task.capabilities:
-                candidates = [
-                    (len(worker.tasks), orders[worker_id], worker_id)
-                    for worker_id, worker in self.workers.items()
-                    if len(worker.tasks) < limit and worker.can_run(task)
-                ]
-                if not candidates:
-                    set_aside.append(record)
-                    continue
-                worker_id = min(candidates)[2]
-            else:
-                load, order, worker_id = heapq.heappop(heap)
-                current = len(self.workers[worker_id].tasks)
-                if current != load:  # a capability task went there meanwhile: a stale entry
-                    if current < limit:
-                        heapq.heappush(heap, (current, order, worker_id))
-                    self._queue.push(task_id, task.priority, front=True)
-                    continue
-            self._assign(record, worker_id)
-            load = len(self.workers[worker_id].tasks)
-            if load < limit and not task.capabilities:
-                heapq.heappush(heap, (load, orders[worker_id], worker_id))
-        for record in reversed(set_aside):
-            self._queue.push(record.task.task_id, record.task.priority, front=True)
-
-    def _assign(self, record: TaskRecord, worker_id: bytes) -> None:
-        worker = self.workers[worker_id]
-        task = record.task
-        record.move(TaskEvent.ASSIGN)
-        self._queued_with_capabilities.discard(task.task_id)
-        record.unschedulable_since = None
-        record.worker = worker_id
-        record.attempt += 1
-        worker.tasks[task.task_id] = None
-        function = b""
-        if task.function_id not in worker.functions:
-            worker.functions.add(task.function_id)
-            function = self._functions[task.function_id]
-        objects = []
-        for argument in task.args:
-            if argument.kind is ArgumentKind.OBJECT and argument.data not in worker.objects:
-                data = self.objects.get(argument.data)
-                if data is not None:
-                    worker.objects.add(argument.data)
-                    objects.append(ObjectContent(argument.data, data))
-        self._send(
-            worker_id,
-            Task(
-                task.task_id,
-                task.function_id,
-                function,
-                task.args,
-                record.attempt,
-                task.priority,
-                task.capabilities,
-                task.timeout_seconds,
-                task.profiling,
-                task.stream_output,
-                objects,
-            ),
-        )
-
-    def _balance(self) -> None:
-        """Ask busy workers to hand back queued tasks when another worker sits idle."""
-        if len(self.workers) < 2 or self._queue and not self._queued_with_capabilities:
-            return  # nothing to balance, or idle workers will take queued tasks anyway
-        if all(worker.tasks for worker in self.workers.values()):
-            return
-        loads: dict[bytes, list[bytes]] = {}
-        for worker_id, worker in self.workers.items():
-            if worker.balancing:
-                continue
-            loads[worker_id] = [task_id for task_id in worker.tasks if self.tasks[task_id].state is TaskState.ASSIGNED]
-
-        def can_run(worker_id: bytes, task_id: bytes) -> bool:
-            return self.workers[worker_id].can_run(self.tasks[task_id].task)
-
-        for worker_id, task_ids in plan_balance(loads, can_run).items():
-            for task_id in task_ids:
-                self.tasks[task_id].move(TaskEvent.BALANCE)
-            self.workers[worker_id].balancing = True
-            self._send(worker_id, BalanceRequest(task_ids))
+            self._placement.assign_queued()
+        self._placement.balance()
 
     def _expire_unschedulable(self, now: float) -> None:
         """Fail queued tasks that no connected worker could ever run, after a grace period."""
