@@ -11,7 +11,6 @@ any task that names it only by id.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import pickle
 import threading
@@ -28,6 +27,7 @@ from scaler.client.objects import ClientObjects
 from scaler.client.serializer import Serializer
 from scaler.errors import SerializationError
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES
+from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
     GraphNode,
@@ -208,11 +208,6 @@ class TaskEncoder:
     def _delete(self, object_ids: list[bytes]) -> None:
         if object_ids:
             self._send(ObjectInstruction(ObjectInstructionType.DELETE, object_ids, []))
-
-
-def content_id(payload: bytes) -> bytes:
-    """The id of a function or object: a 16-byte hash of its bytes."""
-    return hashlib.blake2b(payload, digest_size=16).digest()
 
 
 def check_object_size(payload: bytes) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
     BalanceResponse,
@@ -294,6 +295,11 @@ class SchedulerState:
                 logger.warning("client %s sent a CREATE with mismatched ids and payloads", _peer(source))
                 return
             for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=True):
+                # An id is the hash of its bytes: a client cannot claim (and then read) an object
+                # it does not have, nor plant other bytes under an id someone else will use.
+                if content_id(payload) != object_id:
+                    logger.warning("client %s sent an object whose id is not its content hash", _peer(source))
+                    continue
                 self.objects.put(source, object_id, payload)
         elif instruction.kind is ObjectInstructionType.DELETE:
             for object_id in instruction.object_ids:
@@ -525,6 +531,8 @@ class SchedulerState:
 
     def _accept_function(self, client: ClientRecord, function_id: bytes, function: bytes) -> str | None:
         """Store a function sent with a task; return why the task cannot run, if it cannot."""
+        if function and content_id(function) != function_id:
+            return "the function's id is not the hash of its bytes"
         if function and function_id not in self._functions:
             self._functions[function_id] = function
             self._function_users[function_id] = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
     BalanceRequest,
@@ -55,6 +56,9 @@ def task_with_object(task_id: bytes, object_id: bytes, function: bytes = FN_BYTE
     return Task(task_id, FN, function, [object_arg(object_id)], 0)
 
 
+O_DATA, O_BIG, O_SECRET, O_MINE = (content_id(data) for data in (b"data", b"big", b"secret", b"mine"))
+
+
 def create(*pairs: tuple[bytes, bytes]) -> ObjectInstruction:
     return ObjectInstruction(CREATE, [object_id for object_id, _ in pairs], [data for _, data in pairs])
 
@@ -68,11 +72,11 @@ def sent_tasks(out: list) -> list[tuple[bytes, Task]]:
 
 def test_identical_objects_are_stored_once_and_freed_with_their_last_holder() -> None:
     h = Harness()
-    h.handle(C1, create((b"o1", b"data")))
-    h.handle(C2, create((b"o1", b"data")))
+    h.handle(C1, create((O_DATA, b"data")))
+    h.handle(C2, create((O_DATA, b"data")))
     assert h.stats()["objects"] == 1
     assert h.state.objects.total_bytes() == 4
-    h.handle(C1, ObjectInstruction(DELETE, [b"o1"], []))
+    h.handle(C1, ObjectInstruction(DELETE, [O_DATA], []))
     assert h.stats()["objects"] == 1
     h.handle(C2, ObjectInstruction(CLEAR, [], []))
     assert h.stats()["objects"] == 0
@@ -81,29 +85,29 @@ def test_identical_objects_are_stored_once_and_freed_with_their_last_holder() ->
 def test_an_object_argument_travels_to_each_worker_once() -> None:
     h = Harness(SchedulerConfig(per_worker_queue_size=10))
     h.add_worker(W1)
-    h.handle(C1, create((b"o1", b"big")))
-    first = sent_tasks(h.handle(C1, task_with_object(b"t1", b"o1")))
-    second = sent_tasks(h.handle(C1, task_with_object(b"t2", b"o1", function=b"")))
-    assert first[0][1].objects == [ObjectContent(b"o1", b"big")]
+    h.handle(C1, create((O_BIG, b"big")))
+    first = sent_tasks(h.handle(C1, task_with_object(b"t1", O_BIG)))
+    second = sent_tasks(h.handle(C1, task_with_object(b"t2", O_BIG, function=b"")))
+    assert first[0][1].objects == [ObjectContent(O_BIG, b"big")]
     assert second[0][1].objects == []
 
 
 def test_an_object_lives_while_a_task_needs_it_then_leaves_the_workers_too() -> None:
     h = Harness()
     h.add_worker(W1)
-    h.handle(C1, create((b"o1", b"big")))
-    h.handle(C1, task_with_object(b"t1", b"o1"))
-    assert h.handle(C1, ObjectInstruction(DELETE, [b"o1"], [])) == []
+    h.handle(C1, create((O_BIG, b"big")))
+    h.handle(C1, task_with_object(b"t1", O_BIG))
+    assert h.handle(C1, ObjectInstruction(DELETE, [O_BIG], [])) == []
     assert h.stats()["objects"] == 1  # t1 still needs it
     out = h.handle(W1, result(b"t1"))
-    assert Send(W1, ObjectInstruction(DELETE, [b"o1"], [])) in out
+    assert Send(W1, ObjectInstruction(DELETE, [O_BIG], [])) in out
     assert h.stats()["objects"] == 0
 
 
 def test_a_task_naming_an_unknown_or_foreign_object_is_rejected() -> None:
     h = Harness()
-    h.handle(C2, create((b"theirs", b"secret")))
-    out = h.handle(C1, task_with_object(b"t1", b"theirs"))
+    h.handle(C2, create((O_SECRET, b"secret")))
+    out = h.handle(C1, task_with_object(b"t1", O_SECRET))
     assert len(out) == 1 and isinstance(out[0].message, TaskResult)
     assert out[0].message.status is TaskStatus.REJECTED
     assert b"unknown" in out[0].message.payload
@@ -111,16 +115,16 @@ def test_a_task_naming_an_unknown_or_foreign_object_is_rejected() -> None:
 
 def test_a_client_can_read_only_objects_it_holds() -> None:
     h = Harness()
-    h.handle(C1, create((b"o1", b"mine")))
-    assert h.handle(C1, ObjectRequest([b"o1", b"nope"])) == [
-        Send(C1, ObjectResponse([b"o1", b"nope"], [b"mine", b""], [True, False]))
+    h.handle(C1, create((O_MINE, b"mine")))
+    assert h.handle(C1, ObjectRequest([O_MINE, b"nope"])) == [
+        Send(C1, ObjectResponse([O_MINE, b"nope"], [b"mine", b""], [True, False]))
     ]
-    assert h.handle(C2, ObjectRequest([b"o1"])) == [Send(C2, ObjectResponse([b"o1"], [b""], [False]))]
+    assert h.handle(C2, ObjectRequest([O_MINE])) == [Send(C2, ObjectResponse([O_MINE], [b""], [False]))]
 
 
 def test_client_disconnect_frees_its_objects() -> None:
     h = Harness()
-    h.handle(C1, create((b"o1", b"x"), (b"o2", b"y")))
+    h.handle(C1, create((content_id(b"x"), b"x"), (content_id(b"y"), b"y")))
     h.handle(C1, TaskCancel(b"none"))
     h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT))
     assert h.stats()["objects"] == 0
@@ -366,3 +370,24 @@ def test_user_exceptions_are_never_retried() -> None:
     h.handle(C1, task(b"t1"))
     failure = TaskResult(b"t1", TaskStatus.FAILED, b"pickled error", 1)
     assert h.handle(W1, failure) == [Send(C1, failure)]
+
+
+# -- content ids -----------------------------------------------------------------------------------
+
+
+def test_an_object_sent_under_an_id_that_is_not_its_hash_is_refused() -> None:
+    h = Harness()
+    h.handle(C1, create((O_SECRET, b"secret")))
+    # Another client cannot become a holder of C1's object by naming it, nor plant other bytes.
+    h.handle(C2, create((O_SECRET, b"not the secret")))
+    assert h.handle(C2, ObjectRequest([O_SECRET])) == [Send(C2, ObjectResponse([O_SECRET], [b""], [False]))]
+    h.handle(C2, create((b"made-up-id", b"anything")))
+    assert b"made-up-id" not in h.state.objects
+
+
+def test_a_function_sent_under_an_id_that_is_not_its_hash_is_refused() -> None:
+    h = Harness()
+    (send,) = h.handle(C1, Task(b"t1", FN, b"other bytes", [], 0))
+    assert send.message.status is TaskStatus.REJECTED
+    assert b"hash" in send.message.payload
+    assert h.stats()["functions"] == 0

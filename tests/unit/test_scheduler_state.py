@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
     CancelConfirmType,
@@ -40,10 +41,10 @@ C2 = b"client-2"
 W1 = b"worker-1"
 W2 = b"worker-2"
 W3 = b"worker-3"
-FN = b"function-id"
 FN_BYTES = b"pickled-function"
-FN2 = b"function-id-2"
+FN = content_id(FN_BYTES)
 FN2_BYTES = b"pickled-function-2"
+FN2 = content_id(FN2_BYTES)
 
 CANCELED = CancelConfirmType.CANCELED
 CANCEL_FAILED = CancelConfirmType.CANCEL_FAILED

@@ -22,6 +22,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     BalanceRequest,
     BalanceResponse,
@@ -54,7 +55,7 @@ CONFIG = SchedulerConfig(
     protected=True,
 )
 WORKERS = [b"worker-0", b"worker-1", b"worker-2"]
-FUNCTIONS = {b"f0": b"pickled-f0", b"f1": b"pickled-f1"}
+FUNCTIONS = {content_id(payload): payload for payload in (b"pickled-f0", b"pickled-f1")}
 FUNCTION_IDS = sorted(FUNCTIONS)
 CLIENT_SLOTS = 2
 TERMINAL_CONFIRMS = (CancelConfirmType.CANCELED, CancelConfirmType.CANCEL_NOT_FOUND)
