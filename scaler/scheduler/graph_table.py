@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-from scaler.protocol.messages import GraphTask
+from scaler.protocol.messages import ArgumentKind, GraphTask
 
 
 @dataclass(slots=True)
@@ -38,6 +38,13 @@ def graph_problem(graph: GraphTask, taken: Container[bytes]) -> str | None:
     for node in graph.nodes:
         if not set(node.dependencies) <= known:
             return f"node {node.task_id.hex()} depends on a task that is not in the graph"
+        for argument in node.args:
+            if (
+                argument.kind is ArgumentKind.OBJECT
+                and argument.data in known
+                and argument.data not in node.dependencies
+            ):
+                return f"node {node.task_id.hex()} takes another node's result without depending on it"
         sorter.add(node.task_id, *node.dependencies)
     try:
         sorter.prepare()

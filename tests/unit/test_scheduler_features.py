@@ -391,3 +391,14 @@ def test_a_function_sent_under_an_id_that_is_not_its_hash_is_refused() -> None:
     assert send.message.status is TaskStatus.REJECTED
     assert b"hash" in send.message.payload
     assert h.stats()["functions"] == 0
+
+
+def test_a_node_taking_another_nodes_result_without_depending_on_it_is_rejected() -> None:
+    h = Harness()
+    graph = GraphTask(
+        b"g1",
+        [GraphNode(b"a", FN, FN_BYTES, [], []), GraphNode(b"b", FN, b"", [object_arg(b"a")], [])],
+        [b"b"],
+    )
+    (send,) = h.handle(C1, graph)
+    assert send.message.status is TaskStatus.REJECTED and b"without depending" in send.message.payload
