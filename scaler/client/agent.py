@@ -88,11 +88,12 @@ class ClientAgent(threading.Thread):
                 os.write(self._wake_write, b"x")
 
     def stop(self) -> None:
-        """Flush what is queued, then end the thread (any thread but the agent's)."""
+        """Flush what is queued, then end the thread; from the agent's own thread (a callback), just ask."""
         self._stop_requested = True
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_write, b"x")
-        self.join(timeout=10)
+        if threading.current_thread() is not self:
+            self.join(timeout=10)
 
     def run(self) -> None:
         """The agent loop."""
@@ -127,12 +128,14 @@ class ClientAgent(threading.Thread):
             context.term()
 
     def _flush(self, sock: Socket) -> None:
-        self._wake_pending = False
+        # Drain the pipe before clearing the flag: a send() in between then writes a fresh byte
+        # that wakes the next poll, instead of a byte this drain would swallow.
         try:
             while True:
                 os.read(self._wake_read, 4096)
         except BlockingIOError:
             pass
+        self._wake_pending = False
         batch: list[Message] = []
         while True:
             try:

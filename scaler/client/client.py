@@ -249,6 +249,7 @@ class Client:
         """Leave the scheduler; pending futures end cancelled. Calling it again does nothing."""
         if self._disconnected:
             return
+        self._disconnected = True  # first: a submit from now on (a callback, another thread) raises
         self._manager.cancel_all()
         if self._agent.error is None:
             self._send(ClientDisconnect(DisconnectType.DISCONNECT))
@@ -288,6 +289,7 @@ class Client:
     def _close(self, stop_combo: bool) -> None:
         self._disconnected = True
         self._agent.stop()
+        self._manager.cancel_all()  # a submit that raced the flag above must not leave its future pending
         if stop_combo and self._combo is not None:
             self._combo.shutdown()
             self._combo = None

@@ -7,10 +7,13 @@ pieces is held until its end (or its task's result) so the prefix is written onc
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TextIO
 
 from scaler.protocol.messages import LogStream, TaskLog
+
+logger = logging.getLogger(__name__)
 
 
 class TaskOutputPrinter:
@@ -42,5 +45,8 @@ class TaskOutputPrinter:
     def _write(task_id: bytes, stream: LogStream, lines: list[str]) -> None:
         target: TextIO = sys.stderr if stream is LogStream.STDERR else sys.stdout
         prefix = f"[{task_id.hex()}] "
-        target.write("".join(prefix + line for line in lines))
-        target.flush()
+        try:
+            target.write("".join(prefix + line for line in lines))
+            target.flush()
+        except (OSError, ValueError) as error:  # a closed pipe (| head) or a full disk must not kill the client
+            logger.debug("could not print task %s output: %s", task_id.hex(), error)

@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import ArgumentKind, BalanceRequest, Message, ObjectContent, Task
 from scaler.scheduler.balancer import plan_balance
 from scaler.scheduler.object_store import ObjectStore
@@ -29,6 +30,7 @@ class WorkerRecord:
     objects: set[bytes] = field(default_factory=set)
     capabilities: dict[str, int] = field(default_factory=dict)
     balancing: bool = False  # a BalanceRequest to it awaits its answer
+    kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
 
     def can_run(self, task: Task) -> bool:
         """True if this worker has every capability the task asks for."""
@@ -49,6 +51,7 @@ class Placement:
         objects: ObjectStore,
         send: Callable[[bytes, Message], None],
         forget: Callable[[TaskRecord], None],
+        reject: Callable[[TaskRecord, str], None],
     ) -> None:
         self.per_worker_queue_size = per_worker_queue_size
         self.workers = workers
@@ -59,6 +62,7 @@ class Placement:
         self.objects = objects
         self._send = send
         self._forget = forget
+        self._reject = reject
 
     def assign_queued(self) -> None:
         """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
@@ -94,33 +98,39 @@ class Placement:
                         heapq.heappush(heap, (current, order, worker_id))
                     self._queue.push(task_id, task.priority, front=True)
                     continue
-            self._assign(record, worker_id)
+            if not self._assign(record, worker_id):
+                self._reject(record, "its function and object arguments together exceed the message size limit")
             load = len(self.workers[worker_id].tasks)
             if load < limit and not task.capabilities:
                 heapq.heappush(heap, (load, orders[worker_id], worker_id))
         for record in reversed(set_aside):
             self._queue.push(record.task.task_id, record.task.priority, front=True)
 
-    def _assign(self, record: TaskRecord, worker_id: bytes) -> None:
+    def _assign(self, record: TaskRecord, worker_id: bytes) -> bool:
+        """Send the task to the worker with what it lacks; False (nothing changed) if that cannot fit a frame."""
         worker = self.workers[worker_id]
         task = record.task
+        function = b"" if task.function_id in worker.functions else self._functions[task.function_id]
+        objects: list[ObjectContent] = []
+        size = len(function)
+        for argument in task.args:
+            size += len(argument.data)
+            if argument.kind is ArgumentKind.OBJECT and argument.data not in worker.objects:
+                data = self.objects.get(argument.data)
+                if data is not None and all(content.object_id != argument.data for content in objects):
+                    objects.append(ObjectContent(argument.data, data))
+                    size += len(data)
+        if size > MAX_PAYLOAD_BYTES:
+            return False
         record.move(TaskEvent.ASSIGN)
         self._queued_with_capabilities.discard(task.task_id)
         record.unschedulable_since = None
         record.worker = worker_id
         record.attempt += 1
         worker.tasks[task.task_id] = None
-        function = b""
-        if task.function_id not in worker.functions:
+        if function:
             worker.functions.add(task.function_id)
-            function = self._functions[task.function_id]
-        objects = []
-        for argument in task.args:
-            if argument.kind is ArgumentKind.OBJECT and argument.data not in worker.objects:
-                data = self.objects.get(argument.data)
-                if data is not None:
-                    worker.objects.add(argument.data)
-                    objects.append(ObjectContent(argument.data, data))
+        worker.objects.update(content.object_id for content in objects)
         self._send(
             worker_id,
             Task(
@@ -137,6 +147,7 @@ class Placement:
                 objects,
             ),
         )
+        return True
 
     def balance(self) -> None:
         """Ask busy workers to hand back queued tasks when another worker sits idle."""
@@ -148,10 +159,14 @@ class Placement:
         for worker_id, worker in self.workers.items():
             if worker.balancing:
                 continue
+            worker.kept.intersection_update(worker.tasks)  # forget the refusals of tasks that left
             loads[worker_id] = [task_id for task_id in worker.tasks if self.tasks[task_id].state is TaskState.ASSIGNED]
 
         def can_run(worker_id: bytes, task_id: bytes) -> bool:
-            return self.workers[worker_id].can_run(self.tasks[task_id].task)
+            # Never ask again for a task its worker refused (it runs there): asking would loop.
+            record = self.tasks[task_id]
+            holder = self.workers[record.worker] if record.worker is not None else None
+            return (holder is None or task_id not in holder.kept) and self.workers[worker_id].can_run(record.task)
 
         for worker_id, task_ids in plan_balance(loads, can_run).items():
             for task_id in task_ids:

@@ -141,6 +141,7 @@ class SchedulerState:
             self.objects,
             self._send,
             self._forget,
+            self._reject,
         )
         self._handlers: dict[type[Message], Callable[[bytes, Any, float], None]] = {
             Task: self.on_task,
@@ -375,7 +376,7 @@ class SchedulerState:
                 record.worker = None
                 self._enqueue(record, front=True)
                 return
-            note = f"; it died on each of its {record.attempt} attempts, so it will not be retried again"
+            note = f"; its processor died {record.deaths} times, so it will not be retried again"
             result.payload += note.encode()
         self._completed += 1
         if result.status is TaskStatus.SUCCESS and record.graph and self.graphs[record.graph].holds[task_id] > 0:
@@ -445,6 +446,7 @@ class SchedulerState:
             record = self.tasks[task_id]
             if record.state is TaskState.BALANCING:
                 record.move(TaskEvent.KEEP)
+                worker.kept.add(task_id)
 
     def on_disconnect_request(self, source: bytes, request: DisconnectRequest, now: float) -> None:
         """A worker leaves on purpose: take its tasks back without counting it as a death."""
@@ -605,6 +607,18 @@ class SchedulerState:
                 freed += self.objects.release_all(record.graph)
         self._announce_freed(freed)
 
+    def _reject(self, record: TaskRecord, reason: str) -> None:
+        """End a task the scheduler cannot run, telling its client why (and failing what needs it)."""
+        task_id = record.task.task_id
+        text = f"task {task_id.hex()}: {reason}"
+        logger.error(text)
+        failure = TaskResult(task_id, TaskStatus.REJECTED, text.encode(), 0)
+        dependents = record.dependents
+        self._forget(record)
+        if record.is_target:
+            self._send_to_client(record.client, failure)
+        self._fail_dependents(dependents, failure)
+
     def _announce_freed(self, freed: list[bytes]) -> None:
         """Tell the workers holding freed objects to drop them."""
         if not freed:
@@ -646,14 +660,12 @@ class SchedulerState:
                 record.unschedulable_since = now
             elif now - record.unschedulable_since > self.config.unschedulable_grace_seconds:
                 wanted = ",".join(f"{name}={value}" for name, value in record.task.capabilities.items())
-                text = (
-                    f"task {task_id.hex()}: no connected worker has the capabilities {wanted} it needs "
+                self._reject(
+                    record,
+                    f"no connected worker has the capabilities {wanted} it needs "
                     f"(waited {self.config.unschedulable_grace_seconds:g}s); start workers with "
-                    f"`scaler_cluster --per-worker-capabilities {wanted} ...`"
+                    f"`scaler_cluster --per-worker-capabilities {wanted} ...`",
                 )
-                logger.error(text)
-                self._forget(record)
-                self._send_to_client(record.client, TaskResult(task_id, TaskStatus.REJECTED, text.encode(), 0))
 
     def _remove_client(self, client_id: bytes, reason: str) -> None:
         self._departed[client_id] = reason

@@ -372,6 +372,9 @@ class WorkerAgent:
                         logger.warning("processor %d sent an unexpected %s", processor_id, type(message).__name__)
         except (EOFError, OSError):
             pass  # it died: its sentinel tells the loop
+        except ProtocolError as error:  # it wrote something unreadable: treat it as crashed
+            logger.error("processor %d sent a bad frame (%s); killing it", processor_id, error)
+            processor.process.kill()  # its sentinel then reports the death and fails its task
         return out
 
     def _send_to_processor(self, processor_id: int, message: Message) -> None:

@@ -123,16 +123,25 @@ def _object(objects: dict[bytes, bytes] | None, object_id: bytes) -> bytes:
     return data
 
 
+_MAX_TRACEBACK_CHARS = 1024 * 1024
+
+
 def _failure(task: Task, error: BaseException) -> TaskResult:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if len(text) > _MAX_TRACEBACK_CHARS:  # a huge message repeats in the traceback: keep both ends
+        half = _MAX_TRACEBACK_CHARS // 2
+        text = text[:half] + "\n... (traceback truncated) ...\n" + text[-half:]
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
     try:
         payload = cloudpickle.dumps((error, text), protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(payload)  # an exception that pickles but cannot be rebuilt must not break the client
+        problem = f"is {len(payload)} bytes pickled, over the {MAX_PAYLOAD_BYTES} byte message limit"
+        too_big = len(payload) > MAX_PAYLOAD_BYTES
     except BaseException as pickling_error:  # noqa: BLE001
-        message = (
-            f"the task raised {type(error).__module__}.{type(error).__qualname__}: {error}; "
-            f"it could not be sent back because it cannot be pickled ({pickling_error})"
-        )
+        problem, too_big = f"cannot be pickled ({pickling_error})", True
+    if too_big:
+        summary = str(error)[:1000]
+        message = f"the task raised {kind}: {summary}; it could not be sent back because it {problem}"
         payload = cloudpickle.dumps((SerializationError(message), text), protocol=pickle.HIGHEST_PROTOCOL)
     return TaskResult(task.task_id, TaskStatus.FAILED, payload, task.attempt)
 

@@ -360,7 +360,7 @@ def test_a_task_whose_processor_dies_is_retried_then_fails_saying_how_often() ->
         assert [(to, message.attempt) for to, message in sent_tasks(out)] == [(W1, attempt + 1)]
     (send,) = h.handle(W1, TaskResult(b"t1", TaskStatus.PROCESSOR_DIED, died, 3))
     assert send.to == C1 and send.message.status is TaskStatus.PROCESSOR_DIED
-    assert send.message.payload.startswith(died) and b"each of its 3 attempts" in send.message.payload
+    assert send.message.payload.startswith(died) and b"died 3 times" in send.message.payload
     assert h.stats()["tasks"] == 0
 
 
@@ -402,3 +402,19 @@ def test_a_node_taking_another_nodes_result_without_depending_on_it_is_rejected(
     )
     (send,) = h.handle(C1, graph)
     assert send.message.status is TaskStatus.REJECTED and b"without depending" in send.message.payload
+
+
+def test_a_task_the_worker_refused_to_hand_back_is_not_asked_for_again() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=10))
+    h.add_worker(W1)
+    high = task(b"t0")
+    h.handle(C1, high)
+    for index in (1, 2):
+        h.handle(C1, task(b"t%d" % index, b""))
+    out = h.add_worker(W2)
+    assert out == [Send(W1, BalanceRequest([b"t2"]))]
+    # W1 runs t2 (say it had a higher priority), so it refuses; a later turn must not ask again.
+    out = h.handle(W1, BalanceResponse([]))
+    assert out == [Send(W1, BalanceRequest([b"t1"]))]  # it asks for another queued task instead
+    assert h.handle(W1, BalanceResponse([])) == []
+    assert h.handle(W1, WorkerHeartbeat(0.0, 3, 0.0, 0)) == [Send(W1, WorkerHeartbeatEcho(0.0, SCHEDULER_ID))]
