@@ -252,7 +252,7 @@ class Client:
         self._disconnected = True  # first: a submit from now on (a callback, another thread) raises
         self._manager.cancel_all()
         if self._agent.error is None:
-            self._send(ClientDisconnect(DisconnectType.DISCONNECT))
+            self._agent.send(ClientDisconnect(DisconnectType.DISCONNECT))  # _send() drops sends once disconnected
         self._close(stop_combo=True)
 
     def shutdown(self) -> None:

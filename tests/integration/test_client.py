@@ -174,3 +174,34 @@ def test_large_arguments_and_results_round_trip(client: Client) -> None:
     blob = bytes(range(256)) * (20 * 4096)  # 20 MiB
     assert client.submit(len, blob).result(timeout=60) == len(blob)
     assert client.submit(bytes, len(blob)).result(timeout=60) == bytes(len(blob))
+
+
+def test_a_submit_racing_disconnect_never_leaves_a_future_pending(combo: SchedulerClusterCombo) -> None:
+    client = Client(address=combo.get_address(), timeout_seconds=10)
+    running = client.submit(tasks.sleep_return, 60)
+    followups: list[object] = []
+
+    def submit_more(_: object) -> None:
+        try:
+            followups.append(client.submit(tasks.noop, 1))
+        except ConnectionError:
+            followups.append("refused")
+
+    running.add_done_callback(submit_more)
+    client.disconnect()
+    assert running.cancelled()
+    assert followups == ["refused"]
+
+
+def test_disconnect_from_a_done_callback_works(combo: SchedulerClusterCombo, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client(address=combo.get_address(), timeout_seconds=10)
+    future = client.submit(tasks.noop, 1)
+    future.add_done_callback(lambda _: client.disconnect())
+    assert future.result(timeout=30) == 1
+    deadline = time.monotonic() + 10
+    while not client._disconnected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client._disconnected
+    # concurrent.futures logs a callback that raised; the disconnect must not raise.
+    assert not [record for record in caplog.records if record.name == "concurrent.futures"]
+    client.disconnect()  # idempotent from the user's thread too

@@ -123,3 +123,14 @@ def test_a_restarted_scheduler_fails_the_futures_it_forgot() -> None:
     finally:
         scheduler.kill()
         scheduler.wait()
+
+
+def test_disconnect_stops_the_running_task_so_the_only_worker_is_free_again() -> None:
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
+    with combo:
+        client = Client(address=combo.get_address(), timeout_seconds=10)
+        client.submit(tasks.sleep_return, 60)
+        time.sleep(0.5)
+        client.disconnect()
+        with Client(address=combo.get_address(), timeout_seconds=10) as fresh:
+            assert fresh.submit(tasks.noop, 7).result(timeout=10) == 7
