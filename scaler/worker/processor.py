@@ -54,7 +54,11 @@ def run_processor(connection: Connection, agent_pid: int, scheduler_address: str
             return
         for message in decode(frame):
             if type(message) is Task:
-                send(run_task(message, functions, objects))
+                result = run_task(message, functions, objects)
+                try:
+                    send(result)
+                except OSError:  # the agent is gone (killed): nobody to report to
+                    return
             elif type(message) is ObjectInstruction and message.kind == ObjectInstructionType.DELETE:
                 for object_id in message.object_ids:
                     objects.pop(object_id, None)

@@ -1,0 +1,78 @@
+"""Task functions for the fault tests (shipped to workers by value, see conftest).
+
+Ledger tasks append one line per event to a file shared by every process:
+``<kind> <task index> <pid> <unix time>``. Each line is one small ``write`` to a file opened
+with ``O_APPEND``, so lines from concurrent processes never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+def _append(path: str, kind: str, index: int) -> None:
+    with open(path, "a") as ledger:
+        ledger.write(f"{kind} {index} {os.getpid()} {time.time():.6f}\n")
+
+
+def ledger_sleep(path: str, index: int, seconds: float) -> int:
+    """Note the start, sleep, note the end; return ``index * index``."""
+    _append(path, "start", index)
+    time.sleep(seconds)
+    _append(path, "done", index)
+    return index * index
+
+
+def ledger_start(path: str, index: int, seconds: float) -> int:
+    """Note only the start (with its time), sleep; return ``index * index``."""
+    _append(path, "start", index)
+    time.sleep(seconds)
+    return index * index
+
+
+def sleep_square(index: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return index * index
+
+
+def processor_pid(seconds: float = 0.0) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def die() -> None:
+    """A poison task: its processor exits at once, every time."""
+    os._exit(1)
+
+
+def return_lock() -> object:
+    return threading.Lock()
+
+
+class UnpicklableError(Exception):
+    def __reduce__(self) -> object:
+        raise TypeError("this exception refuses to be pickled")
+
+
+def raise_unpicklable() -> None:
+    raise UnpicklableError("boom")
+
+
+class UnrebuildableError(Exception):
+    """Pickles fine, but unpickling calls ``UnrebuildableError(message)``, which lacks ``code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def raise_unrebuildable() -> None:
+    raise UnrebuildableError("boom", 7)
+
+
+def die_noting(path: str) -> None:
+    """A poison task that first notes each attempt in a ledger."""
+    _append(path, "start", 0)
+    os._exit(1)
