@@ -245,7 +245,9 @@ class WorkerAgent:
         try:
             now = time.monotonic()
             pending = state.start(now) + state.tick(now)
-            while not self._stopping and self._execute(pending, sock):
+            # Carry out the last turn's instructions before checking for a stop: results read in
+            # that turn must reach the scheduler, or their tasks would run again elsewhere.
+            while self._execute(pending, sock) and not self._stopping:
                 events = self._poller.poll(int(_TICK_SECONDS * 1000))
                 now = time.monotonic()
                 pending = []
