@@ -371,10 +371,7 @@ class SchedulerState:
             record.deaths += 1
             if record.deaths <= self.config.max_task_retries:
                 logger.warning("task %s: its processor died; retrying (attempt %d)", task_id.hex(), record.attempt)
-                record.move(TaskEvent.REQUEUE)
-                del worker.tasks[task_id]
-                record.worker = None
-                self._enqueue(record, front=True)
+                self._requeue(record)
                 return
             note = f"; its processor died {record.deaths} times, so it will not be retried again"
             result.payload += note.encode()
@@ -412,9 +409,7 @@ class SchedulerState:
                 self._send_to_client(record.client, confirm)
             return
         # The worker no longer runs it (cancelled, or lost it): either way the task is over.
-        self._forget(record)
-        if record.is_target:
-            self._send_to_client(record.client, TaskCancelConfirm(confirm.task_id, CancelConfirmType.CANCELED))
+        self._end_cancelled(record)
 
     def on_task_log(self, source: bytes, log: TaskLog, now: float) -> None:
         """Pass a task's output on to its client."""
@@ -434,14 +429,9 @@ class SchedulerState:
             if record is None or record.worker != source:
                 continue
             if record.state is TaskState.CANCELING or record.client not in self.clients:
-                self._forget(record)  # cancelled meanwhile, or its client left: it is off the worker now
-                if record.is_target and record.state is TaskState.CANCELING:
-                    self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+                self._end_cancelled(record)  # cancelled meanwhile, or its client left: it is off the worker now
             else:  # BALANCING, or ASSIGNED again after a refused cancel: the worker no longer has it
-                record.move(TaskEvent.REQUEUE)
-                del worker.tasks[task_id]
-                record.worker = None
-                self._enqueue(record, front=True)
+                self._requeue(record)
         for task_id in worker.tasks:
             record = self.tasks[task_id]
             if record.state is TaskState.BALANCING:
@@ -571,9 +561,7 @@ class SchedulerState:
         """Cancel one task: at once if it is not on a worker, else through its worker."""
         task_id = record.task.task_id
         if record.state in (TaskState.WAITING, TaskState.QUEUED):
-            self._forget(record)
-            if record.is_target:
-                self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+            self._end_cancelled(record)
         elif record.state in (TaskState.ASSIGNED, TaskState.BALANCING):
             record.move(TaskEvent.CANCEL)
             assert record.worker is not None
@@ -606,6 +594,21 @@ class SchedulerState:
                 del self.graphs[record.graph]
                 freed += self.objects.release_all(record.graph)
         self._announce_freed(freed)
+
+    def _requeue(self, record: TaskRecord) -> None:
+        """Take a task back from its worker (if still connected) into the front of the queue."""
+        record.move(TaskEvent.REQUEUE)
+        worker = self.workers.get(record.worker) if record.worker is not None else None
+        if worker is not None:
+            worker.tasks.pop(record.task.task_id, None)
+        record.worker = None
+        self._enqueue(record, front=True)
+
+    def _end_cancelled(self, record: TaskRecord) -> None:
+        """A task ends as cancelled: forget it and confirm to its client if it reports there."""
+        self._forget(record)
+        if record.is_target:
+            self._send_to_client(record.client, TaskCancelConfirm(record.task.task_id, CancelConfirmType.CANCELED))
 
     def _reject(self, record: TaskRecord, reason: str) -> None:
         """End a task the scheduler cannot run, telling its client why (and failing what needs it)."""
@@ -693,9 +696,7 @@ class SchedulerState:
         for task_id in reversed(list(worker.tasks)):
             record = self.tasks[task_id]
             if record.state is TaskState.CANCELING or record.client not in self.clients:
-                self._forget(record)  # cancelled, or its client left: nobody wants it run again
-                if record.is_target:
-                    self._send_to_client(record.client, TaskCancelConfirm(task_id, CancelConfirmType.CANCELED))
+                self._end_cancelled(record)  # cancelled, or its client left: nobody wants it run again
                 continue
             if died:
                 record.deaths += 1
@@ -713,9 +714,7 @@ class SchedulerState:
                     self._fail_dependents(dependents, failure)
                     continue
             logger.info("task %s: requeued from worker %s", task_id.hex(), _peer(worker_id))
-            record.move(TaskEvent.REQUEUE)
-            record.worker = None
-            self._enqueue(record, front=True)
+            self._requeue(record)
 
     def _shutdown(self, reason: str) -> None:
         if self._stopped:
