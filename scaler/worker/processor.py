@@ -146,7 +146,8 @@ def _failure(task: Task, error: BaseException) -> TaskResult:
     if too_big:
         summary = str(error)[:1000]
         message = f"the task raised {kind}: {summary}; it could not be sent back because it {problem}"
-        payload = cloudpickle.dumps((SerializationError(message), text), protocol=pickle.HIGHEST_PROTOCOL)
+        tail = text[-8192:]  # where it was raised: enough to find the bug, small enough to always fit
+        payload = cloudpickle.dumps((SerializationError(message), tail), protocol=pickle.HIGHEST_PROTOCOL)
     return TaskResult(task.task_id, TaskStatus.FAILED, payload, task.attempt)
 
 

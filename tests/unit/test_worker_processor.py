@@ -276,3 +276,23 @@ def test_outside_a_processor_blocked_is_a_no_op() -> None:
 def test_inside_a_processor_the_scheduler_address_is_known(agent_end: Connection) -> None:
     assert processor_context.in_processor()
     assert processor_context.scheduler_address() == "tcp://127.0.0.1:9"
+
+
+# -- exceptions too big to send back ---------------------------------------------------------------
+
+
+def test_an_exception_too_big_for_a_message_comes_back_as_a_serialization_error(monkeypatch: Any) -> None:
+    from scaler.errors import SerializationError
+    from scaler.worker import processor
+
+    monkeypatch.setattr(processor, "MAX_PAYLOAD_BYTES", 10_000)
+
+    def explode() -> None:
+        raise ValueError("x" * 100_000)
+
+    result = run_task(make_task(b"t1", explode), {}, {})
+    assert result.status is TaskStatus.FAILED
+    assert len(result.payload) < 50_000
+    error, text = pickle.loads(result.payload)
+    assert isinstance(error, SerializationError)
+    assert "builtins.ValueError" in str(error) and "message limit" in str(error)
