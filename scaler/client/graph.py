@@ -26,7 +26,7 @@ from __future__ import annotations
 import graphlib
 import pickle
 import sys
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,11 +345,3 @@ def pack_results(keys: Any, values: Mapping[Any, Any]) -> Any:
     if isinstance(keys, list):
         return tuple(pack_results(item, values) for item in keys)
     return values[keys]
-
-
-def iter_literals(plan: GraphPlan) -> Iterable[Any]:
-    """Every literal value of a plan (for tests and sizing)."""
-    for node in plan.nodes:
-        for argument in node.arguments:
-            if isinstance(argument, Literal):
-                yield argument.value

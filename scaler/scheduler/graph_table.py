@@ -16,11 +16,12 @@ from scaler.protocol.messages import ArgumentKind, GraphTask
 
 @dataclass(slots=True)
 class GraphRecord:
-    """One submitted graph: its client, its unfinished nodes and targets, and result holds."""
+    """One submitted graph: its unfinished nodes, and how many live nodes still need each result.
 
-    client: bytes
+    Which nodes report to the client is on each ``TaskRecord`` (``is_target``), not repeated here.
+    """
+
     nodes: set[bytes]
-    targets: set[bytes]
     holds: Counter[bytes] = field(default_factory=Counter)
 
 

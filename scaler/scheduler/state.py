@@ -253,7 +253,7 @@ class SchedulerState:
                 self._send(source, TaskResult(target, TaskStatus.REJECTED, problem.encode(), 0))
             return
         targets = set(graph.targets)
-        self.graphs[graph.graph_id] = record_of_graph = GraphRecord(client=source, nodes=set(node_ids), targets=targets)
+        self.graphs[graph.graph_id] = record_of_graph = GraphRecord(nodes=set(node_ids))
         records: list[TaskRecord] = []
         for node in graph.nodes:
             task = Task(node.task_id, node.function_id, b"", node.args, 0)

@@ -8,8 +8,11 @@ with ``O_APPEND``, so lines from concurrent processes never interleave.
 from __future__ import annotations
 
 import os
-import threading
 import time
+
+# Shared with the integration tests rather than written twice.
+from tests.integration.tasks import UnpicklableError, raise_unpicklable  # noqa: F401
+from tests.integration.tasks import return_unpicklable as return_lock  # noqa: F401
 
 
 def _append(path: str, kind: str, index: int) -> None:
@@ -45,19 +48,6 @@ def processor_pid(seconds: float = 0.0) -> int:
 def die() -> None:
     """A poison task: its processor exits at once, every time."""
     os._exit(1)
-
-
-def return_lock() -> object:
-    return threading.Lock()
-
-
-class UnpicklableError(Exception):
-    def __reduce__(self) -> object:
-        raise TypeError("this exception refuses to be pickled")
-
-
-def raise_unpicklable() -> None:
-    raise UnpicklableError("boom")
 
 
 class UnrebuildableError(Exception):
