@@ -133,6 +133,34 @@ class TaskResult(Message):
 
 
 @dataclass(slots=True)
+class TaskStarted(Message):
+    """Worker -> scheduler: a processor began running this attempt of the task.
+
+    Only a task that started can be to blame when its worker dies, so only such tasks use up
+    their retry budget; tasks that merely sat in a dead worker's queue are requeued for free.
+    """
+
+    TYPE: ClassVar[int] = 23
+    task_id: bytes
+    attempt: int
+
+
+@dataclass(slots=True)
+class TaskCredit(Message):
+    """Scheduler -> client: you may send ``count`` more tasks (backpressure).
+
+    A client that got one never has more tasks waiting in the scheduler's queue than its credits
+    allow: the first message grants ``max_number_of_tasks_waiting``, and each later one returns the
+    credits of tasks that left the queue (to a worker, or ended). ``submit`` blocks at zero
+    credits, so neither the client nor the scheduler grows without bound. With no limit, the
+    scheduler sends none.
+    """
+
+    TYPE: ClassVar[int] = 24
+    count: int
+
+
+@dataclass(slots=True)
 class TaskCancel(Message):
     """Ask that a task be cancelled, whether queued or running."""
 
@@ -206,14 +234,20 @@ class ClientShutdownResponse(Message):
 
 @dataclass(slots=True)
 class DisconnectRequest(Message):
-    """A worker leaves on purpose; its queued tasks go back to the scheduler's queue."""
+    """A worker leaves on purpose; its queued tasks go back to the scheduler's queue.
+
+    With ``drain`` the worker first finishes the tasks it has started: the scheduler sends it no
+    more, requeues the ones that did not start, and answers once the last started one has ended.
+    Without it, the worker is gone now and everything it held is requeued.
+    """
 
     TYPE: ClassVar[int] = 11
+    drain: bool = False
 
 
 @dataclass(slots=True)
 class DisconnectResponse(Message):
-    """The scheduler has taken back a leaving worker's tasks."""
+    """The scheduler has taken back a leaving worker's tasks; the worker may exit."""
 
     TYPE: ClassVar[int] = 12
 
@@ -352,4 +386,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     BalanceRequest,
     BalanceResponse,
     ProcessorBlocked,
+    TaskStarted,
+    TaskCredit,
 )

@@ -31,6 +31,7 @@ class WorkerRecord:
     capabilities: dict[str, int] = field(default_factory=dict)
     balancing: bool = False  # a BalanceRequest to it awaits its answer
     kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
+    leaving: bool = False  # draining before a graceful stop: it finishes what it started and gets nothing new
 
     def can_run(self, task: Task) -> bool:
         """True if this worker has every capability the task asks for."""
@@ -52,6 +53,7 @@ class Placement:
         send: Callable[[bytes, Message], None],
         forget: Callable[[TaskRecord], None],
         reject: Callable[[TaskRecord, str], None],
+        return_credit: Callable[[TaskRecord], None],
     ) -> None:
         self.per_worker_queue_size = per_worker_queue_size
         self.workers = workers
@@ -63,12 +65,16 @@ class Placement:
         self._send = send
         self._forget = forget
         self._reject = reject
+        self._return_credit = return_credit
 
     def assign_queued(self) -> None:
         """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
         limit = self.per_worker_queue_size
-        heap = [(len(worker.tasks), order, worker_id) for order, (worker_id, worker) in enumerate(self.workers.items())]
-        heap = [entry for entry in heap if entry[0] < limit]
+        heap = [
+            (len(worker.tasks), order, worker_id)
+            for order, (worker_id, worker) in enumerate(self.workers.items())
+            if len(worker.tasks) < limit and not worker.leaving
+        ]
         heapq.heapify(heap)
         orders = {worker_id: order for order, worker_id in enumerate(self.workers)}
         set_aside: list[TaskRecord] = []
@@ -84,7 +90,7 @@ class Placement:
                 candidates = [
                     (len(worker.tasks), orders[worker_id], worker_id)
                     for worker_id, worker in self.workers.items()
-                    if len(worker.tasks) < limit and worker.can_run(task)
+                    if len(worker.tasks) < limit and not worker.leaving and worker.can_run(task)
                 ]
                 if not candidates:
                     set_aside.append(record)
@@ -123,10 +129,13 @@ class Placement:
         if size > MAX_PAYLOAD_BYTES:
             return False
         record.move(TaskEvent.ASSIGN)
+        if record.holds_credit:
+            self._return_credit(record)
         self._queued_with_capabilities.discard(task.task_id)
         record.unschedulable_since = None
         record.worker = worker_id
         record.attempt += 1
+        record.started = False
         worker.tasks[task.task_id] = None
         if function:
             worker.functions.add(task.function_id)
@@ -157,7 +166,7 @@ class Placement:
             return
         loads: dict[bytes, list[bytes]] = {}
         for worker_id, worker in self.workers.items():
-            if worker.balancing:
+            if worker.balancing or worker.leaving:
                 continue
             worker.kept.intersection_update(worker.tasks)  # forget the refusals of tasks that left
             loads[worker_id] = [task_id for task_id in worker.tasks if self.tasks[task_id].state is TaskState.ASSIGNED]

@@ -47,8 +47,10 @@ from scaler.protocol.messages import (
     Task,
     TaskCancel,
     TaskCancelConfirm,
+    TaskCredit,
     TaskLog,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -80,6 +82,9 @@ class SchedulerConfig:
     protected: bool = True
     inline_result_bytes: int = 64 * 1024  # bigger results stay here until the client asks for them
     unschedulable_grace_seconds: float = 60.0  # how long a task may wait for a worker with its capabilities
+    # Backpressure: the most tasks one client may have waiting in the queue (TaskCredit). A client
+    # that ignores its credits has its tasks rejected past twice that. 0 or less: no limit.
+    max_number_of_tasks_waiting: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,8 @@ class ClientRecord:
     last_seen: float
     tasks: set[bytes] = field(default_factory=set)
     functions: set[bytes] = field(default_factory=set)
+    waiting: int = 0  # its tasks holding a backpressure credit (queued since submission)
+    credits_due: int = 0  # credits freed since it was last sent a TaskCredit
 
 
 _CLIENT_MESSAGES = (Task, GraphTask, TaskCancel, ClientHeartbeat, ClientDisconnect, ObjectInstruction, ObjectRequest)
@@ -142,6 +149,7 @@ class SchedulerState:
             self._send,
             self._forget,
             self._reject,
+            self._return_credit,
         )
         self._handlers: dict[type[Message], Callable[[bytes, Any, float], None]] = {
             Task: self.on_task,
@@ -157,9 +165,11 @@ class SchedulerState:
             BalanceResponse: self.on_balance_response,
             WorkerHeartbeat: self.on_worker_heartbeat,
             DisconnectRequest: self.on_disconnect_request,
+            TaskStarted: self.on_task_started,
         }
         self._completed = 0
         self._stopped = False
+        self._credits_due: set[bytes] = set()  # clients owed a TaskCredit at the end of this turn
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -178,6 +188,9 @@ class SchedulerState:
             logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), kind)
         else:
             handler(source, message, now)
+            worker = self.workers.get(source)
+            if worker is not None and worker.leaving and not worker.tasks:
+                self._release(source)
         if dispatch:
             self._dispatch()
         return self._take_output()
@@ -203,6 +216,9 @@ class SchedulerState:
             if now - worker.last_seen > self.config.worker_timeout_seconds:
                 logger.warning("worker %s timed out holding %d tasks", _peer(worker_id), len(worker.tasks))
                 self._remove_worker(worker_id, died=True)
+        for worker_id, worker in list(self.workers.items()):
+            if worker.leaving and not worker.tasks:  # its last tasks were cancelled on their client's behalf
+                self._release(worker_id)
         self._expire_unschedulable(now)
         self._dispatch()
         return self._take_output()
@@ -223,8 +239,10 @@ class SchedulerState:
         if task.task_id in self.tasks:
             logger.warning("task %s: duplicate submission ignored", task.task_id.hex())
             return
-        problem = self._accept_function(client, task.function_id, task.function) or self._object_problem(
-            source, task.args, set()
+        problem = (
+            self._credit_problem(client)
+            or self._accept_function(client, task.function_id, task.function)
+            or self._object_problem(source, task.args, set())
         )
         if problem:
             logger.error("task %s: rejected: %s", task.task_id.hex(), problem)
@@ -233,6 +251,9 @@ class SchedulerState:
         task.function = b""
         task.objects = []
         record = TaskRecord(task=task, client=source)
+        if self.config.max_number_of_tasks_waiting > 0:
+            record.holds_credit = True
+            client.waiting += 1
         self._adopt(client, record)
         self._enqueue(record, front=False)
 
@@ -397,6 +418,13 @@ class SchedulerState:
         else:
             self._fail_dependents(dependents, result)
 
+    def on_task_started(self, source: bytes, started: TaskStarted, now: float) -> None:
+        """A worker began running the current attempt: from now on its death counts against the task."""
+        self._touch_worker(source, now)
+        record = self.tasks.get(started.task_id)
+        if record is not None and record.worker == source and record.attempt == started.attempt:
+            record.started = True
+
     def on_task_cancel_confirm(self, source: bytes, confirm: TaskCancelConfirm, now: float) -> None:
         """A worker answered a cancel; pass the answer on to the task's client."""
         self._touch_worker(source, now)
@@ -439,11 +467,28 @@ class SchedulerState:
                 worker.kept.add(task_id)
 
     def on_disconnect_request(self, source: bytes, request: DisconnectRequest, now: float) -> None:
-        """A worker leaves on purpose: take its tasks back without counting it as a death."""
-        if source in self.workers:
+        """A worker leaves on purpose: take its tasks back without counting it as a death.
+
+        A draining worker keeps the tasks it has started until they end; the rest are requeued now.
+        """
+        worker = self.workers.get(source)
+        if worker is None:
+            self._send(source, DisconnectResponse())
+            return
+        if not request.drain:
             logger.info("worker %s is leaving", _peer(source))
-            self._remove_worker(source, died=False)
-        self._send(source, DisconnectResponse())
+            self._release(source)
+            return
+        logger.info("worker %s is draining: %d tasks held", _peer(source), len(worker.tasks))
+        worker.leaving = True
+        for task_id in list(worker.tasks):
+            record = self.tasks[task_id]
+            if record.started:
+                continue  # it runs there: its result (or cancel confirm) still comes from that worker
+            if record.state is TaskState.CANCELING or record.client not in self.clients:
+                self._end_cancelled(record)  # the worker dropped it unstarted: nothing will confirm it
+            else:
+                self._requeue(record)
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -483,9 +528,14 @@ class SchedulerState:
             assert len(worker.tasks) <= self.config.per_worker_queue_size, "worker over-assigned"
             for task_id in worker.tasks:
                 assert self.tasks[task_id].worker == worker_id
-        for client in self.clients.values():
+                assert self.tasks[task_id].started or not worker.leaving, "a draining worker holds an unstarted task"
+        for client_id, client in self.clients.items():
             for task_id in client.tasks:
                 assert task_id in self.tasks
+            holding = [self.tasks[task_id] for task_id in client.tasks if self.tasks[task_id].holds_credit]
+            assert client.waiting == len(holding), "a client's backpressure count is off"
+            assert all(record.state in (TaskState.QUEUED, TaskState.WAITING) for record in holding)
+            assert client.credits_due == 0 or client_id in self._credits_due
         for graph in self.graphs.values():
             assert graph.nodes, "a finished graph was kept"
             for task_id in graph.nodes:
@@ -511,6 +561,8 @@ class SchedulerState:
         if client is None:
             logger.info("client %s connected", _peer(source))
             client = self.clients[source] = ClientRecord(last_seen=now)
+            if self.config.max_number_of_tasks_waiting > 0:
+                self._send(source, TaskCredit(self.config.max_number_of_tasks_waiting))
         else:
             client.last_seen = now
         return client
@@ -572,6 +624,8 @@ class SchedulerState:
         """Drop a task that reached its end, and whatever only it kept alive."""
         task_id = record.task.task_id
         del self.tasks[task_id]
+        if record.holds_credit:
+            self._return_credit(record)
         if record.state is TaskState.QUEUED:
             self._queue.discard(task_id)
             self._queued_with_capabilities.discard(task_id)
@@ -651,6 +705,31 @@ class SchedulerState:
         if self._queue and self.workers:
             self._placement.assign_queued()
         self._placement.balance()
+        for client_id in self._credits_due:  # one TaskCredit per client per turn, not one per task
+            client = self.clients.get(client_id)
+            if client is not None and client.credits_due:
+                self._send(client_id, TaskCredit(client.credits_due))
+                client.credits_due = 0
+        self._credits_due.clear()
+
+    def _return_credit(self, record: TaskRecord) -> None:
+        """The task left the queue (to a worker, or its end): its client may send one more."""
+        record.holds_credit = False
+        client = self.clients.get(record.client)
+        if client is not None:
+            client.waiting -= 1
+            client.credits_due += 1
+            self._credits_due.add(record.client)
+
+    def _credit_problem(self, client: ClientRecord) -> str:
+        """Why a new task from this client cannot be queued now, or ``""``."""
+        limit = self.config.max_number_of_tasks_waiting
+        if limit > 0 and 2 * limit <= client.waiting:
+            return (
+                f"this client has {client.waiting} tasks waiting in the scheduler's queue, over twice "
+                f"max_number_of_tasks_waiting ({limit}); scaler's Client waits for credits by itself"
+            )
+        return ""
 
     def _expire_unschedulable(self, now: float) -> None:
         """Fail queued tasks that no connected worker could ever run, after a grace period."""
@@ -690,6 +769,11 @@ class SchedulerState:
                 for worker in self.workers.values():
                     worker.functions.discard(function_id)
 
+    def _release(self, worker_id: bytes) -> None:
+        """Let a leaving worker go: requeue what it still holds, and tell it that it may exit."""
+        self._remove_worker(worker_id, died=False)
+        self._send(worker_id, DisconnectResponse())
+
     def _remove_worker(self, worker_id: bytes, died: bool) -> None:
         worker = self.workers.pop(worker_id)
         # Requeued at the front in reverse order, so the tasks keep their dispatch order.
@@ -698,11 +782,11 @@ class SchedulerState:
             if record.state is TaskState.CANCELING or record.client not in self.clients:
                 self._end_cancelled(record)  # cancelled, or its client left: nobody wants it run again
                 continue
-            if died:
+            if died and record.started:  # a task only queued there is not to blame
                 record.deaths += 1
                 if record.deaths > self.config.max_task_retries:
                     text = (
-                        f"task {task_id.hex()}: a worker died while holding it {record.deaths} times "
+                        f"task {task_id.hex()}: its worker died while running it {record.deaths} times "
                         f"({record.attempt} attempts); giving up"
                     )
                     logger.error(text)

@@ -63,7 +63,9 @@ class TaskRecord:
     state: TaskState = TaskState.QUEUED
     worker: bytes | None = None
     attempt: int = 0  # bumped at each dispatch; only the current attempt may report a result
-    deaths: int = 0  # how many workers died holding it; past the retry budget it fails
+    holds_credit: bool = False  # counts against its client's backpressure credits while it waits
+    started: bool = False  # the current attempt began running (TaskStarted), so a death may be its fault
+    deaths: int = 0  # how many times it was running when its worker or processor died; past the budget it fails
     client_objects: list[bytes] = field(default_factory=list)  # client objects it takes as arguments
     graph: bytes = b""  # the graph it is a node of, if any
     is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)

@@ -44,6 +44,7 @@ from scaler.protocol.messages import (
     BalanceRequest,
     BalanceResponse,
     CancelConfirmType,
+    DisconnectRequest,
     Message,
     ObjectContent,
     ObjectInstruction,
@@ -54,6 +55,7 @@ from scaler.protocol.messages import (
     TaskCancelConfirm,
     TaskLog,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -160,17 +162,47 @@ class WorkerState:
         self._scheduler_id: bytes | None = None
         self._out: list[WorkerInstruction] = []
         self._done = 0
+        self._drain_deadline: float | None = None  # set by drain(): when the running tasks are cut short
 
     def start(self, now: float) -> list[WorkerInstruction]:
         """The agent is up: start the first processor."""
         self._schedule(now)
         return self._take_output()
 
+    def drain(self, now: float, grace_seconds: float) -> list[WorkerInstruction]:
+        """Stop gracefully: hand back the queued tasks, and let the running ones finish within the grace period.
+
+        The scheduler sends no more tasks and requeues every task that has not started here. The
+        worker exits (``ExitWorker``) once its started tasks have ended and their results are out;
+        past ``grace_seconds`` it exits anyway, and the tasks still running are requeued elsewhere.
+        """
+        if self._drain_deadline is not None:
+            return self._take_output()
+        self._drain_deadline = now + grace_seconds
+        logger.info(
+            "worker draining: %d queued tasks handed back, %d running get %gs to finish",
+            self._queued,
+            len(self._running),
+            grace_seconds,
+        )
+        self._queues = {0: OrderedDict()}
+        self._queued = 0
+        self._out.append(SendToScheduler(DisconnectRequest(drain=True)))
+        self._schedule(now)
+        return self._take_output()
+
+    def draining(self) -> bool:
+        """True once ``drain`` was called."""
+        return self._drain_deadline is not None
+
     # -- events from the scheduler -----------------------------------------------------------
 
     def on_task(self, task: Task, now: float) -> list[WorkerInstruction]:
         """Queue a task from the scheduler and run it if no processor runs an unblocked task."""
         self._last_scheduler_contact = now
+        if self._drain_deadline is not None:  # sent before the scheduler read our DisconnectRequest
+            self._out.append(SendToScheduler(BalanceResponse([task.task_id])))
+            return self._take_output()
         if task.function:
             self._functions[task.function_id] = task.function
         if task.objects:
@@ -348,6 +380,10 @@ class WorkerState:
         if now - self._last_scheduler_contact > self.death_timeout_seconds:
             self._out.append(ExitWorker(f"no word from the scheduler for {self.death_timeout_seconds:g}s"))
             return self._take_output()
+        if self._drain_deadline is not None and now >= self._drain_deadline:
+            text = f"the grace period ended with {len(self._running)} tasks still running; they will run elsewhere"
+            self._out.append(ExitWorker(text))
+            return self._take_output()
         if self._running:
             self._enforce_timeouts(now)
         if now - self._last_heartbeat >= self.heartbeat_interval_seconds:
@@ -423,7 +459,7 @@ class WorkerState:
         assert unblocked == self._unblocked, "the unblocked count is right"
         if self._starting is not None:
             assert self._starting in self._processors
-        if not self._unblocked and self._next_processor_id > 1:  # once ``start`` was called
+        if not self._unblocked and self._next_processor_id > 1 and self._drain_deadline is None:  # once started
             assert not (self._queued and self._idle), "a free worker with an idle processor leaves no task queued"
             assert self._idle or self._starting is not None, "a free worker always has a processor on its way"
 
@@ -459,6 +495,10 @@ class WorkerState:
 
     def _schedule(self, now: float) -> None:
         """Run the next task if no processor runs an unblocked one; keep a processor on its way."""
+        if self._drain_deadline is not None:
+            if not self._running:  # drained: what the scheduler sent meanwhile was handed back
+                self._out.append(ExitWorker("drained: every started task has ended"))
+            return
         if not self._unblocked:
             if self._idle:
                 if self._queued:
@@ -488,6 +528,8 @@ class WorkerState:
         processor.timeout = task.timeout_seconds if task.timeout_seconds > 0 else self.task_timeout_seconds
         self._running[task.task_id] = processor.processor_id
         self._unblocked += 1
+        # Before the task itself, so the scheduler learns it started even if the task kills this worker.
+        self._out.append(SendToScheduler(TaskStarted(task.task_id, task.attempt)))
         self._out.append(RunTask(processor.processor_id, task))
 
     def _objects_for(self, processor: _Processor, task: Task) -> list[ObjectContent]:

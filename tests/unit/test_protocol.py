@@ -48,8 +48,10 @@ from scaler.protocol.messages import (
     TaskArgument,
     TaskCancel,
     TaskCancelConfirm,
+    TaskCredit,
     TaskLog,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -81,7 +83,7 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
     WorkerHeartbeatEcho: lambda: WorkerHeartbeatEcho(0.0, b""),
     ClientDisconnect: lambda: ClientDisconnect(DisconnectType.SHUTDOWN),
     ClientShutdownResponse: lambda: ClientShutdownResponse(False, "protected mode \u2014 refuse"),
-    DisconnectRequest: lambda: DisconnectRequest(),
+    DisconnectRequest: lambda: DisconnectRequest(True),
     DisconnectResponse: lambda: DisconnectResponse(),
     SchedulerShutdown: lambda: SchedulerShutdown("bye"),
     ClientDropped: lambda: ClientDropped("timed out"),
@@ -102,6 +104,8 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
     BalanceRequest: lambda: BalanceRequest([b"t1", b"t2"]),
     BalanceResponse: lambda: BalanceResponse([]),
     ProcessorBlocked: lambda: ProcessorBlocked(True),
+    TaskStarted: lambda: TaskStarted(b"task-1", 4),
+    TaskCredit: lambda: TaskCredit(100000),
 }
 
 MESSAGE_IDS = [kind.__name__ for kind in ALL_MESSAGES]
@@ -671,6 +675,40 @@ record TaskArgument(name: str, kind: ArgumentKind, data: bytes)""",
 20 BalanceRequest(task_ids: list[bytes])
 21 BalanceResponse(task_ids: list[bytes])
 22 ProcessorBlocked(blocked: bool)
+enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5)
+enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
+enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
+enum ArgumentKind(INLINE=0, OBJECT=1)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2)
+enum LogStream(STDOUT=1, STDERR=2)
+record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
+record ObjectContent(object_id: bytes, data: bytes)
+record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes])""",
+    3: """\
+1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent])
+2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int)
+3 TaskCancel(task_id: bytes)
+4 TaskCancelConfirm(task_id: bytes, confirm: CancelConfirmType)
+5 ClientHeartbeat(timestamp: float)
+6 ClientHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+7 WorkerHeartbeat(timestamp: float, queued_tasks: int, cpu_percent: float, rss_bytes: int, capabilities: dict[str, int])
+8 WorkerHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+9 ClientDisconnect(kind: DisconnectType)
+10 ClientShutdownResponse(accepted: bool, reason: str)
+11 DisconnectRequest(drain: bool)
+12 DisconnectResponse()
+13 SchedulerShutdown(reason: str)
+14 ClientDropped(reason: str)
+15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str)
+17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
+18 ObjectRequest(object_ids: list[bytes])
+19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
+20 BalanceRequest(task_ids: list[bytes])
+21 BalanceResponse(task_ids: list[bytes])
+22 ProcessorBlocked(blocked: bool)
+23 TaskStarted(task_id: bytes, attempt: int)
+24 TaskCredit(count: int)
 enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5)
 enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
 enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)

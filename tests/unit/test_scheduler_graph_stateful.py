@@ -75,7 +75,9 @@ from scaler.protocol.messages import (
     TaskArgument,
     TaskCancel,
     TaskCancelConfirm,
+    TaskCredit,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -94,6 +96,7 @@ CONFIG = SchedulerConfig(
     worker_timeout_seconds=TIMEOUT,
     max_task_retries=1,
     protected=True,
+    max_number_of_tasks_waiting=1000,  # credits flow (validate() checks their counts), no task is rejected
     inline_result_bytes=INLINE,
     unschedulable_grace_seconds=GRACE,
 )
@@ -200,6 +203,8 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
         self.finished: set[bytes] = set()  # task ids the scheduler accepted a result of
         # workers
         self.held: dict[bytes, dict[bytes, int]] = {}  # live worker -> task id -> attempt
+        self.started: set[tuple[bytes, bytes, int]] = set()  # (worker, task id, attempt) it announced running
+        self.leaving: set[bytes] = set()  # live workers draining before a graceful stop
         self.to_answer: dict[bytes, set[bytes]] = {}  # live worker -> tasks it must answer a cancel for
         self.worker_functions: dict[bytes, set[bytes]] = {}
         self.worker_objects: dict[bytes, dict[bytes, bytes]] = {}  # live worker -> object bytes it caches
@@ -300,6 +305,7 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
         info = self.info[task_id]
         held = self.held[worker]
         assert task_id not in held, "task dispatched twice to the same worker"
+        assert worker not in self.leaving, "a task went to a draining worker"
         assert info.owner in self.state.clients, "a departed client's task was dispatched: nobody wants it run"
         assert task_id not in self.finished, "a task dispatched again after its result was accepted"
         assert message.attempt > self.last_attempt.get(task_id, 0), "attempt did not grow"
@@ -330,6 +336,9 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
 
     def deliver_to_client(self, client: bytes, message: Message) -> None:
         assert client not in self.gone, f"sent {message!r} to departed client {client!r}"
+        if isinstance(message, TaskCredit):  # backpressure: the limit is high enough never to reject here
+            assert message.count > 0
+            return
         assert client in self.connected or isinstance(message, ClientHeartbeatEcho)
         if isinstance(message, ClientHeartbeatEcho):
             return
@@ -413,6 +422,7 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
                 del self.held[worker], self.to_answer[worker], self.worker_functions[worker]
                 del self.worker_objects[worker], self.capabilities[worker]
                 self.balance_asked.pop(worker, None)
+                self.leaving.discard(worker)
         for client in list(self.connected):
             if client not in self.state.clients:
                 self.connected.remove(client)
@@ -422,13 +432,14 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
                 if self.client_id(slot) == client:
                     self.generation[slot] += 1
 
-    def check_worker_tasks_after_removal(self, worker: bytes) -> None:
-        """A dropped worker's tasks are requeued, or, once dead workers held them too often, fail."""
-        for task_id in self.held[worker]:
+    def check_worker_tasks_after_removal(self, worker: bytes, task_ids: Iterable[bytes] | None = None) -> None:
+        """A dropped worker's tasks are requeued, or, once they were running on dying workers too often, fail."""
+        for task_id in self.held[worker] if task_ids is None else task_ids:
             if task_id in self.to_answer[worker] or self.info[task_id].owner not in self.state.clients:
                 assert task_id not in self.state.tasks, "a cancelled task, or a departed client's, was requeued"
                 continue
-            if self.removal_is_death:
+            # Only a task that started there is charged: one merely queued on the worker is not to blame.
+            if self.removal_is_death and (worker, task_id, self.held[worker][task_id]) in self.started:
                 self.deaths[task_id] = self.deaths.get(task_id, 0) + 1
             if self.deaths.get(task_id, 0) > self.retries:
                 assert task_id not in self.state.tasks, f"{task_id!r} outlived {self.retries} retries"
@@ -661,6 +672,37 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, 1000), keep=st.sets(st.integers(0, 4)))
     def worker_answers_balance(self, index: int, keep: set[int]) -> None:
         self.answer_balance(pick(sorted(self.balance_asked), index), keep)
+
+    @precondition(lambda self: any(self.held.values()))
+    @rule(index=st.integers(0, 1000), task_index=st.integers(0, 1000))
+    def worker_starts_a_task(self, index: int, task_index: int) -> None:
+        """A worker announces that a task it holds began running (what it does just before running it)."""
+        worker = pick([w for w in self.live_workers() if self.held[w]], index)
+        task_id = pick(sorted(self.held[worker]), task_index)
+        self.started.add((worker, task_id, self.held[worker][task_id]))
+        self.handle(worker, TaskStarted(task_id, self.held[worker][task_id]))
+
+    @precondition(lambda self: set(self.held) - self.leaving - {FULL_WORKER})
+    @rule(index=st.integers(0, 1000))
+    def worker_drains(self, index: int) -> None:
+        """A worker starts a graceful stop: it drops the tasks that have not started, and keeps the rest."""
+        worker = pick(sorted(set(self.held) - self.leaving - {FULL_WORKER}), index)
+        unstarted = [t for t, attempt in sorted(self.held[worker].items()) if (worker, t, attempt) not in self.started]
+        self.leaving.add(worker)
+        self.removal_is_death = False
+        try:
+            self.handle(worker, DisconnectRequest(drain=True))
+        finally:
+            self.removal_is_death = True
+        if worker not in self.state.workers:
+            assert not unstarted or len(unstarted) == len(set(unstarted)), "released, all checked by apply()"
+            return
+        self.check_worker_tasks_after_removal(worker, unstarted)
+        for task_id in unstarted:
+            del self.held[worker][task_id]
+            self.to_answer[worker].discard(task_id)
+        assert self.held[worker], "a draining worker with nothing started is let go at once"
+        self.check_failures_propagated()
 
     @precondition(lambda self: self.held)
     @rule(
@@ -945,6 +987,8 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
             if record.state is TaskState.QUEUED:
                 assert record.client in self.connected, "a departed client's task is queued"
                 for worker_id, worker in self.state.workers.items():
+                    if worker.leaving:
+                        continue
                     assert len(worker.tasks) >= LIMIT or not self.can_run(record.task.capabilities, worker_id), (
                         f"{task_id!r} queued while {worker_id!r} has room for it"
                     )
@@ -979,11 +1023,12 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
             if not self.state.tasks:
                 break
             for worker in self.live_workers():
+                # A draining worker is let go as its last task ends, maybe midway through these answers.
                 if worker in self.balance_asked:
                     self.answer_balance(worker, set())
-                for task_id in sorted(self.to_answer[worker]):
+                for task_id in sorted(self.to_answer.get(worker, ())):
                     self.send_confirm(worker, task_id, CancelConfirmType.CANCELED)
-                for task_id, attempt in sorted(self.held[worker].items()):
+                for task_id, attempt in sorted(self.held.get(worker, {}).items()):
                     self.send_result(worker, task_id, attempt, SUCCESS, False)
             self.check_all()
         assert self.state.tasks == {}, "tasks left after every worker answered everything"

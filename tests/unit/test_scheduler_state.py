@@ -6,6 +6,7 @@ No sockets, no sleeps, no threads. Every step goes through ``Harness``, which ca
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
+    BalanceResponse,
     CancelConfirmType,
     ClientDisconnect,
     ClientDropped,
@@ -28,7 +30,9 @@ from scaler.protocol.messages import (
     TaskArgument,
     TaskCancel,
     TaskCancelConfirm,
+    TaskCredit,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -38,6 +42,7 @@ from scaler.scheduler.task_table import IllegalTransition, TaskEvent, TaskRecord
 
 C1 = b"client-1"
 C2 = b"client-2"
+C3 = b"client-3"
 W1 = b"worker-1"
 W2 = b"worker-2"
 W3 = b"worker-3"
@@ -76,9 +81,16 @@ def confirm(task_id: bytes, kind: CancelConfirmType) -> TaskCancelConfirm:
 
 
 class Harness:
-    """Feeds one event at a time to a ``SchedulerState`` at a fake time and validates after each."""
+    """Feeds one event at a time to a ``SchedulerState`` at a fake time and validates after each.
 
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
+    Backpressure is off unless ``credits``: the TaskCredit messages would clutter every example;
+    the tests under "backpressure" turn it on.
+    """
+
+    def __init__(self, config: SchedulerConfig | None = None, credits: bool = False) -> None:
+        config = config or SchedulerConfig()
+        if not credits:
+            config = dataclasses.replace(config, max_number_of_tasks_waiting=0)
         self.state = SchedulerState(config, scheduler_id=SCHEDULER_ID)
         self.now = 0.0
 
@@ -564,6 +576,7 @@ def test_worker_times_out_and_its_tasks_are_requeued() -> None:
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
     h.handle(C1, task(b"t2", b""))
+    h.handle(W1, TaskStarted(b"t1", 1))
     h.now = 5.0
     h.add_worker(W2)
     assert h.tick(10.0) == []
@@ -578,7 +591,8 @@ def test_worker_times_out_and_its_tasks_are_requeued() -> None:
     assert second == Send(W2, dispatched(second.message.task_id, attempt=2))  # type: ignore[attr-defined]
     assert {first.message.task_id, second.message.task_id} == {b"t1", b"t2"}  # type: ignore[attr-defined]
     assert set(h.state.workers) == {W2}
-    assert {record.deaths for record in h.state.tasks.values()} == {1}
+    # Only the task that had started there is charged a death: t2 merely waited in W1's queue.
+    assert {task_id: record.deaths for task_id, record in h.state.tasks.items()} == {b"t1": 1, b"t2": 0}
 
 
 def test_requeued_tasks_go_before_newer_ones() -> None:
@@ -599,9 +613,11 @@ def test_task_fails_with_worker_died_past_the_retry_limit(h: Harness) -> None:
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
     h.add_worker(W2)
+    h.handle(W1, TaskStarted(b"t1", 1))
     assert h.worker_disconnected(W1) == [Send(W2, dispatched(b"t1", attempt=2, function=FN_BYTES))]
     assert h.state.tasks[b"t1"].deaths == 1
-    text = f"task {b't1'.hex()}: a worker died while holding it 2 times (2 attempts); giving up".encode()
+    h.handle(W2, TaskStarted(b"t1", 2))
+    text = f"task {b't1'.hex()}: its worker died while running it 2 times (2 attempts); giving up".encode()
     assert h.worker_disconnected(W2) == [Send(C1, TaskResult(b"t1", TaskStatus.WORKER_DIED, text, 2))]
     assert h.stats()["tasks"] == 0
 
@@ -610,7 +626,8 @@ def test_task_of_a_timed_out_worker_fails_past_the_retry_limit() -> None:
     h = Harness(SchedulerConfig(max_task_retries=0, worker_timeout_seconds=5.0, client_timeout_seconds=100))
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
-    text = f"task {b't1'.hex()}: a worker died while holding it 1 times (1 attempts); giving up".encode()
+    h.handle(W1, TaskStarted(b"t1", 1))
+    text = f"task {b't1'.hex()}: its worker died while running it 1 times (1 attempts); giving up".encode()
     assert h.tick(5.5) == [Send(C1, TaskResult(b"t1", TaskStatus.WORKER_DIED, text, 1))]
 
 
@@ -627,6 +644,92 @@ def test_graceful_leave_requeues_without_using_a_retry() -> None:
     assert h.handle(W2, DisconnectRequest()) == [Send(W2, DisconnectResponse())]
     assert h.add_worker(W3) == [Send(W3, dispatched(b"t1", attempt=3, function=FN_BYTES))]
     assert h.handle(W3, result(b"t1", attempt=3)) == [Send(C1, result(b"t1", attempt=3))]
+
+
+def test_only_tasks_that_started_on_a_dead_worker_use_up_their_retries() -> None:
+    # A task queued behind others on workers that die again and again must not fail unrun.
+    h = Harness(SchedulerConfig(max_task_retries=0, per_worker_queue_size=3))
+    h.add_worker(W1)
+    for task_id in (b"t1", b"t2", b"t3"):
+        h.handle(C1, task(task_id, FN_BYTES if task_id == b"t1" else b""))
+    assert h.handle(W1, TaskStarted(b"t1", 1)) == []
+    text = f"task {b't1'.hex()}: its worker died while running it 1 times (1 attempts); giving up".encode()
+    assert h.worker_disconnected(W1) == [Send(C1, TaskResult(b"t1", TaskStatus.WORKER_DIED, text, 1))]
+    assert {task_id: record.deaths for task_id, record in h.state.tasks.items()} == {b"t2": 0, b"t3": 0}
+    for worker in (W2, W3):  # two more deaths before anything starts: still nobody is charged
+        h.add_worker(worker)
+        h.worker_disconnected(worker)
+    assert sorted(h.state.tasks) == [b"t2", b"t3"]
+    assert all(record.deaths == 0 for record in h.state.tasks.values())
+
+
+def test_a_task_started_notice_counts_only_for_the_current_attempt_on_its_worker(h: Harness) -> None:
+    h.add_worker(W1)
+    h.add_worker(W2)
+    h.handle(C1, task(b"t1"))
+    holder = h.state.tasks[b"t1"].worker
+    other = W2 if holder == W1 else W1
+    for source, attempt in ((other, 1), (holder, 2), (holder, 0)):  # a spoofer, a future attempt, a past one
+        assert h.handle(source, TaskStarted(b"t1", attempt)) == []
+        assert not h.state.tasks[b"t1"].started
+    h.handle(holder, TaskStarted(b"t1", 1))
+    assert h.state.tasks[b"t1"].started
+    h.handle(holder, TaskStarted(b"unknown", 1))  # harmless
+
+
+def test_a_draining_worker_keeps_its_started_tasks_hands_back_the_rest_and_gets_nothing_new() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=0, per_worker_queue_size=3))
+    h.add_worker(W1)
+    for task_id in (b"t1", b"t2", b"t3"):
+        h.handle(C1, task(task_id, FN_BYTES if task_id == b"t1" else b""))
+    h.handle(W1, TaskStarted(b"t1", 1))
+    assert h.handle(W1, DisconnectRequest(drain=True)) == []
+    assert h.state.workers[W1].leaving
+    assert list(h.state.workers[W1].tasks) == [b"t1"]
+    assert h.task_state(b"t2") is h.task_state(b"t3") is TaskState.QUEUED
+    assert h.handle(C1, task(b"t4", b"")) == []  # nothing new goes to a draining worker
+    # Another worker takes the handed-back tasks; the draining one finishes t1 and is let go.
+    assert [send.to for send in h.add_worker(W2)] == [W2, W2, W2]  # type: ignore[union-attr]
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1")), Send(W1, DisconnectResponse())]
+    assert W1 not in h.state.workers
+    assert all(record.deaths == 0 for record in h.state.tasks.values())
+
+
+def test_a_task_that_crossed_a_drain_request_is_requeued_once_and_its_hand_back_is_ignored() -> None:
+    h = Harness(SchedulerConfig(per_worker_queue_size=3))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, TaskStarted(b"t1", 1))
+    assert h.handle(C1, task(b"t2", b"")) == [Send(W1, dispatched(b"t2"))]  # on its way as W1 starts draining
+    h.handle(W1, DisconnectRequest(drain=True))
+    assert h.task_state(b"t2") is TaskState.QUEUED  # it had not started: requeued at once
+    assert h.add_worker(W2) == [Send(W2, dispatched(b"t2", attempt=2, function=FN_BYTES))]
+    # W1 then receives the old attempt and hands it back: that must not take t2 away from W2.
+    assert h.handle(W1, BalanceResponse([b"t2"])) == []
+    assert h.state.tasks[b"t2"].worker == W2
+    assert h.handle(W1, result(b"t1")) == [Send(C1, result(b"t1")), Send(W1, DisconnectResponse())]
+
+
+def test_a_draining_worker_that_stops_at_the_end_of_its_grace_period_does_not_charge_a_death() -> None:
+    h = Harness(SchedulerConfig(max_task_retries=0))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, TaskStarted(b"t1", 1))
+    h.handle(W1, DisconnectRequest(drain=True))
+    assert h.handle(W1, DisconnectRequest()) == [Send(W1, DisconnectResponse())]  # it gives up on t1
+    assert h.task_state(b"t1") is TaskState.QUEUED
+    assert h.state.tasks[b"t1"].deaths == 0
+
+
+def test_a_draining_worker_whose_last_task_is_cancelled_for_a_departed_client_is_let_go() -> None:
+    h = Harness()
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, TaskStarted(b"t1", 1))
+    h.handle(W1, DisconnectRequest(drain=True))
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.handle(W1, confirm(b"t1", CANCELED)) == [Send(W1, DisconnectResponse())]
+    assert h.stats()["workers"] == 0
 
 
 def test_disconnect_request_from_an_unknown_worker_is_answered(h: Harness) -> None:
@@ -769,3 +872,49 @@ def test_client_that_timed_out_and_returns_keeps_the_state_valid() -> None:
     assert h.handle(C1, ClientHeartbeat(11.0)) == [Send(C1, ClientDropped(reason))]
     assert h.handle(C1, task(b"t2")) == [Send(C1, ClientDropped(reason))]
     assert h.stats()["clients"] == 0
+
+
+# -- backpressure ----------------------------------------------------------------------------------
+
+
+def credits(out: list[Instruction]) -> list[Instruction]:
+    return [send for send in out if isinstance(send, Send) and isinstance(send.message, TaskCredit)]
+
+
+def test_a_client_gets_its_credits_on_arrival_and_each_back_as_its_tasks_leave_the_queue() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=3, per_worker_queue_size=1), credits=True)
+    assert credits(h.handle(C1, ClientHeartbeat(0.0))) == [Send(C1, TaskCredit(3))]
+    for index in range(3):
+        assert h.handle(C1, task(b"t%d" % index, FN_BYTES if index == 0 else b"")) == []
+    assert h.state.clients[C1].waiting == 3
+    # Two tasks leave the queue in one turn (one to a worker, one cancelled): one message returns both.
+    h.add_worker(W1)
+    out = h.handle(C1, TaskCancel(b"t2"))
+    assert credits(out) == [Send(C1, TaskCredit(1))]
+    assert h.state.clients[C1].waiting == 1
+    # Requeued after its worker died, a task holds no credit again: the client's next tasks are not held up.
+    h.handle(W1, TaskStarted(b"t0", 1))
+    out = h.worker_disconnected(W1)
+    assert credits(out) == [] and h.state.clients[C1].waiting == 1
+    # A second client's credits are its own.
+    assert credits(h.handle(C2, ClientHeartbeat(0.0))) == [Send(C2, TaskCredit(3))]
+
+
+def test_a_client_that_ignores_its_credits_has_its_tasks_rejected_past_twice_the_limit() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=2), credits=True)
+    h.handle(C1, task(b"first"))
+    for index in range(3):
+        assert credits(h.handle(C1, task(b"%d" % index, b""))) == []
+    out = h.handle(C1, task(b"one-too-many", b""))
+    assert len(out) == 1 and out[0].message.status is TaskStatus.REJECTED  # type: ignore[union-attr]
+    assert b"over twice max_number_of_tasks_waiting (2)" in out[0].message.payload  # type: ignore[union-attr]
+    assert b"one-too-many" not in h.state.tasks
+    assert h.handle(C2, task(b"another-client", FN_BYTES))[-1] == Send(C2, TaskCredit(2))  # unaffected
+
+
+def test_no_limit_means_no_credits() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=0), credits=True)
+    h.handle(C1, task(b"first"))
+    for index in range(200):
+        assert h.handle(C1, task(b"%d" % index, b"")) == []
+    assert h.state.clients[C1].waiting == 0

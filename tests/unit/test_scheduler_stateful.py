@@ -37,6 +37,7 @@ from scaler.protocol.messages import (
     Task,
     TaskCancel,
     TaskCancelConfirm,
+    TaskCredit,
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
@@ -53,6 +54,7 @@ CONFIG = SchedulerConfig(
     worker_timeout_seconds=TIMEOUT,
     max_task_retries=1,
     protected=True,
+    max_number_of_tasks_waiting=1000,  # credits flow (validate() checks their counts), no task is rejected
 )
 WORKERS = [b"worker-0", b"worker-1", b"worker-2"]
 FUNCTIONS = {content_id(payload): payload for payload in (b"pickled-f0", b"pickled-f1")}
@@ -142,6 +144,9 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def deliver_to_client(self, client: bytes, message: Message) -> None:
         assert client not in self.gone, f"sent {message!r} to departed client {client!r}"
+        if isinstance(message, TaskCredit):  # backpressure: the limit is high enough never to reject here
+            assert message.count > 0
+            return
         assert client in self.connected or isinstance(message, ClientHeartbeatEcho)
         if isinstance(message, ClientHeartbeatEcho):
             return

@@ -18,6 +18,7 @@ from scaler.protocol.messages import (
     BalanceRequest,
     BalanceResponse,
     CancelConfirmType,
+    DisconnectRequest,
     LogStream,
     ObjectContent,
     ObjectInstruction,
@@ -29,6 +30,7 @@ from scaler.protocol.messages import (
     TaskCancelConfirm,
     TaskLog,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -63,10 +65,52 @@ def _validate_every_state() -> Iterator[None]:
         state.validate()
 
 
-def make(task_timeout: float = 0.0, **options: Any) -> WorkerState:
+class NoticesChecked:
+    """A ``WorkerState`` whose outputs are checked for start notices, which are then left out.
+
+    Every ``RunTask`` must come right after ``SendToScheduler(TaskStarted)`` of the same task and
+    attempt (the scheduler charges a worker's death only to tasks that started). The examples
+    below then list only the other instructions; the notices have tests of their own.
+    """
+
+    def __init__(self, state: WorkerState) -> None:
+        object.__setattr__(self, "state", state)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.state, name, value)  # tests that break an invariant on purpose
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.state, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            out = attribute(*args, **kwargs)
+            return without_start_notices(out) if isinstance(out, list) and name not in KEEP_NOTICES else out
+
+        return call
+
+
+KEEP_NOTICES = {"queued_task_ids", "processor_ids", "idle_processor_ids", "blocked_task_ids"}
+
+
+def without_start_notices(out: list[Any]) -> list[Any]:
+    kept = []
+    for index, instruction in enumerate(out):
+        if isinstance(instruction, RunTask):
+            notice = SendToScheduler(TaskStarted(instruction.task.task_id, instruction.task.attempt))
+            assert index > 0 and out[index - 1] == notice, f"{instruction} was not announced first: {out}"
+        if isinstance(instruction, SendToScheduler) and isinstance(instruction.message, TaskStarted):
+            assert index + 1 < len(out) and isinstance(out[index + 1], RunTask), f"a stray notice: {out}"
+            continue
+        kept.append(instruction)
+    return kept
+
+
+def make(task_timeout: float = 0.0, **options: Any) -> Any:
     state = WorkerState(0.0, HEARTBEAT, DEATH, task_timeout, **options)
     _made.append(state)
-    return state
+    return NoticesChecked(state)
 
 
 def started(state: WorkerState, processor_id: int = 1, now: float = 0.0) -> WorkerState:
@@ -830,6 +874,62 @@ def test_a_restarted_scheduler_voids_everything_the_old_one_gave(ws: WorkerState
 def test_an_unexpected_started_processor_is_killed(ws: WorkerState) -> None:
     assert ws.on_processor_started(1, 0.0) == [KillProcessor(1, "not expected")]
     assert ws.on_processor_started(42, 0.0) == [KillProcessor(42, "not expected")]
+
+
+# -- start notices and graceful stop ---------------------------------------------------------------
+
+
+def test_each_task_run_is_announced_to_the_scheduler_just_before_it_starts() -> None:
+    state = WorkerState(0.0, HEARTBEAT, DEATH)
+    state.start(0.0)
+    state.on_processor_started(1, 0.0)
+    out = state.on_task(task(b"t1", FN_BYTES, attempt=3), 0.0)
+    assert out == [SendToScheduler(TaskStarted(b"t1", 3)), RunTask(1, task(b"t1", FN_BYTES, attempt=3))]
+    assert state.on_task(task(b"t2"), 0.0) == []  # queued: not started, so not announced
+    assert state.on_processor_result(1, result(b"t1", 3), 0.0) == [
+        sent(b"t1", 3),
+        SendToScheduler(TaskStarted(b"t2", 1)),
+        RunTask(1, task(b"t2")),
+    ]
+
+
+def test_drain_hands_back_queued_tasks_lets_the_running_one_finish_then_exits(ws: WorkerState) -> None:
+    ws.on_task(task(b"t1", FN_BYTES), 0.0)
+    ws.on_task(task(b"t2"), 0.0)
+    ws.on_task(task(b"t3"), 0.0)
+    assert ws.drain(1.0, 30.0) == [SendToScheduler(DisconnectRequest(drain=True))]
+    assert ws.draining()
+    assert ws.queued_task_ids() == []
+    # A task that crossed the request goes straight back; nothing new starts.
+    assert ws.on_task(task(b"t4"), 1.5) == [SendToScheduler(BalanceResponse([b"t4"]))]
+    assert ws.tick(2.0) == [SendToScheduler(WorkerHeartbeat(2.0, 1, 0.0, 0, {}))]
+    assert ws.drain(2.5, 30.0) == []  # asked again: nothing more to do
+    out = ws.on_processor_result(1, result(b"t1"), 3.0)
+    assert out == [sent(b"t1"), ExitWorker("drained: every started task has ended")]
+
+
+def test_drain_with_nothing_running_exits_at_once(ws: WorkerState) -> None:
+    out = ws.drain(1.0, 30.0)
+    assert out == [SendToScheduler(DisconnectRequest(drain=True)), ExitWorker("drained: every started task has ended")]
+
+
+def test_drain_exits_when_the_grace_period_ends_with_tasks_still_running(ws: WorkerState) -> None:
+    ws.on_task(task(b"t1", FN_BYTES), 0.0)
+    ws.drain(1.0, 5.0)
+    assert ExitWorker not in [type(instruction) for instruction in ws.tick(5.9)]
+    text = "the grace period ended with 1 tasks still running; they will run elsewhere"
+    assert ws.tick(6.0) == [ExitWorker(text)]
+
+
+def test_a_draining_worker_whose_running_task_is_cancelled_exits(ws: WorkerState) -> None:
+    ws.on_task(task(b"t1", FN_BYTES), 0.0)
+    ws.drain(1.0, 30.0)
+    out = ws.on_task_cancel(TaskCancel(b"t1"), 2.0)
+    assert out == [
+        KillProcessor(1, f"task {b't1'.hex()} was cancelled"),
+        ExitWorker("drained: every started task has ended"),
+        confirm(b"t1", CancelConfirmType.CANCELED),
+    ]
 
 
 def test_validate_catches_a_broken_invariant(ws: WorkerState) -> None:

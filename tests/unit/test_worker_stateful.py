@@ -31,6 +31,7 @@ from scaler.protocol.messages import (
     TaskCancel,
     TaskCancelConfirm,
     TaskResult,
+    TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -70,7 +71,15 @@ class WorkerMachine(RuleBasedStateMachine):
     # -- the shell model ------------------------------------------------------------------------
 
     def apply(self, instructions: list[WorkerInstruction]) -> None:
-        for instruction in instructions:
+        for index, instruction in enumerate(instructions):
+            if isinstance(instruction, SendToScheduler) and isinstance(instruction.message, TaskStarted):
+                following = instructions[index + 1] if index + 1 < len(instructions) else None
+                assert isinstance(following, RunTask), "a start notice goes right before its task"
+                assert instruction.message == TaskStarted(following.task.task_id, following.task.attempt)
+                continue
+            if isinstance(instruction, RunTask):
+                notice = SendToScheduler(TaskStarted(instruction.task.task_id, instruction.task.attempt))
+                assert index > 0 and instructions[index - 1] == notice, "every task run is announced first"
             if isinstance(instruction, StartProcessor):
                 assert not self.starting, "one processor boots at a time"
                 pid = instruction.processor_id
