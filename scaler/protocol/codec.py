@@ -5,14 +5,23 @@ Putting several messages in one frame is how senders batch: whatever is ready to
 peer in one turn of its loop leaves as one frame.
 
 Decoding trusts nothing. Lengths are bounded by the frame's own size (so a few bytes cannot
-declare a huge array), nesting is bounded by msgpack, and every field is checked against
-its annotation in ``messages.py``. Any failure raises ``ProtocolError`` and nothing else.
+declare a huge array), nesting is bounded by msgpack (1024 levels in its C unpacker, Python's
+recursion limit in its pure-Python one), and every field is checked against its annotation in
+``messages.py``. Any failure raises ``ProtocolError`` and nothing else: a hostile frame must
+never surface as another exception type in a peer's receive loop, and nothing from the frame
+reaches an error message unbounded (it ends up in logs).
+
+A frame can still expand in memory: every one-byte ``[]`` becomes a Python list, so a frame of
+N bytes can cost up to ~75 N bytes while it is decoded. The frame size limit bounds that; the
+garbage collector is paused while a big frame decodes, since millions of fresh containers would
+otherwise trigger repeated collections (2-5x slower, for good frames and bad alike).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import gc
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,6 +35,8 @@ from scaler.protocol.version import PROTOCOL_VERSION
 DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
 # The most one message's payloads may hold: leaves room for its envelope inside one frame.
 MAX_PAYLOAD_BYTES = DEFAULT_MAX_FRAME_BYTES - 1024 * 1024
+# Frames at least this big decode with the garbage collector paused (see the module docstring).
+_GC_PAUSE_BYTES = 1024 * 1024
 
 _Checker = Callable[[Any], Any]
 
@@ -187,17 +198,50 @@ def decode(frame: bytes | memoryview, max_frame_bytes: int = DEFAULT_MAX_FRAME_B
     """Decode a frame into its messages, or raise ``ProtocolError``."""
     if len(frame) > max_frame_bytes:
         raise ProtocolError(f"frame of {len(frame)} bytes exceeds the limit of {max_frame_bytes} bytes")
+    paused = len(frame) >= _GC_PAUSE_BYTES and gc.isenabled()
+    if paused:
+        gc.disable()
     try:
-        # With no explicit limits, msgpack bounds every declared length by the frame's size.
-        raw = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True, ext_hook=_reject_ext)
+        return _decode(frame)
+    except Exception as error:  # e.g. MemoryError: whatever the bytes do, the caller sees one error type
+        failure = (
+            error if isinstance(error, ProtocolError) else ProtocolError(f"undecodable frame: {type(error).__name__}")
+        )
+        # Its traceback and context reach the half-decoded frame: drop them while the collector is
+        # still paused, so that those objects are freed now, not scanned by the next collection.
+        failure.__traceback__ = failure.__context__ = None
+    finally:
+        if paused:
+            gc.enable()
+    raise failure
+
+
+def _decode(frame: bytes | memoryview) -> list[Message]:
+    # No length may exceed the frame's size: a few bytes cannot make msgpack allocate a huge list
+    # (unpackb sets these by itself; they are spelled out so that no msgpack release can loosen them).
+    size = len(frame)
+    try:
+        raw = msgpack.unpackb(
+            frame,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_reject_ext,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size,
+            max_ext_len=size,
+        )
     except ProtocolError:
         raise
     except Exception as error:  # msgpack raises many types (ValueError, StackError, ExtraData, ...)
-        raise ProtocolError(f"undecodable frame: {type(error).__name__}: {error}") from None
+        raise ProtocolError(f"undecodable frame: {type(error).__name__}: {_clip(str(error))}") from None
     if type(raw) is not list or not raw:
         raise ProtocolError("a frame must be a non-empty msgpack array")
-    if raw[0] != PROTOCOL_VERSION or type(raw[0]) is not int:
-        raise ProtocolVersionError(PROTOCOL_VERSION, raw[0])
+    version = raw[0]
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolVersionError(PROTOCOL_VERSION, _brief(version))
     messages: list[Message] = []
     for wire in raw[1:]:
         if type(wire) is not list or not wire or type(wire[0]) is not int:
@@ -207,3 +251,27 @@ def decode(frame: bytes | memoryview, max_frame_bytes: int = DEFAULT_MAX_FRAME_B
             raise ProtocolError(f"unknown message type {wire[0]}")
         messages.append(build(wire[1:]))
     return messages
+
+
+_BRIEF_CHARS = 40
+_CLIP_CHARS = 200
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to a length fit for one log line."""
+    return text if len(text) <= _CLIP_CHARS else f"{text[:_CLIP_CHARS]}... ({len(text)} characters)"
+
+
+def _brief(value: object) -> object:
+    """A stand-in for a value from a frame whose ``repr`` is short and safe, for error messages.
+
+    Never ``repr`` a container from a frame: it can nest 1000 levels deep, past Python's
+    recursion limit, or hold a million items.
+    """
+    if isinstance(value, (list, dict)):
+        return f"<a msgpack {'array' if isinstance(value, list) else 'map'} of {len(value)} items>"
+    if isinstance(value, str) and len(value) > _BRIEF_CHARS:
+        return value[:_BRIEF_CHARS] + "..."
+    if isinstance(value, bytes) and len(value) > _BRIEF_CHARS:
+        return value[:_BRIEF_CHARS] + b"..."
+    return value  # numbers, booleans, None and short text have short reprs

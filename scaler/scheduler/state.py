@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -69,6 +70,13 @@ _DEPARTED_MEMORY = 10_000  # how many departed client identities to remember
 def _peer(identity: bytes) -> str:
     """A peer's identity for logs: readable for scaler peers, escaped for anything else."""
     return identity[:80].decode(errors="backslashreplace")
+
+
+def _hex(identifier: bytes) -> str:
+    """An id for logs and error texts: scaler's are 16 bytes; a longer one (a hostile peer's) is clipped."""
+    if len(identifier) <= 32:
+        return identifier.hex()
+    return f"{identifier[:16].hex()}...({len(identifier)} bytes)"
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,7 @@ class SchedulerState:
         }
         self._completed = 0
         self._stopped = False
+        self._noisy: dict[str, RateLimitedLog] = {}
         self._credits_due: set[bytes] = set()  # clients owed a TaskCredit at the end of this turn
 
     # -- entry points -------------------------------------------------------------------------
@@ -185,7 +194,9 @@ class SchedulerState:
                 self._send(source, ClientDropped(self._departed[source]))
         elif handler is None:
             kind = type(message).__name__
-            logger.warning("peer %s sent %s, which the scheduler does not accept", _peer(source), kind)
+            self._noise("unaccepted").warning(
+                "peer %s sent %s, which the scheduler does not accept", _peer(source), kind
+            )
         else:
             handler(source, message, now)
             worker = self.workers.get(source)
@@ -237,7 +248,7 @@ class SchedulerState:
         """Queue a task from a client, storing its function the first time it is seen."""
         client = self._touch_client(source, now)
         if task.task_id in self.tasks:
-            logger.warning("task %s: duplicate submission ignored", task.task_id.hex())
+            self._noise("duplicate").warning("task %s: duplicate submission ignored", _hex(task.task_id))
             return
         problem = (
             self._credit_problem(client)
@@ -245,7 +256,7 @@ class SchedulerState:
             or self._object_problem(source, task.args, set())
         )
         if problem:
-            logger.error("task %s: rejected: %s", task.task_id.hex(), problem)
+            self._noise("rejected").error("task %s: rejected: %s", _hex(task.task_id), problem)
             self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, problem.encode(), 0))
             return
         task.function = b""
@@ -269,7 +280,7 @@ class SchedulerState:
                 or self._object_problem(source, node.args, node_ids)
             )
         if problem:
-            logger.error("graph %s: rejected: %s", graph.graph_id.hex(), problem)
+            self._noise("rejected").error("graph %s: rejected: %s", _hex(graph.graph_id), problem)
             for target in dict.fromkeys(graph.targets):
                 self._send(source, TaskResult(target, TaskStatus.REJECTED, problem.encode(), 0))
             return
@@ -299,10 +310,10 @@ class SchedulerState:
         self._touch_client(source, now)
         record = self.tasks.get(cancel.task_id)
         if record is None or record.client != source or not record.is_target:
-            logger.debug("task %s: cancel of a task the scheduler no longer holds", cancel.task_id.hex())
+            logger.debug("task %s: cancel of a task the scheduler no longer holds", _hex(cancel.task_id))
             self._send(source, TaskCancelConfirm(cancel.task_id, CancelConfirmType.CANCEL_NOT_FOUND))
         elif record.graph:
-            logger.info("graph %s: cancelled through task %s", record.graph.hex(), cancel.task_id.hex())
+            logger.info("graph %s: cancelled through task %s", _hex(record.graph), _hex(cancel.task_id))
             for node_id in list(self.graphs[record.graph].nodes):
                 self._cancel(self.tasks[node_id])
         else:
@@ -314,13 +325,17 @@ class SchedulerState:
         freed: list[bytes] = []
         if instruction.kind is ObjectInstructionType.CREATE:
             if len(instruction.object_ids) != len(instruction.payloads):
-                logger.warning("client %s sent a CREATE with mismatched ids and payloads", _peer(source))
+                self._noise("objects").warning(
+                    "client %s sent a CREATE with mismatched ids and payloads", _peer(source)
+                )
                 return
             for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=True):
                 # An id is the hash of its bytes: a client cannot claim (and then read) an object
                 # it does not have, nor plant other bytes under an id someone else will use.
                 if content_id(payload) != object_id:
-                    logger.warning("client %s sent an object whose id is not its content hash", _peer(source))
+                    self._noise("objects").warning(
+                        "client %s sent an object whose id is not its content hash", _peer(source)
+                    )
                     continue
                 self.objects.put(source, object_id, payload)
         elif instruction.kind is ObjectInstructionType.DELETE:
@@ -380,9 +395,9 @@ class SchedulerState:
         worker = self._touch_worker(source, now)
         record = self.tasks.get(result.task_id)
         if worker is None or record is None or record.worker != source or record.attempt != result.attempt:
-            logger.info(
+            self._noise("stale").info(
                 "task %s: dropped a result from %s that does not match the current attempt",
-                result.task_id.hex(),
+                _hex(result.task_id),
                 _peer(source),
             )
             return
@@ -391,7 +406,7 @@ class SchedulerState:
         if result.status is TaskStatus.PROCESSOR_DIED and retry:
             record.deaths += 1
             if record.deaths <= self.config.max_task_retries:
-                logger.warning("task %s: its processor died; retrying (attempt %d)", task_id.hex(), record.attempt)
+                logger.warning("task %s: its processor died; retrying (attempt %d)", _hex(task_id), record.attempt)
                 self._requeue(record)
                 return
             note = f"; its processor died {record.deaths} times, so it will not be retried again"
@@ -512,7 +527,7 @@ class SchedulerState:
         assert queued == set(self._queue.ids()), "queue out of sync"
         for task_id, record in self.tasks.items():
             if record.state in ON_A_WORKER:
-                assert record.worker in self.workers, f"task {task_id.hex()} on an unknown worker"
+                assert record.worker in self.workers, f"task {_hex(task_id)} on an unknown worker"
                 assert task_id in self.workers[record.worker].tasks
             else:
                 assert record.worker is None
@@ -544,6 +559,13 @@ class SchedulerState:
         self.objects.validate()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _noise(self, kind: str) -> RateLimitedLog:
+        """The log for lines a peer can cause at will (bad or stale messages): at most 10 a second per kind."""
+        log = self._noisy.get(kind)
+        if log is None:
+            log = self._noisy[kind] = RateLimitedLog(interval=1.0, logger=logger, burst=10)
+        return log
 
     def _send(self, to: bytes, message: Message) -> None:
         self._out.append(Send(to, message))
@@ -667,8 +689,8 @@ class SchedulerState:
     def _reject(self, record: TaskRecord, reason: str) -> None:
         """End a task the scheduler cannot run, telling its client why (and failing what needs it)."""
         task_id = record.task.task_id
-        text = f"task {task_id.hex()}: {reason}"
-        logger.error(text)
+        text = f"task {_hex(task_id)}: {reason}"
+        self._noise("rejected").error("%s", text)
         failure = TaskResult(task_id, TaskStatus.REJECTED, text.encode(), 0)
         dependents = record.dependents
         self._forget(record)
@@ -786,7 +808,7 @@ class SchedulerState:
                 record.deaths += 1
                 if record.deaths > self.config.max_task_retries:
                     text = (
-                        f"task {task_id.hex()}: its worker died while running it {record.deaths} times "
+                        f"task {_hex(task_id)}: its worker died while running it {record.deaths} times "
                         f"({record.attempt} attempts); giving up"
                     )
                     logger.error(text)
@@ -797,7 +819,7 @@ class SchedulerState:
                         self._send_to_client(record.client, failure)
                     self._fail_dependents(dependents, failure)
                     continue
-            logger.info("task %s: requeued from worker %s", task_id.hex(), _peer(worker_id))
+            logger.info("task %s: requeued from worker %s", _hex(task_id), _peer(worker_id))
             self._requeue(record)
 
     def _shutdown(self, reason: str) -> None:
