@@ -16,7 +16,9 @@ from scaler.client.serializer import Serializer
 from scaler.cluster.cluster import Cluster
 from scaler.cluster.combo import SchedulerClusterCombo
 from scaler.errors import (
+    AuthenticationError,
     DisconnectedError,
+    InsecureBindError,
     ProcessorDiedError,
     ProtocolError,
     ProtocolVersionError,
@@ -31,9 +33,11 @@ from scaler.errors import (
 
 __all__ = [
     "__version__",
+    "AuthenticationError",
     "Client",
     "Cluster",
     "DisconnectedError",
+    "InsecureBindError",
     "ObjectReference",
     "ProcessorDiedError",
     "ProfileResult",

@@ -27,8 +27,19 @@ class DisconnectedError(ScalerError, ConnectionError):
     """The client lost its scheduler, or was disconnected, so the task's outcome cannot be known."""
 
 
+class AuthenticationError(DisconnectedError):
+    """The scheduler refused this process's CURVE keys, or the keys do not fit the scheduler's.
+
+    The message says which key file to check. ``scaler_keygen DIR`` makes a matching set.
+    """
+
+
+class InsecureBindError(ScalerError, ValueError):
+    """A scheduler was asked to bind to a non-loopback address without keys and without ``insecure``."""
+
+
 class WorkerDiedError(ScalerError):
-    """The task's worker (or processor) died more times than ``max_task_retries`` while holding it."""
+    """The task's worker (or processor) died more times than ``max_task_retries`` while running it."""
 
 
 class ProcessorDiedError(WorkerDiedError):

@@ -8,8 +8,9 @@ import signal
 import threading
 from collections.abc import Sequence
 
-from scaler.cli.common import add_common_arguments, add_worker_arguments, setup_logging
+from scaler.cli.common import add_common_arguments, add_peer_key_arguments, add_worker_arguments, setup_logging
 from scaler.cluster.cluster import Cluster
+from scaler.io.security import PeerKeys
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -18,8 +19,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_common_arguments(parser)
     add_worker_arguments(parser)
     parser.add_argument("-n", "--num-of-workers", dest="n_workers", type=int, default=os.cpu_count() or 1)
+    add_peer_key_arguments(parser, "worker")
     args = parser.parse_args(argv)
     setup_logging(args.logging_level)
+    try:
+        PeerKeys.load("worker", args.keys_dir, args.key_file, args.scheduler_key_file)  # errors as usage errors
+    except ValueError as error:
+        parser.error(str(error))
     cluster = Cluster(
         args.address,
         args.n_workers,
@@ -29,10 +35,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging_level=args.logging_level,
         exit_with_parent=True,
         per_worker_capabilities=args.per_worker_capabilities,
+        keys_dir=args.keys_dir,
+        key_file=args.key_file,
+        scheduler_key_file=args.scheduler_key_file,
+        grace_period_seconds=args.grace_period_seconds,
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():  # a second Ctrl-C or SIGTERM: do not wait for running tasks
+            cluster.stop_now()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     cluster.start()
     while not stop.wait(0.5) and cluster.is_alive():
         pass

@@ -12,7 +12,9 @@ DEFAULT_WORKER_TIMEOUT_SECONDS = 60.0
 DEFAULT_DEATH_TIMEOUT_SECONDS = 300.0
 DEFAULT_PER_WORKER_QUEUE_SIZE = 1000
 DEFAULT_MAX_TASK_RETRIES = 3
+DEFAULT_MAX_NUMBER_OF_TASKS_WAITING = 100_000  # backpressure: bounds the scheduler's memory (about 1 KiB a task)
 DEFAULT_UNSCHEDULABLE_GRACE_SECONDS = 60.0
+DEFAULT_GRACE_PERIOD_SECONDS = 30.0  # what a SIGTERMed worker gives its running tasks, as Kubernetes does
 
 
 def setup_logging(level: str) -> None:
@@ -77,9 +79,48 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "a task's own timeout overrides it",
     )
     parser.add_argument(
+        "--grace-period-seconds",
+        type=float,
+        default=DEFAULT_GRACE_PERIOD_SECONDS,
+        help="on SIGTERM or Ctrl-C a worker hands its queued tasks back and gives its running tasks this long "
+        "to finish; a second signal stops it at once (default 30; 0 stops at once)",
+    )
+    parser.add_argument(
         "--per-worker-capabilities",
         type=parse_capabilities,
         default={},
         metavar="NAME=COUNT,...",
         help="what each worker offers to tasks that ask for it, e.g. gpu=1,fpga=2 (default: nothing)",
+    )
+
+
+def add_peer_key_arguments(parser: argparse.ArgumentParser, role: str) -> None:
+    """Key flags of a process that connects to the scheduler (``role`` is "worker" or "client")."""
+    keys = parser.add_argument_group("keys (for a scheduler started with keys)")
+    keys.add_argument(
+        "--keys-dir",
+        metavar="DIR",
+        help=f"a directory made by `scaler_keygen DIR`, or a copy holding {role}.key_secret and scheduler.key",
+    )
+    keys.add_argument("--key-file", metavar="FILE", help=f"this {role}'s key pair (overrides --keys-dir)")
+    keys.add_argument(
+        "--scheduler-key-file", metavar="FILE", help="the scheduler's public key, scheduler.key (overrides --keys-dir)"
+    )
+
+
+def add_scheduler_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """Key flags of the scheduler."""
+    keys = parser.add_argument_group("keys")
+    keys.add_argument(
+        "--keys-dir",
+        metavar="DIR",
+        help="use scheduler.key_secret and allowed_keys from DIR, made by `scaler_keygen DIR`: only clients and "
+        "workers whose keys are on the allow-list get in, and all traffic is encrypted",
+    )
+    keys.add_argument("--key-file", metavar="FILE", help="the scheduler's key pair (overrides --keys-dir)")
+    keys.add_argument("--allow-list-file", metavar="FILE", help="the allow-list of public keys (overrides --keys-dir)")
+    keys.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback address without keys: anyone who can reach it can run code on the workers",
     )

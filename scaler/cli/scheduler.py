@@ -7,13 +7,16 @@ from collections.abc import Sequence
 
 from scaler.cli.common import (
     DEFAULT_CLIENT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_NUMBER_OF_TASKS_WAITING,
     DEFAULT_MAX_TASK_RETRIES,
     DEFAULT_PER_WORKER_QUEUE_SIZE,
     DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
     DEFAULT_WORKER_TIMEOUT_SECONDS,
     add_common_arguments,
+    add_scheduler_key_arguments,
     setup_logging,
 )
+from scaler.io.security import SchedulerKeys, check_bind
 from scaler.io.sockets import validate_address
 from scaler.scheduler.server import SchedulerServer
 from scaler.scheduler.state import SchedulerConfig
@@ -37,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
         help="fail a task no connected worker has the capabilities for after this long (default 60)",
     )
+    parser.add_argument(
+        "--max-number-of-tasks-waiting",
+        type=int,
+        default=DEFAULT_MAX_NUMBER_OF_TASKS_WAITING,
+        help="backpressure: with this many tasks queued, clients' submit() blocks until half of them have "
+        "gone to workers (default 100000; 0 or less: no limit)",
+    )
     protection = parser.add_mutually_exclusive_group()
     protection.add_argument(
         "--protected", dest="protected", action="store_true", default=True, help="clients cannot shut it down (default)"
@@ -44,21 +54,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     protection.add_argument(
         "--no-protected", dest="protected", action="store_false", help="let clients shut the scheduler down"
     )
+    add_scheduler_key_arguments(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.logging_level)
     try:
         validate_address(args.address)
-    except ValueError as error:
-        parser.error(str(error))
-    setup_logging(args.logging_level)
+        keys = SchedulerKeys.load(args.keys_dir, args.key_file, args.allow_list_file)
+        check_bind(args.address, keys, args.insecure)
+    except ValueError as error:  # InsecureBindError is one too
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     config = SchedulerConfig(
         per_worker_queue_size=args.per_worker_queue_size,
         client_timeout_seconds=args.client_timeout_seconds,
         worker_timeout_seconds=args.worker_timeout_seconds,
         max_task_retries=args.max_task_retries,
         unschedulable_grace_seconds=args.unschedulable_grace_seconds,
+        max_number_of_tasks_waiting=args.max_number_of_tasks_waiting,
         protected=args.protected,
     )
-    SchedulerServer(args.address, config, exit_with_parent=args.exit_with_parent).run()
+    SchedulerServer(args.address, config, args.exit_with_parent, keys, args.insecure).run()
 
 
 if __name__ == "__main__":

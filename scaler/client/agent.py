@@ -5,7 +5,8 @@ the agent sends everything queued as one frame, so a burst of ``submit`` calls c
 syscalls. Incoming results, cancel confirmations and fetched objects go to the
 ``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``. The agent
 also sends heartbeats and declares the scheduler lost when it has been silent for
-``timeout_seconds``.
+``timeout_seconds``. A monitor on the socket reports handshakes: one the scheduler refuses
+(keys) ends the connection at once with an ``AuthenticationError`` rather than a silent wait.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import weakref
 from collections.abc import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.output import TaskOutputPrinter
-from scaler.errors import DisconnectedError, ProtocolError, ProtocolVersionError
-from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer
+from scaler.errors import AuthenticationError, DisconnectedError, ProtocolError, ProtocolVersionError
+from scaler.io.rate_limited_log import RateLimitedLog
+from scaler.io.security import HANDSHAKE_EVENTS, HandshakeWatch, PeerKeys
+from scaler.io.sockets import Socket, connect_dealer
 from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import (
     ClientDropped,
@@ -35,6 +39,7 @@ from scaler.protocol.messages import (
     ObjectResponse,
     SchedulerShutdown,
     TaskCancelConfirm,
+    TaskCredit,
     TaskLog,
     TaskResult,
 )
@@ -55,6 +60,7 @@ class ClientAgent(threading.Thread):
         heartbeat_interval_seconds: float,
         timeout_seconds: float,
         on_shutdown_response: Callable[[ClientShutdownResponse], None],
+        keys: PeerKeys | None = None,
     ) -> None:
         super().__init__(name=f"scaler-client-agent-{identity[-8:].decode(errors='replace')}", daemon=True)
         self.address = address
@@ -62,9 +68,14 @@ class ClientAgent(threading.Thread):
         self.manager = manager
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.timeout_seconds = timeout_seconds
+        self.keys = keys
+        self.handshakes = HandshakeWatch(address, keys, "client")  # read by other threads only after join
         self.connected = threading.Event()  # the scheduler has answered, or is known to be lost
         self.heard_anything = False  # some frame, even an undecodable one, came from the address
         self.error: DisconnectedError | None = None  # set once the scheduler is lost
+        # Backpressure: how many more tasks the scheduler lets this client send (None: no limit).
+        self.credits: int | None = None
+        self.credit_changed = threading.Condition()
         self._on_shutdown_response = on_shutdown_response
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -98,9 +109,11 @@ class ClientAgent(threading.Thread):
     def run(self) -> None:
         """The agent loop."""
         context = zmq.Context()
-        sock = connect_dealer(context, self.address, self.identity)
+        sock = connect_dealer(context, self.address, self.identity, self.keys)
+        monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
         last_heard = time.monotonic()
         next_heartbeat = 0.0
@@ -115,6 +128,8 @@ class ClientAgent(threading.Thread):
                 if stopping:
                     break
                 events = dict(poller.poll(int(max(0.0, next_heartbeat - time.monotonic()) * 1000) + 1))
+                if monitor in events:
+                    self._on_handshakes(monitor, sock)
                 if sock in events and self._receive(sock):
                     last_heard = time.monotonic()
                 elif self.error is None and time.monotonic() - last_heard > self.timeout_seconds:
@@ -124,6 +139,9 @@ class ClientAgent(threading.Thread):
             logger.exception("client agent failed")
             self._lose_scheduler("the client's agent thread failed; see the log")
         finally:
+            self._wake_submitters()  # a submit still waiting for credit must wake and find the client closed
+            sock.disable_monitor()
+            monitor.close(linger=0)
             sock.close(linger=500)
             context.term()
 
@@ -145,8 +163,11 @@ class ClientAgent(threading.Thread):
         if not batch:
             return
         if self.error is None:
-            for frame in encode_frames(batch):
-                sock.send(frame, zmq.NOBLOCK)
+            try:
+                for frame in encode_frames(batch):
+                    sock.send(frame, zmq.NOBLOCK)
+            except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
+                logger.debug("client has no connection to send on; dropped %d messages", len(batch))
         else:
             self.manager.fail_all(self.error)  # tasks submitted after the loss must not wait forever
 
@@ -181,6 +202,10 @@ class ClientAgent(threading.Thread):
             self._output.on_task_log(message)
         elif isinstance(message, TaskCancelConfirm):
             self.manager.on_task_cancel_confirm(message)
+        elif isinstance(message, TaskCredit):
+            with self.credit_changed:
+                self.credits = (self.credits or 0) + message.count
+                self.credit_changed.notify_all()
         elif isinstance(message, ClientShutdownResponse):
             self._on_shutdown_response(message)
         elif isinstance(message, ClientHeartbeatEcho):
@@ -193,11 +218,53 @@ class ClientAgent(threading.Thread):
         elif isinstance(message, ClientDropped):
             self._lose_scheduler(f"the scheduler dropped this client: {message.reason}")
 
-    def _lose_scheduler(self, reason: str) -> None:
+    def _on_handshakes(self, monitor: Socket, sock: Socket) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            refused = self.handshakes.on_event(event["event"], event["value"])
+            if refused is not None and self.error is None:
+                self._lose_scheduler(refused)
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.disconnect(self.address)  # stop knocking: the answer will not change
+
+    def take_credit(self, block: bool = True) -> bool:
+        """Use one credit for a task about to be sent; unless ``block`` is False, wait while there is none.
+
+        Returns False only when not blocking and no credit is left. On the agent's own thread (a
+        done-callback that submits) it never waits: that thread is the one that receives credits.
+        The count may then go below zero, which later credits make up.
+        """
+        with self.credit_changed:
+            if self.credits is None:
+                return True
+            if not block and self.credits <= 0 and threading.current_thread() is not self:
+                return False
+            if threading.current_thread() is not self:
+                if self.credits <= 0:
+                    logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
+                while self.credits is not None and self.credits <= 0 and self.error is None and self.is_alive():
+                    self.credit_changed.wait(1.0)
+            if self.credits is not None:
+                self.credits -= 1
+            return True
+
+    def _wake_submitters(self) -> None:
+        with self.credit_changed:
+            self.credit_changed.notify_all()
+
+    def _lose_scheduler(self, reason: str | AuthenticationError) -> None:
         if self.error is None:
-            logger.error("client lost its scheduler: %s", reason)
-            self.error = DisconnectedError(reason)
+            if isinstance(reason, AuthenticationError):
+                logger.error("client refused by its scheduler: %s", reason)
+                self.error = reason
+            else:
+                logger.error("client lost its scheduler: %s", reason)
+                self.error = DisconnectedError(reason)
             self.connected.set()  # wake anyone waiting for the first answer
+            self._wake_submitters()  # and any submit waiting for credit: its task now fails at once
         self.manager.fail_all(self.error)
 
 

@@ -40,6 +40,7 @@ from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.errors import (
+    AuthenticationError,
     DisconnectedError,
     ProcessorDiedError,
     RemoteTraceback,
@@ -49,6 +50,8 @@ from scaler.errors import (
     TaskTimeoutError,
     WorkerDiedError,
 )
+from scaler.io.keys import PathLike
+from scaler.io.security import PeerKeys, require_libzmq
 from scaler.io.sockets import make_identity, validate_address
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -92,6 +95,12 @@ class Client:
     prints what tasks write on this process's stdout and stderr, each line prefixed with the
     task id. A ``Client`` pickles as its address and settings, so passing it to a task gives
     the task a client of the same scheduler.
+
+    Keys, for a scheduler that requires them: ``keys_dir`` is a directory made by
+    ``scaler_keygen`` (or a copy holding ``client.key_secret`` and ``scheduler.key``);
+    ``key_file`` (this client's ``.key_secret``) and ``scheduler_key_file`` (the scheduler's
+    ``.key``) name the files directly and win over ``keys_dir``. Inside a task, a client of the
+    task's own scheduler uses its worker's keys. A refused key raises ``AuthenticationError``.
     """
 
     asynchronous = False  # for dask: ``dask.compute(obj, scheduler=client)`` uses ``client.get``
@@ -105,14 +114,25 @@ class Client:
         serializer: Serializer | type[Serializer] | None = None,
         stream_output: bool = False,
         object_cache_bytes: int = AUTOMATIC_OBJECT_CACHE_BYTES,
+        keys_dir: PathLike | None = None,
+        key_file: PathLike | None = None,
+        scheduler_key_file: PathLike | None = None,
     ) -> None:
+        require_libzmq()
         self._combo: Any = None
+        own_scheduler = processor_context.scheduler_address()
         if address is None:
-            address = processor_context.scheduler_address() or None
+            address = own_scheduler or None
+        no_keys_given = keys_dir is None and key_file is None and scheduler_key_file is None
+        if no_keys_given and address is not None and address == own_scheduler:  # a task's client: its worker's keys
+            key_file, scheduler_key_file = processor_context.scheduler_key_files() or (None, None)
+        self._keys = PeerKeys.load("client", keys_dir, key_file, scheduler_key_file)
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
-            self._combo = SchedulerClusterCombo(n_workers=os.cpu_count() or 1, logging_level="WARNING")
+            self._combo = SchedulerClusterCombo(
+                n_workers=os.cpu_count() or 1, logging_level="WARNING", keys_dir=keys_dir
+            )
             address = self._combo.get_address()
         self.address = validate_address(address)
         self.profiling = profiling
@@ -138,10 +158,16 @@ class Client:
             heartbeat_interval_seconds,
             timeout_seconds,
             self._on_shutdown_response,
+            self._keys,
         )
         self._agent.start()
         if not self._agent.connected.wait(timeout_seconds) or self._agent.error is not None:
             self._close(stop_combo=True)
+            if isinstance(self._agent.error, AuthenticationError):
+                raise self._agent.error
+            failed_handshakes = self._agent.handshakes.timeout_error(timeout_seconds)
+            if self._agent.error is None and failed_handshakes is not None:
+                raise failed_handshakes
             if self._agent.heard_anything and self._agent.error is not None:
                 raise DisconnectedError(f"cannot use the scheduler at {self.address}: {self._agent.error}")
             raise DisconnectedError(
@@ -161,7 +187,8 @@ class Client:
 
     def __reduce__(self) -> tuple[Any, ...]:
         settings = (self.profiling, self.timeout_seconds, self.heartbeat_interval_seconds, self._serializer)
-        return _rebuild_client, (self.address, self._token, settings, self.stream_output)
+        key_files = None if self._keys is None else (self._keys.key_file, self._keys.scheduler_key_file)
+        return _rebuild_client, (self.address, self._token, settings, self.stream_output, key_files)
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -177,14 +204,21 @@ class Client:
         kwargs: dict[str, Any],
         capabilities: dict[str, int] | None = None,
         priority: int = 0,
+        timeout_seconds: float | None = None,
     ) -> ScalerFuture:
         """Like ``submit``, with task options.
 
         ``capabilities`` (e.g. ``{"gpu": 1}``): only workers offering every key may run it.
         ``priority``: among queued tasks, higher runs first (default 0).
+        ``timeout_seconds``: stop the task if it runs longer, and fail its future with
+        ``TaskTimeoutError``; it overrides the workers' ``--task-timeout-seconds`` (default: theirs).
         """
+        if timeout_seconds is not None and not (isinstance(timeout_seconds, int | float) and timeout_seconds > 0):
+            raise ValueError(f"timeout_seconds must be a number of seconds above 0, or None; got {timeout_seconds!r}")
         function_id, function = self._encoder.function(fn)
-        return self._submit(function_id, function, tuple(args), dict(kwargs), dict(capabilities or {}), priority)
+        timeout = float(timeout_seconds or 0.0)
+        options = (dict(capabilities or {}), priority, timeout)
+        return self._submit(function_id, function, tuple(args), dict(kwargs), *options)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
         """Like the builtin ``map``, run on the cluster; block and return the results in order."""
@@ -324,8 +358,10 @@ class Client:
         kwargs: dict[str, Any],
         capabilities: dict[str, int] | None = None,
         priority: int = 0,
+        timeout_seconds: float = 0.0,
     ) -> ScalerFuture:
         self._ensure_connected()
+        self._wait_for_room()
         encoder = self._encoder
         big: dict[bytes, bytes] = {}
         arguments, inline = encoder.arguments(args, kwargs, big)
@@ -335,10 +371,20 @@ class Client:
         task = Task(task_id, function_id, b"", arguments, 0)
         task.priority = priority
         task.capabilities = capabilities or {}
+        task.timeout_seconds = timeout_seconds
         task.profiling = self.profiling
         task.stream_output = self.stream_output
         encoder.send_with_function(task, function_id, function)
         return future
+
+    def _wait_for_room(self) -> None:
+        """Take a backpressure credit, blocking while the scheduler has as many of our tasks queued as it allows."""
+        agent = self._agent
+        if agent.take_credit(block=False):
+            return
+        with processor_context.blocked():  # inside a task, let the worker run others meanwhile
+            agent.take_credit()
+        self._ensure_connected()  # it may have been disconnected, or lost the scheduler, meanwhile
 
     # -- internals: graphs ---------------------------------------------------------------------
 
@@ -410,16 +456,36 @@ def _countdown(count: int, then: Callable[[], None]) -> Callable[[], None]:
 
 
 def _rebuild_client(
-    address: str, token: bytes, settings: tuple[bool, float, float, Serializer], stream_output: bool
+    address: str,
+    token: bytes,
+    settings: tuple[bool, float, float, Serializer],
+    stream_output: bool,
+    key_files: tuple[str, str] | None = None,
 ) -> Client:
-    """Unpickle a ``Client``: the original if it lives in this process, else one shared connection."""
+    """Unpickle a ``Client``: the original if it lives in this process, else one shared connection.
+
+    Keys travel as the paths of their files. Inside a task of the same scheduler, the worker's
+    own keys are used instead: the original client's files are rarely on the worker's host.
+    """
     key = (address, token)
     with _rebuilt_lock:
         client = _originals.get(key) or _rebuilt.get(key)
         if client is not None and not client._disconnected and client._agent.error is None:
             return client
         profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
-        client = Client(address, profiling, timeout_seconds, heartbeat_interval_seconds, serializer, stream_output)
+        if address == processor_context.scheduler_address():
+            key_files = None  # Client() then picks the worker's keys
+        key_file, scheduler_key_file = key_files or (None, None)
+        client = Client(
+            address,
+            profiling,
+            timeout_seconds,
+            heartbeat_interval_seconds,
+            serializer,
+            stream_output,
+            key_file=key_file,
+            scheduler_key_file=scheduler_key_file,
+        )
         client._token = token
         _rebuilt[key] = client
         return client

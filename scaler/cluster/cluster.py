@@ -8,7 +8,14 @@ import sys
 import time
 from typing import Any
 
-from scaler.cli.common import DEFAULT_DEATH_TIMEOUT_SECONDS, DEFAULT_HEARTBEAT_INTERVAL_SECONDS, format_capabilities
+from scaler.cli.common import (
+    DEFAULT_DEATH_TIMEOUT_SECONDS,
+    DEFAULT_GRACE_PERIOD_SECONDS,
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    format_capabilities,
+)
+from scaler.io.keys import PathLike
+from scaler.io.security import PeerKeys
 from scaler.io.sockets import validate_address
 
 logger = logging.getLogger(__name__)
@@ -18,6 +25,13 @@ class Cluster:
     """Starts ``n_workers`` workers (each an agent plus its processors) for the scheduler at ``address``.
 
     ``per_worker_capabilities`` (e.g. ``{"gpu": 1}``) is what each worker offers to tasks that ask for it.
+    ``grace_period_seconds`` is how long ``shutdown`` lets running tasks finish; queued ones are handed
+    back to the scheduler at once.
+
+    For a scheduler with keys, ``keys_dir`` (a ``scaler_keygen`` directory, or a copy holding
+    ``worker.key_secret`` and ``scheduler.key``), or ``key_file`` and ``scheduler_key_file``, name
+    the workers' key pair and the scheduler's public key. Workers get the files' paths, never the
+    keys themselves, on their command line.
 
     Extra keyword arguments from Scaler's ``Cluster`` are accepted so existing scripts run.
     """
@@ -32,6 +46,10 @@ class Cluster:
         logging_level: str = "INFO",
         exit_with_parent: bool = False,
         per_worker_capabilities: dict[str, int] | None = None,
+        keys_dir: PathLike | None = None,
+        key_file: PathLike | None = None,
+        scheduler_key_file: PathLike | None = None,
+        grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
         **scaler_compatible: Any,
     ) -> None:
         if n_workers < 1:
@@ -43,6 +61,7 @@ class Cluster:
         self.per_worker_capabilities = capabilities
         self.address = validate_address(address)
         self.n_workers = n_workers
+        self.grace_period_seconds = grace_period_seconds
         self._command = [
             sys.executable,
             "-m",
@@ -51,10 +70,17 @@ class Cluster:
             f"--heartbeat-interval-seconds={heartbeat_interval_seconds}",
             f"--death-timeout-seconds={death_timeout_seconds}",
             f"--task-timeout-seconds={task_timeout_seconds}",
+            f"--grace-period-seconds={grace_period_seconds}",
             f"--logging-level={logging_level}",
         ]
         if capabilities:
             self._command.append(f"--per-worker-capabilities={format_capabilities(capabilities)}")
+        self.keys = PeerKeys.load("worker", keys_dir, key_file, scheduler_key_file)  # checked here; read again there
+        if self.keys is not None:
+            self._command += [
+                f"--key-file={self.keys.key_file}",
+                f"--scheduler-key-file={self.keys.scheduler_key_file}",
+            ]
         if exit_with_parent:
             self._command.append("--exit-with-parent")
         if scaler_compatible:
@@ -63,7 +89,9 @@ class Cluster:
 
     def start(self) -> None:
         """Start the workers (returns at once; they connect in the background)."""
-        self._processes = [subprocess.Popen(self._command) for _ in range(self.n_workers)]
+        # Own sessions: a Ctrl-C in the caller's terminal must not reach the workers, whose stop
+        # ``shutdown`` manages (the caller's own exit still stops them: --exit-with-parent).
+        self._processes = [subprocess.Popen(self._command, start_new_session=True) for _ in range(self.n_workers)]
 
     def pids(self) -> list[int]:
         """The process ids of the worker agents."""
@@ -78,8 +106,13 @@ class Cluster:
         for process in self._processes:
             process.wait()
 
-    def shutdown(self, grace_seconds: float = 5.0) -> None:
-        """Stop every worker: SIGTERM, then SIGKILL what is still alive after ``grace_seconds``."""
+    def shutdown(self, grace_seconds: float | None = None) -> None:
+        """Stop every worker gracefully (SIGTERM), then SIGKILL what is still alive after the grace period.
+
+        ``grace_seconds`` defaults to the workers' own ``grace_period_seconds`` plus a few seconds.
+        """
+        if grace_seconds is None:
+            grace_seconds = self.grace_period_seconds + 5.0
         for process in self._processes:
             if process.poll() is None:
                 process.terminate()
@@ -93,6 +126,12 @@ class Cluster:
                 process.wait()
 
     terminate = shutdown
+
+    def stop_now(self) -> None:
+        """Signal the workers again: a worker draining for a graceful stop then exits at once."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
 
     def __enter__(self) -> Cluster:
         self.start()

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 import uuid
 from typing import Any
 
 import zmq
 
+from scaler.io.security import ZAP_SERVED, PeerKeys, SchedulerKeys, check_bind, require_libzmq
 from scaler.protocol.codec import DEFAULT_MAX_FRAME_BYTES
 
 logger = logging.getLogger(__name__)
@@ -55,38 +55,39 @@ def _apply_options(sock: Socket) -> None:
     sock.setsockopt(zmq.RCVHWM, 0)
 
 
-def connect_dealer(context: Context, address: str, identity: bytes) -> Socket:
-    """A DEALER socket connected to the scheduler."""
+def connect_dealer(context: Context, address: str, identity: bytes, keys: PeerKeys | None = None) -> Socket:
+    """A DEALER socket connected to the scheduler; a CURVE client of it when ``keys`` are given."""
+    require_libzmq()
     sock: Socket = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity)
     _apply_options(sock)
+    if keys is not None:
+        keys.configure(sock)
     sock.connect(validate_address(address))
     return sock
 
 
-def bind_router(context: Context, address: str) -> Socket:
-    """The scheduler's ROUTER socket."""
+def bind_router(context: Context, address: str, keys: SchedulerKeys | None = None, insecure: bool = False) -> Socket:
+    """The scheduler's ROUTER socket; a CURVE server when ``keys`` are given.
+
+    Raises ``InsecureBindError`` for a non-loopback address without keys unless ``insecure``.
+    With keys, an ``AllowListAuthenticator`` (``zap.py``) must already serve ``context``.
+    """
+    require_libzmq()
+    validate_address(address)
+    check_bind(address, keys, insecure)
+    if keys is not None and context not in ZAP_SERVED:  # libzmq would let every key in
+        raise RuntimeError("a CURVE ROUTER needs an AllowListAuthenticator on its context first (scaler/io/zap.py)")
     sock: Socket = context.socket(zmq.ROUTER)
     _apply_options(sock)
-    sock.bind(validate_address(address))
+    # A deep accept queue: a flood of connections that never handshake must not make a hundred
+    # machines' workers wait on TCP retries to get in (libzmq's default backlog is 100).
+    sock.setsockopt(zmq.BACKLOG, 4096)
+    if keys is not None:
+        keys.configure(sock)
+    try:
+        sock.bind(address)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
     return sock
-
-
-class RateLimitedLog:
-    """Logs at most one line per ``interval`` seconds, counting what it held back."""
-
-    def __init__(self, interval: float = 5.0) -> None:
-        self.interval = interval
-        self._last = float("-inf")
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        """Log a warning unless one was logged less than ``interval`` seconds ago."""
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            message += f" ({self._suppressed} similar messages suppressed)"
-        self._last, self._suppressed = now, 0
-        logger.warning(message, *args)

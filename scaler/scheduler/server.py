@@ -20,7 +20,10 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from scaler.errors import ProtocolError, ProtocolVersionError
-from scaler.io.sockets import RateLimitedLog, Socket, bind_router
+from scaler.io.rate_limited_log import RateLimitedLog
+from scaler.io.security import HANDSHAKE_FAILED_EVENTS, SchedulerKeys, describe_refused_handshake, is_loopback
+from scaler.io.sockets import Socket, bind_router
+from scaler.io.zap import AllowListAuthenticator
 from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import Message
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
@@ -32,14 +35,34 @@ _MAX_FRAMES_PER_TURN = 4096
 
 
 class SchedulerServer:
-    """Binds ``address`` and serves clients and workers until stopped."""
+    """Binds ``address`` and serves clients and workers until stopped.
 
-    def __init__(self, address: str, config: SchedulerConfig | None = None, exit_with_parent: bool = False) -> None:
+    With ``keys``, only clients and workers whose public keys are on the allow-list get in, and
+    all traffic is encrypted. Without keys, a non-loopback ``address`` is refused unless
+    ``insecure`` (``InsecureBindError``).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        config: SchedulerConfig | None = None,
+        exit_with_parent: bool = False,
+        keys: SchedulerKeys | None = None,
+        insecure: bool = False,
+        check_invariants: bool = False,
+    ) -> None:
         self.address = address
+        # For fault tests: validate the whole state after every loop turn and record what broke.
+        self.check_invariants = check_invariants
+        self.invariant_failures: list[str] = []
+        self.validations = 0
+        self.keys = keys
+        self.insecure = insecure
         self.state = SchedulerState(config)
         self.exit_with_parent = exit_with_parent
         self._stopping = False
         self._bad_frames = RateLimitedLog()
+        self._refused = RateLimitedLog()
         self._descriptors: dict[bytes, int] = {}  # peer -> descriptor of the connection it last spoke on
         self._peers_by_descriptor: dict[int, bytes] = {}
 
@@ -47,19 +70,45 @@ class SchedulerServer:
         """Ask the loop to finish (safe from a signal handler)."""
         self._stopping = True
 
+    def _validate(self) -> None:
+        self.validations += 1
+        try:
+            self.state.validate()
+        except AssertionError as error:
+            text = f"{error}" or "an invariant does not hold"
+            if len(self.invariant_failures) < 100:
+                self.invariant_failures.append(text)
+            logger.error("scheduler state invariant broken: %s", text)
+
     def run(self) -> None:
         """Serve until stopped by a signal, a client's accepted shutdown, or the parent's exit."""
         if threading.current_thread() is threading.main_thread():  # tests may run it on a thread
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         context = zmq.Context()
-        router = bind_router(context, self.address)
-        monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        authenticator = AllowListAuthenticator(context, self.keys.allowed) if self.keys is not None else None
+        try:
+            router = bind_router(context, self.address, self.keys, self.insecure)
+        except BaseException:
+            if authenticator is not None:
+                authenticator.stop()
+            context.term()
+            raise
+        monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED_EVENTS)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         parent = os.getppid()
-        logger.info("scheduler serving %s (protected=%s)", self.address, self.state.config.protected)
+        logger.info(
+            "scheduler serving %s (protected=%s, %s)",
+            self.address,
+            self.state.config.protected,
+            f"CURVE keys, {len(self.keys.allowed)} allowed" if self.keys else "no keys",
+        )
+        if self.keys is None and not is_loopback(self.address):
+            logger.warning(
+                "scheduler serves %s without keys (--insecure): whoever reaches it can run code", self.address
+            )
         next_tick = time.monotonic() + _TICK_SECONDS
         try:
             while not self._stopping:
@@ -79,6 +128,8 @@ class SchedulerServer:
                         logger.warning("scheduler: its parent exited; stopping")
                         self._stopping = True
                 self._flush(router, outgoing)
+                if self.check_invariants:
+                    self._validate()
             goodbyes: dict[bytes, list[Message]] = {}  # empty when a client's shutdown already said it
             self._safely(functools.partial(self.state.shutdown, "the scheduler was stopped"), goodbyes)
             self._flush(router, goodbyes)
@@ -86,6 +137,9 @@ class SchedulerServer:
             router.disable_monitor()
             monitor.close(linger=0)
             router.close(linger=500)
+            if authenticator is not None:
+                authenticator.stop()
+                logger.info("scheduler's handshakes: %s", authenticator.statistics())
             context.term()
             logger.info("scheduler stopped")
 
@@ -136,6 +190,13 @@ class SchedulerServer:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if event["event"] & HANDSHAKE_FAILED_EVENTS:  # its value is an error code, not a descriptor
+                refusal = describe_refused_handshake(event["event"], event["value"])
+                if refusal is not None:
+                    self._refused.warning("scheduler refused a connection: %s", refusal)
+                else:
+                    logger.debug("scheduler: a handshake failed (event %d, value %d)", event["event"], event["value"])
+                continue
             descriptor = event["value"]
             peer = self._peers_by_descriptor.pop(descriptor, None)
             if peer is None or self._descriptors.get(peer) != descriptor:

@@ -28,9 +28,13 @@ from typing import Any
 
 import psutil
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from scaler.cli.common import DEFAULT_GRACE_PERIOD_SECONDS
 from scaler.errors import ProtocolError, ProtocolVersionError
-from scaler.io.sockets import RateLimitedLog, Socket, connect_dealer, make_identity
+from scaler.io.rate_limited_log import RateLimitedLog
+from scaler.io.security import HANDSHAKE_EVENTS, NO_DETAIL_LIMIT, HandshakeWatch, PeerKeys
+from scaler.io.sockets import Socket, connect_dealer, make_identity
 from scaler.protocol.codec import decode, encode_frames, encode_one
 from scaler.protocol.messages import (
     BalanceRequest,
@@ -77,13 +81,15 @@ def _process_context() -> Any:
 class _Processor:
     """One processor subprocess and the agent's end of its pipe."""
 
-    def __init__(self, context: Any, processor_id: int, scheduler_address: str) -> None:
+    def __init__(
+        self, context: Any, processor_id: int, scheduler_address: str, key_files: tuple[str, str] | None = None
+    ) -> None:
         agent_end, processor_end = multiprocessing.Pipe(duplex=True)
         self.processor_id = processor_id
         self.connection: Connection = agent_end
         self.process: BaseProcess = context.Process(
             target=run_processor,
-            args=(processor_end, os.getpid(), scheduler_address),
+            args=(processor_end, os.getpid(), scheduler_address, key_files),
             name=f"scaler-processor-{processor_id}",
             daemon=True,
         )
@@ -117,9 +123,10 @@ class _ProcessorStarter:
     Starts run one after another, in the order asked.
     """
 
-    def __init__(self, scheduler_address: str) -> None:
+    def __init__(self, scheduler_address: str, key_files: tuple[str, str] | None = None) -> None:
         self._context = _process_context()
         self._scheduler_address = scheduler_address
+        self._key_files = key_files
         self._read, self._write = os.pipe()
         self.fd = self._read
         self._thread: threading.Thread | None = None
@@ -142,7 +149,7 @@ class _ProcessorStarter:
 
     def _run(self, processor_id: int) -> None:
         try:
-            self._started = _Processor(self._context, processor_id, self._scheduler_address)
+            self._started = _Processor(self._context, processor_id, self._scheduler_address, self._key_files)
         except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
             self._error = error
         os.write(self._write, b"x")
@@ -201,8 +208,11 @@ class WorkerAgent:
         exit_with_parent: bool = False,
         capabilities: dict[str, int] | None = None,
         max_idle_processors: int = DEFAULT_MAX_IDLE_PROCESSORS,
+        keys: PeerKeys | None = None,
+        grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
     ) -> None:
         self.address = address
+        self.grace_period_seconds = grace_period_seconds
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
         self.task_timeout_seconds = task_timeout_seconds
@@ -210,23 +220,39 @@ class WorkerAgent:
         self.capabilities = dict(capabilities or {})
         self.max_idle_processors = max_idle_processors
         self.identity = make_identity("worker")
+        self.keys = keys
+        self.refused: str | None = None  # why the scheduler refused this worker's keys, once it has
         self._stopping = False
+        self._drain_asked = False
         self._bad_frames = RateLimitedLog()
         self._processors: dict[int, _Processor] = {}
         self._by_fd: dict[int, _Processor] = {}  # pipe fd and exit sentinel -> processor
         self._dying: list[_Processor] = []  # killed, not yet reaped
 
     def stop(self, *_: object) -> None:
-        """Ask the loop to finish (safe from a signal handler)."""
+        """Ask the loop to finish now (safe from a signal handler)."""
         self._stopping = True
+
+    def drain(self, *_: object) -> None:
+        """Ask for a graceful stop; asked twice, stop now (safe from a signal handler).
+
+        Draining hands the queued tasks back to the scheduler and lets the running ones finish
+        within ``grace_period_seconds``; so SIGTERM, as sent by systemd or Kubernetes, loses no work.
+        """
+        if self._drain_asked or self.grace_period_seconds <= 0:
+            self._stopping = True
+        self._drain_asked = True
 
     def run(self) -> None:
         """Serve until stopped; always leaves no processor behind."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.drain)
+        signal.signal(signal.SIGINT, self.drain)
         context = zmq.Context()
-        sock = connect_dealer(context, self.address, self.identity)
-        self._starter = _ProcessorStarter(self.address)
+        sock = connect_dealer(context, self.address, self.identity, self.keys)
+        monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
+        handshakes = HandshakeWatch(self.address, self.keys, "worker", cut_short_is_final=False)
+        key_files = None if self.keys is None else (self.keys.key_file, self.keys.scheduler_key_file)
+        self._starter = _ProcessorStarter(self.address, key_files)
         state = WorkerState(
             time.monotonic(),
             self.heartbeat_interval_seconds,
@@ -240,6 +266,7 @@ class WorkerAgent:
         parent = os.getppid()
         self._poller = zmq.Poller()
         self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
         self._poller.register(self._starter.fd, zmq.POLLIN)
         logger.info("worker %s serving %s", self.identity.decode(), self.address)
         try:
@@ -254,6 +281,8 @@ class WorkerAgent:
                 for key, _ in events:
                     if key is sock:
                         pending += self._receive(sock, handlers, state, now)
+                    elif key is monitor:
+                        pending += self._on_handshakes(monitor, handshakes)
                     elif key == self._starter.fd:
                         started = self._starter.take()
                         self._watch(started)
@@ -262,6 +291,8 @@ class WorkerAgent:
                         pending += self._on_processor_event(key, state, now)
                 if self._dying:
                     self._dying = [processor for processor in self._dying if not processor.reaped()]
+                if self._drain_asked and not state.draining():
+                    pending += state.drain(now, self.grace_period_seconds)
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
@@ -277,9 +308,31 @@ class WorkerAgent:
                 time.sleep(0.05)  # let the goodbye leave before the socket closes
             except zmq.ZMQError:
                 pass
+            sock.disable_monitor()
+            monitor.close(linger=0)
             sock.close(linger=100)
             context.term()
             logger.info("worker %s stopped", self.identity.decode())
+
+    def _on_handshakes(self, monitor: Socket, handshakes: HandshakeWatch) -> list[WorkerInstruction]:
+        """A worker the scheduler refuses (keys) can never get a task: say why, and exit.
+
+        Handshakes cut short may be a wrong scheduler key or a scheduler down behind a proxy: say
+        what they suggest, and leave the exit to the death timeout.
+        """
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return []
+            refused = handshakes.on_event(event["event"], event["value"])
+            suspicion = handshakes.suspicion()
+            if refused is None and suspicion is not None and handshakes.failures % 50 == NO_DETAIL_LIMIT % 50:
+                logger.error("worker %s cannot join yet: %s", self.identity.decode(), suspicion)
+            if refused is not None:
+                self.refused = str(refused)
+                logger.error("worker %s cannot join: %s", self.identity.decode(), refused)
+                return [ExitWorker("the scheduler refused this worker")]
 
     def _watch(self, processor: _Processor) -> None:
         """Poll the processor's pipe and exit sentinel."""
@@ -394,6 +447,8 @@ class WorkerAgent:
         for instruction in instructions:
             if isinstance(instruction, SendToScheduler):
                 outgoing.append(instruction.message)
+            elif not keep_running:
+                continue  # exiting: only what the scheduler must hear (results, confirmations) still goes
             elif isinstance(instruction, RunTask):
                 self._send_to_processor(instruction.processor_id, instruction.task)
             elif isinstance(instruction, SendToProcessor):
@@ -407,7 +462,9 @@ class WorkerAgent:
             elif isinstance(instruction, ExitWorker):
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False
-                break
-        for frame in encode_frames(outgoing) if outgoing else ():
-            sock.send(frame, zmq.NOBLOCK)
+        try:
+            for frame in encode_frames(outgoing) if outgoing else ():
+                sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
+            logger.debug("worker %s has no connection to send on; dropped %d messages", self.identity, len(outgoing))
         return keep_running

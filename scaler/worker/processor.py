@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import threading
 import time
 import traceback
@@ -40,10 +41,21 @@ logger = logging.getLogger(__name__)
 _Function = tuple[Any, Any]  # (callable, serializer)
 
 
-def run_processor(connection: Connection, agent_pid: int, scheduler_address: str = "") -> None:
-    """Entry point of the processor subprocess."""
+def _ignore_signal(signum: int, frame: object) -> None:
+    logger.debug("processor %d ignored signal %d: the agent stops its tasks", os.getpid(), signum)
+
+
+def run_processor(
+    connection: Connection, agent_pid: int, scheduler_address: str = "", key_files: tuple[str, str] | None = None
+) -> None:
+    """Entry point of the processor subprocess; ``key_files`` are the worker's, for clients made in tasks."""
+    # Only the agent decides when a task stops: a SIGTERM or Ctrl-C sent to the whole process group
+    # must not kill the running task, or a graceful stop would turn into a crash and a retry.
+    # (A Python handler, not SIG_IGN, which programs a task starts would inherit.)
+    signal.signal(signal.SIGTERM, _ignore_signal)
+    signal.signal(signal.SIGINT, _ignore_signal)
     threading.Thread(target=_exit_with_agent, args=(agent_pid,), daemon=True, name="agent-watchdog").start()
-    processor_context.install(connection, scheduler_address)
+    processor_context.install(connection, scheduler_address, key_files)
     functions: dict[bytes, _Function] = {}
     objects: dict[bytes, bytes] = {}
     send = processor_context.send_to_agent

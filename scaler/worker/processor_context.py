@@ -1,7 +1,8 @@
 """What code running inside a processor may know and tell about its processor.
 
 The processor installs its pipe to the agent here before running tasks. A ``Client`` created
-inside a task reads ``scheduler_address()`` to reach the worker's own scheduler, and a future
+inside a task reads ``scheduler_address()`` (and ``scheduler_key_files()``, the paths of the
+worker's key files when its scheduler requires keys) to reach the worker's own scheduler, and a future
 that is about to block reports it through ``blocked()``: while the task waits on other tasks,
 the agent runs the worker's next tasks on another processor, so nested tasks cannot deadlock.
 Outside a processor, every function here is a no-op.
@@ -19,6 +20,8 @@ from scaler.protocol.codec import encode_one
 from scaler.protocol.messages import Message, ProcessorBlocked
 
 SCHEDULER_ADDRESS_VARIABLE = "SCALER_SCHEDULER_ADDRESS"
+KEY_FILE_VARIABLE = "SCALER_KEY_FILE"  # paths only: secret bytes never go in the environment
+SCHEDULER_KEY_FILE_VARIABLE = "SCALER_SCHEDULER_KEY_FILE"
 
 _connection: Connection | None = None
 _send_lock = threading.Lock()  # results, logs and block notices may come from several threads
@@ -26,11 +29,16 @@ _blocked_lock = threading.Lock()
 _blocked_depth = 0  # how many waits of the current task are inside ``blocked()`` right now
 
 
-def install(connection: Connection, scheduler_address: str) -> None:
-    """Called once by the processor at start-up."""
+def install(connection: Connection, scheduler_address: str, key_files: tuple[str, str] | None = None) -> None:
+    """Called once by the processor at start-up; ``key_files`` is (worker key pair, scheduler key)."""
     global _connection
     _connection = connection
     os.environ[SCHEDULER_ADDRESS_VARIABLE] = scheduler_address
+    if key_files is None:
+        os.environ.pop(KEY_FILE_VARIABLE, None)
+        os.environ.pop(SCHEDULER_KEY_FILE_VARIABLE, None)
+    else:
+        os.environ[KEY_FILE_VARIABLE], os.environ[SCHEDULER_KEY_FILE_VARIABLE] = key_files
 
 
 def in_processor() -> bool:
@@ -41,6 +49,14 @@ def in_processor() -> bool:
 def scheduler_address() -> str | None:
     """The address of the scheduler this processor's worker serves, or None outside a worker."""
     return os.environ.get(SCHEDULER_ADDRESS_VARIABLE) if _connection is not None else None
+
+
+def scheduler_key_files() -> tuple[str, str] | None:
+    """(the worker's key pair file, the scheduler's public key file), or None without keys or outside a worker."""
+    if _connection is None:
+        return None
+    key_file, scheduler_key_file = os.environ.get(KEY_FILE_VARIABLE), os.environ.get(SCHEDULER_KEY_FILE_VARIABLE)
+    return (key_file, scheduler_key_file) if key_file and scheduler_key_file else None
 
 
 def send_to_agent(message: Message) -> None:

@@ -67,8 +67,6 @@ def test_a_poison_task_fails_with_processor_died_after_four_attempts_and_the_oth
 
 @pytest.mark.timeout(60)
 def test_a_hung_task_times_out_and_the_worker_serves_the_next_task() -> None:
-    # Client.submit_verbose has no per-task timeout option (Task.timeout_seconds exists in the
-    # protocol and the worker honours it, but the client never sets it): only the worker-wide one.
     before = descendants()
     limit = 2.0
     with SchedulerClusterCombo(n_workers=1, task_timeout_seconds=limit, **FAULT_SETTINGS) as combo:
@@ -96,6 +94,28 @@ def test_a_hung_task_times_out_and_the_worker_serves_the_next_task() -> None:
     assert timed_out_after < limit + 2.0
     assert wait_gone(touched) == set()
     assert wait_no_descendants(before) == set()
+
+
+@pytest.mark.timeout(60)
+def test_a_per_task_timeout_from_submit_verbose_overrides_the_worker_s() -> None:
+    limit = 1.0
+    combo = SchedulerClusterCombo(n_workers=1, task_timeout_seconds=30, **FAULT_SETTINGS)
+    with combo, Client(address=combo.get_address(), timeout_seconds=30, heartbeat_interval_seconds=0.5) as client:
+        for bad in (0, -1.0, "2"):
+            with pytest.raises(ValueError, match="timeout_seconds must be a number of seconds above 0"):
+                client.submit_verbose(fault_tasks.sleep_square, (1, 0), {}, timeout_seconds=bad)  # type: ignore[arg-type]
+        started = time.monotonic()
+        hung = client.submit_verbose(fault_tasks.sleep_square, (4, 60), {}, timeout_seconds=limit)
+        patient = client.submit_verbose(fault_tasks.sleep_square, (5, 1.5), {}, timeout_seconds=10)
+        with pytest.raises(TaskTimeoutError):
+            hung.result(timeout=20)
+        timed_out_after = time.monotonic() - started
+        assert patient.result(timeout=20) == 25  # longer than the first task's limit, within its own
+    print(
+        f"\n[per-task timeout] submit_verbose(timeout_seconds={limit:g}): "
+        f"TaskTimeoutError after {timed_out_after:.2f} s"
+    )
+    assert limit <= timed_out_after < limit + 2.0
 
 
 @pytest.mark.timeout(60)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 from scaler import Client, Cluster, SchedulerClusterCombo
+from scaler.io.sockets import free_tcp_address
+from scaler.scheduler.server import SchedulerServer
+from scaler.scheduler.state import SchedulerConfig
 from tests.faults import fault_tasks
 from tests.faults.support import LedgerTail, by_index, kill_when_mid_task, read_ledger, signal_all, tree, wait_gone
 from tests.faults.support import wait_workers as wait_for_workers
@@ -70,16 +74,6 @@ def test_sigkill_one_of_four_workers_loses_nothing_and_runs_each_task_to_complet
     assert ratio <= 2.0, ratio
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: SchedulerState._remove_worker(died=True) charges a death to every task the dead worker held, "
-        "including tasks only queued there that never started; tasks are assigned eagerly (up to "
-        "per_worker_queue_size per worker), so a task that sits in the queues of max_task_retries + 1 workers "
-        "that die fails with WorkerDiedError without ever having run"
-    ),
-)
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_rolling_chaos_a_worker_killed_every_two_seconds_or_so_loses_nothing() -> None:
@@ -87,11 +81,23 @@ def test_rolling_chaos_a_worker_killed_every_two_seconds_or_so_loses_nothing() -
     before = descendants()
     touched: set[int] = set()
     clusters: list[Cluster] = []
-    combo = SchedulerClusterCombo(n_workers=2, **FAULT_SETTINGS)
+    # The scheduler runs on a thread here, so that it can validate its whole state after every loop turn.
+    config = SchedulerConfig(worker_timeout_seconds=3, client_timeout_seconds=30)
+    server = SchedulerServer(free_tcp_address(), config, check_invariants=True)
+    serving = threading.Thread(target=server.run, name="scheduler", daemon=True)
+    serving.start()
+    invariants_at_kills: list[list[str]] = []
+
+    def add_worker() -> list[int]:
+        cluster = Cluster(server.address, 1, heartbeat_interval_seconds=0.5, logging_level="WARNING")
+        cluster.start()
+        clusters.append(cluster)
+        return cluster.pids()
+
     try:
-        with Client(address=combo.get_address(), timeout_seconds=30, heartbeat_interval_seconds=0.5) as client:
-            wait_for_workers(client, combo.worker_pids())
-            live = list(combo.worker_pids())  # agents, oldest first
+        live = add_worker() + add_worker()  # agents, oldest first
+        with Client(address=server.address, timeout_seconds=30, heartbeat_interval_seconds=0.5) as client:
+            wait_for_workers(client, live)
             # The victim is always the newest worker: it has just taken the tasks the last victim held.
             started = time.monotonic()
             futures = [client.submit(fault_tasks.sleep_square, i, seconds) for i in range(n_tasks)]
@@ -108,10 +114,9 @@ def test_rolling_chaos_a_worker_killed_every_two_seconds_or_so_loses_nothing() -
                     else:
                         signal_all(pids, signal.SIGKILL)  # the whole worker, as when its machine is lost
                     kills += 1
-                    cluster = Cluster(combo.get_address(), 1, heartbeat_interval_seconds=0.5, logging_level="WARNING")
-                    cluster.start()
-                    clusters.append(cluster)
-                    live += cluster.pids()
+                    time.sleep(0.2)  # the scheduler sees the connection close and requeues
+                    invariants_at_kills.append(list(server.invariant_failures))
+                    live += add_worker()
                     next_kill += interval
                 time.sleep(0.05)
             elapsed = time.monotonic() - started
@@ -121,17 +126,23 @@ def test_rolling_chaos_a_worker_killed_every_two_seconds_or_so_loses_nothing() -
             assert client.statistics()["pending"] == 0
     finally:
         for cluster in clusters:
-            cluster.shutdown()
-        combo.shutdown()
+            cluster.shutdown(grace_seconds=5)
+        server.stop()
+        serving.join(timeout=10)
     print(
         f"\n[rolling chaos] {n_tasks} x {seconds * 1000:.0f} ms with a worker killed every {interval:g} s: "
         f"{kills} kills, {len(clusters)} workers started, done in {elapsed:.2f} s; "
-        f"lost futures {len(lost)}, wrong results {wrong}"
+        f"lost futures {len(lost)}, wrong results {wrong}; the scheduler validated its state after each of "
+        f"{server.validations} loop turns, {len(server.invariant_failures)} failures"
     )
     if lost:
         print(f"  for example: {next(iter(lost.values()))!r}")
+    assert not serving.is_alive()
     assert wait_gone(touched) == set()
     assert wait_no_descendants(before) == set()
     assert kills >= min_kills, f"only {kills} kills happened before the run ended; lengthen the run"
+    assert server.validations > 100, "the scheduler did not check its invariants"
+    assert invariants_at_kills == [[]] * kills, "an invariant broke around a kill"
+    assert server.invariant_failures == []
     assert lost == {}
     assert wrong == 0
