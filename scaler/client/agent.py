@@ -109,15 +109,17 @@ class ClientAgent(threading.Thread):
     def run(self) -> None:
         """The agent loop."""
         context = zmq.Context()
-        sock = connect_dealer(context, self.address, self.identity, self.keys)
-        monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
-        poller.register(self._wake_read, zmq.POLLIN)
-        last_heard = time.monotonic()
-        next_heartbeat = 0.0
-        try:
+        sock: Socket | None = None
+        monitor: Socket | None = None
+        try:  # the set-up too: a failure there must reach Client() now, not after its timeout
+            sock = connect_dealer(context, self.address, self.identity, self.keys)
+            monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            poller.register(self._wake_read, zmq.POLLIN)
+            last_heard = time.monotonic()
+            next_heartbeat = 0.0
             while True:
                 now = time.monotonic()
                 if now >= next_heartbeat:
@@ -135,14 +137,17 @@ class ClientAgent(threading.Thread):
                 elif self.error is None and time.monotonic() - last_heard > self.timeout_seconds:
                     silence = f"no answer from the scheduler at {self.address} for {self.timeout_seconds:g}s"
                     self._lose_scheduler(silence)
-        except Exception:  # never die silently: whatever was pending must still end
+        except Exception as error:  # never die silently: whatever was pending must still end
             logger.exception("client agent failed")
-            self._lose_scheduler("the client's agent thread failed; see the log")
+            self._lose_scheduler(f"the client's agent thread failed ({error!r}); see the log")
         finally:
             self._wake_submitters()  # a submit still waiting for credit must wake and find the client closed
-            sock.disable_monitor()
-            monitor.close(linger=0)
-            sock.close(linger=500)
+            if monitor is not None:
+                assert sock is not None
+                sock.disable_monitor()
+                monitor.close(linger=0)
+            if sock is not None:
+                sock.close(linger=500)
             context.term()
 
     def _flush(self, sock: Socket) -> None:

@@ -361,11 +361,11 @@ class Client:
         timeout_seconds: float = 0.0,
     ) -> ScalerFuture:
         self._ensure_connected()
-        self._wait_for_room()
         encoder = self._encoder
         big: dict[bytes, bytes] = {}
         arguments, inline = encoder.arguments(args, kwargs, big)
         check_message_size(inline + len(function))
+        self._wait_for_room()  # only once nothing can fail before the send: a credit taken is a task sent
         task_id = self._next_task_id()
         future = self._manager.create(task_id, self.profiling, encoder.pin_automatic(big) if big else None)
         task = Task(task_id, function_id, b"", arguments, 0)

@@ -238,6 +238,9 @@ class SchedulerKeys:
         sock.curve_secretkey = self.secret_key
         sock.curve_publickey = self.public_key
         sock.zap_domain = ZAP_DOMAIN
+        # Fail closed: should the allow-list thread ever stop, libzmq refuses every handshake
+        # instead of its default of letting every key in.
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
 def _expand(path: PathLike | None) -> str | None:

@@ -93,16 +93,29 @@ class AllowListAuthenticator:
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
-                if not self._socket.poll(_POLL_MS):
+                try:
+                    if not self._socket.poll(_POLL_MS):
+                        continue
+                    request = self._socket.recv_multipart()
+                except zmq.ZMQError as error:
+                    if error.errno == zmq.ETERM:
+                        return  # the context is closing: the scheduler is stopping
+                    self._refusals.warning("scheduler: the allow-list thread could not read a handshake: %s", error)
+                    self._stopping.wait(0.01)  # no busy loop should the error persist
                     continue
-                request = self._socket.recv_multipart()
                 try:
                     reply, refused = zap_reply(request, self.allowed)
                 except Exception:  # never leave a handshake hanging: answer, and keep serving
                     logger.exception("scheduler could not check a handshake")
                     request_id = request[1] if len(request) > 1 else b""
                     reply, refused = _reply(request_id, b"500", b"error", b""), "a handshake it failed to check"
-                self._socket.send_multipart(reply)
+                try:
+                    self._socket.send_multipart(reply)
+                except zmq.ZMQError as error:  # that peer's handshake then times out; the next ones go on
+                    if error.errno == zmq.ETERM:
+                        return
+                    self._refusals.warning("scheduler: the allow-list thread could not answer a handshake: %s", error)
+                    continue
                 if refused is None:
                     self.accepted += 1
                 else:

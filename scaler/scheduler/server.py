@@ -115,11 +115,16 @@ class SchedulerServer:
                 timeout_ms = int(max(0.0, next_tick - time.monotonic()) * 1000)
                 outgoing: dict[bytes, list[Message]] = {}
                 events = dict(poller.poll(timeout_ms))
+                closed: list[bytes] = []
                 if monitor in events:  # before the router: a reused descriptor must not be misread
-                    self._on_connection_events(monitor, outgoing)
+                    closed = self._on_connection_events(monitor)
                 if router in events:
                     self._receive(router, outgoing)
                     self._safely(self.state.dispatch, outgoing)
+                # After the frames: a worker's goodbye read in this same turn makes its leaving free
+                # of charge; were the closed connection applied first, it would count as a death.
+                for peer in closed:
+                    self._safely(functools.partial(self.state.worker_disconnected, peer), outgoing)
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + _TICK_SECONDS
@@ -179,17 +184,18 @@ class SchedulerServer:
             self._descriptors[peer] = descriptor
             self._peers_by_descriptor[descriptor] = peer
 
-    def _on_connection_events(self, monitor: Socket, outgoing: dict[bytes, list[Message]]) -> None:
-        """A closed connection of a worker means it died (SIGKILL closes its sockets): act at once.
+    def _on_connection_events(self, monitor: Socket) -> list[bytes]:
+        """The peers whose connection closed: a worker's means it died (SIGKILL closes its sockets).
 
         Clients are not dropped this way: a client's DEALER reconnects after a network blip, and
         its tasks should survive that; silence past client_timeout_seconds still removes it.
         """
+        closed: list[bytes] = []
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return closed
             if event["event"] & HANDSHAKE_FAILED_EVENTS:  # its value is an error code, not a descriptor
                 refusal = describe_refused_handshake(event["event"], event["value"])
                 if refusal is not None:
@@ -203,7 +209,7 @@ class SchedulerServer:
                 continue
             del self._descriptors[peer]
             if event["event"] == zmq.EVENT_DISCONNECTED:
-                self._safely(functools.partial(self.state.worker_disconnected, peer), outgoing)
+                closed.append(peer)
 
     def _safely(self, step: Callable[[], Iterable[Instruction]], outgoing: dict[bytes, list[Message]]) -> None:
         try:

@@ -249,15 +249,19 @@ class SchedulerState:
         client = self._touch_client(source, now)
         if task.task_id in self.tasks:
             self._noise("duplicate").warning("task %s: duplicate submission ignored", _hex(task.task_id))
+            self._refund(source, client)
             return
+        # The function first: were it dropped with a refused task, the client's later tasks, which
+        # no longer carry its bytes, would all be refused too.
         problem = (
-            self._credit_problem(client)
-            or self._accept_function(client, task.function_id, task.function)
+            self._accept_function(client, task.function_id, task.function)
+            or self._credit_problem(client)
             or self._object_problem(source, task.args, set())
         )
         if problem:
             self._noise("rejected").error("task %s: rejected: %s", _hex(task.task_id), problem)
             self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, problem.encode(), 0))
+            self._refund(source, client)
             return
         task.function = b""
         task.objects = []
@@ -742,6 +746,12 @@ class SchedulerState:
             client.waiting -= 1
             client.credits_due += 1
             self._credits_due.add(record.client)
+
+    def _refund(self, client_id: bytes, client: ClientRecord) -> None:
+        """A task the client spent a credit on was not queued: give the credit back."""
+        if self.config.max_number_of_tasks_waiting > 0:
+            client.credits_due += 1
+            self._credits_due.add(client_id)
 
     def _credit_problem(self, client: ClientRecord) -> str:
         """Why a new task from this client cannot be queued now, or ``""``."""

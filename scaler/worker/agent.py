@@ -450,6 +450,10 @@ class WorkerAgent:
             elif not keep_running:
                 continue  # exiting: only what the scheduler must hear (results, confirmations) still goes
             elif isinstance(instruction, RunTask):
+                # Its TaskStarted (queued just before) leaves first: should the task kill this whole
+                # worker at once, the scheduler still knows it was running and charges it a retry.
+                self._send_to_scheduler(outgoing, sock)
+                outgoing = []
                 self._send_to_processor(instruction.processor_id, instruction.task)
             elif isinstance(instruction, SendToProcessor):
                 self._send_to_processor(instruction.processor_id, instruction.message)
@@ -462,9 +466,14 @@ class WorkerAgent:
             elif isinstance(instruction, ExitWorker):
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False
+        self._send_to_scheduler(outgoing, sock)
+        return keep_running
+
+    def _send_to_scheduler(self, messages: list[Message], sock: Socket) -> None:
+        if not messages:
+            return
         try:
-            for frame in encode_frames(outgoing) if outgoing else ():
+            for frame in encode_frames(messages):
                 sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
-            logger.debug("worker %s has no connection to send on; dropped %d messages", self.identity, len(outgoing))
-        return keep_running
+            logger.debug("worker %s has no connection to send on; dropped %d messages", self.identity, len(messages))

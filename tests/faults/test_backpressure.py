@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from scaler import Client, SchedulerClusterCombo
-from scaler.errors import DisconnectedError
+from scaler.errors import DisconnectedError, SerializationError
 from tests.faults import fault_tasks
 from tests.integration import tasks
 from tests.integration.conftest import descendants, wait_no_descendants
@@ -88,6 +88,19 @@ def test_a_submit_waiting_for_room_fails_when_the_client_disconnects() -> None:
         thread.join(timeout=10)
         assert not thread.is_alive()
         assert len(outcome) == 1 and isinstance(outcome[0], DisconnectedError), outcome
+    assert wait_no_descendants(before) == set()
+
+
+@pytest.mark.timeout(60)
+def test_submits_that_fail_before_sending_use_no_credit() -> None:
+    before = descendants()
+    combo = SchedulerClusterCombo(n_workers=1, max_number_of_tasks_waiting=2, logging_level="WARNING")
+    with combo, Client(address=combo.get_address(), timeout_seconds=30) as client:
+        for _ in range(5):  # more failures than credits: had each used one, the next submit would hang
+            with pytest.raises(SerializationError):
+                client.submit(round, threading.Lock())
+        assert client.submit(round, 2.5).result(timeout=10) == 2
+        assert client.map(round, [0.5, 1.5, 2.5, 3.5]) == [0, 2, 2, 4]
     assert wait_no_descendants(before) == set()
 
 

@@ -906,7 +906,8 @@ def test_a_client_that_ignores_its_credits_has_its_tasks_rejected_past_twice_the
     for index in range(3):
         assert credits(h.handle(C1, task(b"%d" % index, b""))) == []
     out = h.handle(C1, task(b"one-too-many", b""))
-    assert len(out) == 1 and out[0].message.status is TaskStatus.REJECTED  # type: ignore[union-attr]
+    assert out[0].message.status is TaskStatus.REJECTED  # type: ignore[union-attr]
+    assert out[1:] == [Send(C1, TaskCredit(1))]  # the credit it spent comes back
     assert b"over twice max_number_of_tasks_waiting (2)" in out[0].message.payload  # type: ignore[union-attr]
     assert b"one-too-many" not in h.state.tasks
     assert h.handle(C2, task(b"another-client", FN_BYTES))[-1] == Send(C2, TaskCredit(2))  # unaffected
@@ -918,3 +919,29 @@ def test_no_limit_means_no_credits() -> None:
     for index in range(200):
         assert h.handle(C1, task(b"%d" % index, b"")) == []
     assert h.state.clients[C1].waiting == 0
+
+
+def test_a_refused_or_duplicate_task_gives_its_credit_back() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=3), credits=True)
+    h.handle(C1, ClientHeartbeat(0.0))
+    h.handle(C1, task(b"t1"))
+    # A duplicate id, and a task naming an object the client does not hold: neither is queued.
+    assert credits(h.handle(C1, task(b"t1", b""))) == [Send(C1, TaskCredit(1))]
+    unknown_object = Task(b"t2", FN, b"", [TaskArgument("", ArgumentKind.OBJECT, b"o" * 16)], 0)
+    assert credits(h.handle(C1, unknown_object)) == [Send(C1, TaskCredit(1))]
+    assert h.state.clients[C1].waiting == 1
+
+
+def test_a_task_refused_for_credit_still_leaves_its_function_known() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=1), credits=True)
+    h.handle(C1, task(b"t0"))
+    h.handle(C1, task(b"t1", b""))
+    # The next one carries a new function's bytes and is refused for credit; later tasks with that
+    # function no longer carry the bytes, and must not be refused as naming an unknown function.
+    out = h.handle(C1, task(b"t2", FN2_BYTES, FN2))
+    assert out[0].message.status is TaskStatus.REJECTED  # type: ignore[union-attr]
+    assert Send(C1, TaskCredit(1)) in out
+    h.add_worker(W1)
+    out = h.handle(C1, task(b"t3", b"", FN2))
+    assert not [send for send in out if isinstance(send.message, TaskResult)]  # type: ignore[union-attr]
+    assert b"t3" in h.state.tasks

@@ -24,7 +24,8 @@ from scaler.io.security import (
     parse_version,
     require_libzmq,
 )
-from scaler.io.zap import zap_reply
+from scaler.io.sockets import bind_router
+from scaler.io.zap import AllowListAuthenticator, zap_reply
 
 # -- the libzmq floor --------------------------------------------------------------------------
 
@@ -288,3 +289,40 @@ def test_handshakes_cut_short_are_final_only_for_a_connecting_keyed_client(peer_
     assert type(at_timeout) is DisconnectedError and "keys_dir" in str(at_timeout)
     assert HandshakeWatch("tcp://h:1", None, "client").timeout_error(5) is None
     assert keyed.on_event(zmq.EVENT_CONNECTED, 12) is None  # other events are not handshakes
+
+
+@pytest.mark.timeout(30)
+def test_the_allow_list_fails_closed_when_its_thread_is_gone(tmp_path) -> None:
+    """libzmq lets every key in when no ZAP handler answers, unless the socket enforces the domain."""
+    make_keys(str(tmp_path / "keys"))
+    keys = SchedulerKeys.load(str(tmp_path / "keys"))
+    intruder_public, intruder_secret = zmq.curve_keypair()
+    context = zmq.Context()
+    authenticator = AllowListAuthenticator(context, keys.allowed)
+    router = bind_router(context, "tcp://127.0.0.1:0", keys)
+    address = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+    def intruder_gets_in() -> bool:
+        peer_context = zmq.Context()
+        peer = peer_context.socket(zmq.DEALER)
+        peer.curve_secretkey, peer.curve_publickey, peer.curve_serverkey = (
+            intruder_secret,
+            intruder_public,
+            keys.public_key,
+        )
+        peer.connect(address)
+        peer.send(b"hello")
+        got = bool(router.poll(1500))
+        if got:
+            router.recv_multipart()
+        peer.close(0)
+        peer_context.term()
+        return got
+
+    try:
+        assert not intruder_gets_in()
+        authenticator.stop()  # as if its thread had died
+        assert not intruder_gets_in()
+    finally:
+        router.close(0)
+        context.term()
