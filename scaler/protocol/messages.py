@@ -53,6 +53,7 @@ class ObjectInstructionType(enum.IntEnum):
     CREATE = 0  # store these objects (client -> scheduler)
     DELETE = 1  # drop these objects (client -> scheduler, scheduler -> worker, agent -> processor)
     CLEAR = 2  # drop every object this client holds (client -> scheduler)
+    DELETE_FUNCTIONS = 3  # drop these functions: no client uses them now (scheduler -> worker, agent -> processor)
 
 
 class LogStream(enum.IntEnum):

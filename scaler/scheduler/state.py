@@ -345,8 +345,12 @@ class SchedulerState:
         elif instruction.kind is ObjectInstructionType.DELETE:
             for object_id in instruction.object_ids:
                 freed += self.objects.release(source, object_id)
-        else:
+        elif instruction.kind is ObjectInstructionType.CLEAR:
             freed += self.objects.release_all(source)
+        else:  # functions are freed when their last client leaves, not on a client's word
+            self._noise("objects").warning(
+                "client %s sent an ObjectInstruction of kind %s", _peer(source), instruction.kind.name
+            )
         self._announce_freed(freed)
 
     def on_object_request(self, source: bytes, request: ObjectRequest, now: float) -> None:
@@ -793,13 +797,20 @@ class SchedulerState:
             if record is not None:
                 self._cancel(record)
         self._announce_freed(self.objects.release_all(client_id))
+        freed: list[bytes] = []
         for function_id in client.functions:
             self._function_users[function_id] -= 1
             if self._function_users[function_id] == 0:
                 del self._function_users[function_id]
                 del self._functions[function_id]
-                for worker in self.workers.values():
-                    worker.functions.discard(function_id)
+                freed.append(function_id)
+        # Workers drop them too: a long-lived cluster serving clients that send many distinct
+        # closures would otherwise keep every one of them, in every agent and processor, forever.
+        for worker_id, worker in self.workers.items():
+            dropped = [function_id for function_id in freed if function_id in worker.functions]
+            if dropped:
+                worker.functions.difference_update(dropped)
+                self._send(worker_id, ObjectInstruction(ObjectInstructionType.DELETE_FUNCTIONS, dropped, []))
 
     def _release(self, worker_id: bytes) -> None:
         """Let a leaving worker go: requeue what it still holds, and tell it that it may exit."""

@@ -71,11 +71,24 @@ def run_processor(
                     send(result)
                 except OSError:  # the agent is gone (killed): nobody to report to
                     return
-            elif type(message) is ObjectInstruction and message.kind == ObjectInstructionType.DELETE:
-                for object_id in message.object_ids:
-                    objects.pop(object_id, None)
+            elif type(message) is ObjectInstruction:
+                apply_deletes(message, functions, objects)
             else:
                 logger.warning("processor %d ignored a %s from its agent", os.getpid(), type(message).__name__)
+
+
+def apply_deletes(
+    instruction: ObjectInstruction, functions: dict[bytes, _Function], objects: dict[bytes, bytes]
+) -> None:
+    """Drop the objects, or the functions, that the agent says are no longer needed."""
+    if instruction.kind == ObjectInstructionType.DELETE:
+        for object_id in instruction.object_ids:
+            objects.pop(object_id, None)
+    elif instruction.kind == ObjectInstructionType.DELETE_FUNCTIONS:
+        for function_id in instruction.object_ids:
+            functions.pop(function_id, None)
+    else:
+        logger.warning("processor %d ignored an ObjectInstruction of kind %s", os.getpid(), instruction.kind.name)
 
 
 def run_task(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes]) -> TaskResult:

@@ -127,6 +127,7 @@ class _Processor:
     functions: set[bytes] = field(default_factory=set)
     objects: set[bytes] = field(default_factory=set)
     stale_objects: list[bytes] = field(default_factory=list)  # deleted here; to delete there when idle
+    stale_functions: list[bytes] = field(default_factory=list)  # likewise, for functions
 
 
 class WorkerState:
@@ -242,7 +243,10 @@ class WorkerState:
         return self._take_output()
 
     def on_object_instruction(self, instruction: ObjectInstruction, now: float) -> list[WorkerInstruction]:
-        """DELETE drops objects here and in the processors holding them; CREATE caches them."""
+        """DELETE drops objects here and in the processors holding them; CREATE caches them.
+
+        DELETE_FUNCTIONS drops functions no client uses any more, here and in the processors.
+        """
         self._last_scheduler_contact = now
         if instruction.kind == ObjectInstructionType.DELETE:
             ids = instruction.object_ids
@@ -260,6 +264,19 @@ class WorkerState:
         elif instruction.kind == ObjectInstructionType.CREATE:
             for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=False):
                 self._objects[object_id] = payload
+        elif instruction.kind == ObjectInstructionType.DELETE_FUNCTIONS:
+            ids = instruction.object_ids
+            for function_id in ids:
+                self._functions.pop(function_id, None)
+            for processor in self._processors.values():
+                held = [function_id for function_id in ids if function_id in processor.functions]
+                if not held:
+                    continue
+                processor.functions.difference_update(held)
+                if processor.task is None:
+                    self._out.append(SendToProcessor(processor.processor_id, _delete(held, functions=True)))
+                else:
+                    processor.stale_functions += held
         else:
             logger.warning("worker ignored an ObjectInstruction of kind %s", instruction.kind.name)
         return self._take_output()
@@ -331,6 +348,9 @@ class WorkerState:
         if processor.stale_objects:
             self._out.append(SendToProcessor(processor_id, _delete(processor.stale_objects)))
             processor.stale_objects = []
+        if processor.stale_functions:
+            self._out.append(SendToProcessor(processor_id, _delete(processor.stale_functions, functions=True)))
+            processor.stale_functions = []
         self._idle.append(processor_id)
         self._schedule(now)
         return self._take_output()
@@ -446,7 +466,7 @@ class WorkerState:
                 assert self._starting == processor_id, "only the starting processor is not ready"
                 assert processor.task is None and not processor.functions and not processor.objects
             if processor.task is None:
-                assert not processor.blocked and not processor.stale_objects
+                assert not processor.blocked and not processor.stale_objects and not processor.stale_functions
                 assert processor_id in self._idle or not processor.ready, "a ready processor without a task is idle"
             else:
                 assert self._running.get(processor.task.task_id) == processor_id
@@ -580,5 +600,6 @@ class WorkerState:
             self._starting = None
 
 
-def _delete(object_ids: list[bytes]) -> ObjectInstruction:
-    return ObjectInstruction(ObjectInstructionType.DELETE, list(object_ids), [])
+def _delete(ids: list[bytes], functions: bool = False) -> ObjectInstruction:
+    kind = ObjectInstructionType.DELETE_FUNCTIONS if functions else ObjectInstructionType.DELETE
+    return ObjectInstruction(kind, list(ids), [])

@@ -713,7 +713,7 @@ enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4,
 enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
 enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
 enum ArgumentKind(INLINE=0, OBJECT=1)
-enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2, DELETE_FUNCTIONS=3)
 enum LogStream(STDOUT=1, STDERR=2)
 record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
 record ObjectContent(object_id: bytes, data: bytes)

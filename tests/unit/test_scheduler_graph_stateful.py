@@ -291,6 +291,13 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
             assert worker not in self.balance_asked, "a second balance request before the first was answered"
             assert set(message.task_ids) <= set(held), "asked to hand back tasks it does not hold"
             self.balance_asked[worker] = [(task_id, held[task_id]) for task_id in message.task_ids]
+        elif isinstance(message, ObjectInstruction) and message.kind is ObjectInstructionType.DELETE_FUNCTIONS:
+            # Only once no connected client uses them (a departed client's task may still await its cancel).
+            in_use = {r.task.function_id for r in self.state.tasks.values() if r.client in self.state.clients}
+            for function_id in message.object_ids:
+                assert function_id in self.worker_functions[worker], "told to drop a function it was never sent"
+                assert function_id not in in_use, "a function still in use was dropped"
+                self.worker_functions[worker].discard(function_id)
         elif isinstance(message, ObjectInstruction):
             assert message.kind is ObjectInstructionType.DELETE, message
             cache = self.worker_objects[worker]

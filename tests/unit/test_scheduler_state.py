@@ -25,6 +25,8 @@ from scaler.protocol.messages import (
     DisconnectResponse,
     DisconnectType,
     Message,
+    ObjectInstruction,
+    ObjectInstructionType,
     SchedulerShutdown,
     Task,
     TaskArgument,
@@ -56,6 +58,10 @@ CANCEL_FAILED = CancelConfirmType.CANCEL_FAILED
 CANCEL_NOT_FOUND = CancelConfirmType.CANCEL_NOT_FOUND
 
 SCHEDULER_ID = b"scheduler-1"
+
+
+# What a worker is told once the last client using FN has left.
+DROP_FN = Send(W1, ObjectInstruction(ObjectInstructionType.DELETE_FUNCTIONS, [FN], []))
 
 
 def args_of(task_id: bytes) -> list[TaskArgument]:
@@ -522,7 +528,11 @@ def test_client_disconnect_cancels_its_tasks_and_frees_its_functions(h: Harness)
     h.handle(C2, task(b"b1", FN2_BYTES, FN2))  # queued
     h.handle(C1, TaskCancel(b"a2"))  # already canceling
     assert h.stats()["functions"] == 2
-    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"a1"))]
+    # Its running task is cancelled, then the worker drops the function nobody uses any more.
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [
+        Send(W1, TaskCancel(b"a1")),
+        Send(W1, ObjectInstruction(ObjectInstructionType.DELETE_FUNCTIONS, [FN], [])),
+    ]
     assert C1 not in h.state.clients
     assert h.task_state(b"a3") is None
     assert h.task_state(b"a1") is TaskState.CANCELING
@@ -550,7 +560,7 @@ def test_client_times_out() -> None:
     # Exactly at the timeout the client is still alive.
     assert h.tick(10.0) == []
     assert h.stats()["clients"] == 2
-    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1")), DROP_FN]
     assert set(h.state.clients) == {C2}
     assert h.task_state(b"t2") is None
     assert h.stats()["functions"] == 0
@@ -727,7 +737,7 @@ def test_a_draining_worker_whose_last_task_is_cancelled_for_a_departed_client_is
     h.handle(C1, task(b"t1"))
     h.handle(W1, TaskStarted(b"t1", 1))
     h.handle(W1, DisconnectRequest(drain=True))
-    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1")), DROP_FN]
     assert h.handle(W1, confirm(b"t1", CANCELED)) == [Send(W1, DisconnectResponse())]
     assert h.stats()["workers"] == 0
 
@@ -786,6 +796,7 @@ def test_unprotected_scheduler_shuts_down_on_request() -> None:
     assert h.handle(C1, ClientDisconnect(DisconnectType.SHUTDOWN)) == [
         Send(C1, ClientShutdownResponse(True, "")),
         Send(W1, TaskCancel(b"t1")),
+        DROP_FN,
         Send(W1, SchedulerShutdown(reason)),
         Send(W2, SchedulerShutdown(reason)),
         Send(C2, SchedulerShutdown(reason)),
@@ -850,7 +861,7 @@ def test_orphaned_task_is_dropped_not_requeued_when_its_worker_leaves(worker_lea
     h = Harness()
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
-    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.handle(C1, ClientDisconnect(DisconnectType.DISCONNECT)) == [Send(W1, TaskCancel(b"t1")), DROP_FN]
     assert h.stats()["functions"] == 0
     # The worker refuses the cancel; there is no client left to tell.
     assert h.handle(W1, confirm(b"t1", CANCEL_FAILED)) == []
@@ -865,7 +876,7 @@ def test_client_that_timed_out_and_returns_keeps_the_state_valid() -> None:
     h = Harness(SchedulerConfig(client_timeout_seconds=10.0, worker_timeout_seconds=100.0))
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
-    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1"))]
+    assert h.tick(10.5) == [Send(W1, TaskCancel(b"t1")), DROP_FN]
     h.now = 11.0
     reason = "the scheduler heard nothing from this client for 10s; its tasks were cancelled"
     # It is told it was dropped, and is not silently re-registered (validate() runs after each step).

@@ -34,6 +34,8 @@ from scaler.protocol.messages import (
     DisconnectResponse,
     DisconnectType,
     Message,
+    ObjectInstruction,
+    ObjectInstructionType,
     Task,
     TaskCancel,
     TaskCancelConfirm,
@@ -117,8 +119,9 @@ class SchedulerMachine(RuleBasedStateMachine):
             return
         if worker not in self.state.workers:
             # The worker was dropped later in the same step (a tick that expires a client, then the
-            # worker): only a cancel may have been addressed to it, and it is moot.
-            assert worker in self.held and isinstance(message, TaskCancel), f"sent {message!r} to unknown {worker!r}"
+            # worker): only a cancel or a function drop may have been addressed to it, and both are moot.
+            moot = isinstance(message, TaskCancel | ObjectInstruction)
+            assert worker in self.held and moot, f"sent {message!r} to unknown {worker!r}"
             return
         held = self.held[worker]
         if isinstance(message, Task):
@@ -132,6 +135,11 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert message.function_id in self.worker_functions[worker], "task without its function"
             held[message.task_id] = message.attempt
             self.history.append((worker, message.task_id, message.attempt))
+        elif isinstance(message, ObjectInstruction):
+            assert message.kind is ObjectInstructionType.DELETE_FUNCTIONS, message
+            for function_id in message.object_ids:
+                assert function_id in self.worker_functions[worker], "told to drop a function it was never sent"
+                self.worker_functions[worker].discard(function_id)
         elif isinstance(message, TaskCancel):
             assert message.task_id in held, "cancel sent to a worker that does not hold the task"
             self.to_answer[worker].add(message.task_id)

@@ -26,6 +26,8 @@ from scaler.protocol.messages import (
     LogStream,
     Message,
     ObjectContent,
+    ObjectInstruction,
+    ObjectInstructionType,
     ProcessorBlocked,
     Task,
     TaskArgument,
@@ -33,7 +35,7 @@ from scaler.protocol.messages import (
     TaskStatus,
 )
 from scaler.worker import output, processor_context
-from scaler.worker.processor import run_task
+from scaler.worker.processor import apply_deletes, run_task
 
 SERIALIZER = DefaultSerializer()
 
@@ -296,3 +298,14 @@ def test_an_exception_too_big_for_a_message_comes_back_as_a_serialization_error(
     error, text = pickle.loads(result.payload)
     assert isinstance(error, SerializationError)
     assert "builtins.ValueError" in str(error) and "message limit" in str(error)
+
+
+def test_the_agent_s_deletes_drop_objects_and_functions_from_the_processor_s_caches() -> None:
+    functions: dict[bytes, Any] = {b"f1": (len, None), b"f2": (max, None)}
+    objects = {b"o1": b"x", b"o2": b"y"}
+    apply_deletes(ObjectInstruction(ObjectInstructionType.DELETE, [b"o1", b"unknown"], []), functions, objects)
+    assert set(objects) == {b"o2"} and set(functions) == {b"f1", b"f2"}
+    apply_deletes(ObjectInstruction(ObjectInstructionType.DELETE_FUNCTIONS, [b"f1"], []), functions, objects)
+    assert set(objects) == {b"o2"} and set(functions) == {b"f2"}
+    apply_deletes(ObjectInstruction(ObjectInstructionType.CLEAR, [], []), functions, objects)  # not the agent's to send
+    assert set(objects) == {b"o2"} and set(functions) == {b"f2"}

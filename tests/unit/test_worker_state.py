@@ -410,6 +410,33 @@ def test_delete_reaches_a_parked_processor_when_it_is_done(ws: WorkerState) -> N
     assert ws.on_processor_result(1, result(b"t1"), 2.0) == [sent(b"t1"), SendToProcessor(1, delete(b"o1"))]
 
 
+def drop_functions(*function_ids: bytes) -> ObjectInstruction:
+    return ObjectInstruction(ObjectInstructionType.DELETE_FUNCTIONS, list(function_ids), [])
+
+
+def test_functions_nobody_uses_are_dropped_here_and_in_processors_idle_or_busy(ws: WorkerState) -> None:
+    ws.on_task(task(b"t1", FN_BYTES), 0.0)
+    ws.on_processor_result(1, result(b"t1"), 0.5)  # processor 1 now holds FN, and is idle
+    ws.on_task(task(b"t2", FN2_BYTES, function_id=FN2), 1.0)  # and runs FN2
+    assert ws.statistics()["functions"] == 2
+    # Processor 1 holds both and is busy with t2: it is told once t2 is done, not before.
+    assert ws.on_object_instruction(drop_functions(FN, FN2), 2.0) == []
+    assert ws.statistics()["functions"] == 0
+    assert ws.on_processor_result(1, result(b"t2"), 3.0) == [
+        sent(b"t2"),
+        SendToProcessor(1, drop_functions(FN, FN2)),
+    ]
+    # Sent again later (another client's task), the bytes go to the processor afresh.
+    assert ws.on_task(task(b"t3", FN_BYTES), 4.0) == [run(1, b"t3", FN_BYTES)]
+
+
+def test_an_idle_processor_drops_a_function_at_once(ws: WorkerState) -> None:
+    ws.on_task(task(b"t1", FN_BYTES), 0.0)
+    ws.on_processor_result(1, result(b"t1"), 0.5)
+    assert ws.on_object_instruction(drop_functions(FN), 1.0) == [SendToProcessor(1, drop_functions(FN))]
+    assert ws.on_object_instruction(drop_functions(FN), 1.5) == []  # nothing left to drop
+
+
 def test_create_caches_objects_and_clear_is_ignored(ws: WorkerState) -> None:
     create = ObjectInstruction(ObjectInstructionType.CREATE, [b"o1"], [b"bytes-of-o1"])
     assert ws.on_object_instruction(create, 0.0) == []
