@@ -245,15 +245,13 @@ class ClientAgent(threading.Thread):
         with self.credit_changed:
             if self.credits is None:
                 return True
-            if not block and self.credits <= 0 and threading.current_thread() is not self:
-                return False
-            if threading.current_thread() is not self:
-                if self.credits <= 0:
-                    logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
-                while self.credits is not None and self.credits <= 0 and self.error is None and self.is_alive():
+            if self.credits <= 0 and threading.current_thread() is not self:
+                if not block:
+                    return False
+                logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
+                while self.credits <= 0 and self.error is None and self.is_alive():
                     self.credit_changed.wait(1.0)
-            if self.credits is not None:
-                self.credits -= 1
+            self.credits -= 1
             return True
 
     def _wake_submitters(self) -> None:

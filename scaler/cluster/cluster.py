@@ -113,9 +113,7 @@ class Cluster:
         """
         if grace_seconds is None:
             grace_seconds = self.grace_period_seconds + 5.0
-        for process in self._processes:
-            if process.poll() is None:
-                process.terminate()
+        self.stop_now()  # the first signal: a graceful stop
         deadline = time.monotonic() + grace_seconds
         for process in self._processes:
             try:
@@ -128,7 +126,7 @@ class Cluster:
     terminate = shutdown
 
     def stop_now(self) -> None:
-        """Signal the workers again: a worker draining for a graceful stop then exits at once."""
+        """SIGTERM every live worker: the first one drains it, a second one stops it at once."""
         for process in self._processes:
             if process.poll() is None:
                 process.terminate()

@@ -227,8 +227,7 @@ class SchedulerState:
             if now - worker.last_seen > self.config.worker_timeout_seconds:
                 logger.warning("worker %s timed out holding %d tasks", _peer(worker_id), len(worker.tasks))
                 self._remove_worker(worker_id, died=True)
-        for worker_id, worker in list(self.workers.items()):
-            if worker.leaving and not worker.tasks:  # its last tasks were cancelled on their client's behalf
+            elif worker.leaving and not worker.tasks:  # its last tasks were cancelled on their client's behalf
                 self._release(worker_id)
         self._expire_unschedulable(now)
         self._dispatch()
@@ -748,11 +747,10 @@ class SchedulerState:
         client = self.clients.get(record.client)
         if client is not None:
             client.waiting -= 1
-            client.credits_due += 1
-            self._credits_due.add(record.client)
+            self._refund(record.client, client)
 
     def _refund(self, client_id: bytes, client: ClientRecord) -> None:
-        """A task the client spent a credit on was not queued: give the credit back."""
+        """Give the client back a credit: its task left the queue, or was never queued."""
         if self.config.max_number_of_tasks_waiting > 0:
             client.credits_due += 1
             self._credits_due.add(client_id)

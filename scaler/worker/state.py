@@ -248,35 +248,27 @@ class WorkerState:
         DELETE_FUNCTIONS drops functions no client uses any more, here and in the processors.
         """
         self._last_scheduler_contact = now
-        if instruction.kind == ObjectInstructionType.DELETE:
+        kind = instruction.kind
+        if kind in (ObjectInstructionType.DELETE, ObjectInstructionType.DELETE_FUNCTIONS):
+            functions = kind == ObjectInstructionType.DELETE_FUNCTIONS
             ids = instruction.object_ids
-            for object_id in ids:
-                self._objects.pop(object_id, None)
+            cache = self._functions if functions else self._objects
+            for dropped_id in ids:
+                cache.pop(dropped_id, None)
             for processor in self._processors.values():
-                held = [object_id for object_id in ids if object_id in processor.objects]
+                holds = processor.functions if functions else processor.objects
+                held = [dropped_id for dropped_id in ids if dropped_id in holds]
                 if not held:
                     continue
-                processor.objects.difference_update(held)
+                holds.difference_update(held)
+                stale = processor.stale_functions if functions else processor.stale_objects
                 if processor.task is None:
-                    self._out.append(SendToProcessor(processor.processor_id, _delete(held)))
+                    self._out.append(SendToProcessor(processor.processor_id, _delete(held, functions)))
                 else:
-                    processor.stale_objects += held
-        elif instruction.kind == ObjectInstructionType.CREATE:
+                    stale += held
+        elif kind == ObjectInstructionType.CREATE:
             for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=False):
                 self._objects[object_id] = payload
-        elif instruction.kind == ObjectInstructionType.DELETE_FUNCTIONS:
-            ids = instruction.object_ids
-            for function_id in ids:
-                self._functions.pop(function_id, None)
-            for processor in self._processors.values():
-                held = [function_id for function_id in ids if function_id in processor.functions]
-                if not held:
-                    continue
-                processor.functions.difference_update(held)
-                if processor.task is None:
-                    self._out.append(SendToProcessor(processor.processor_id, _delete(held, functions=True)))
-                else:
-                    processor.stale_functions += held
         else:
             logger.warning("worker ignored an ObjectInstruction of kind %s", instruction.kind.name)
         return self._take_output()
