@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import gc
+import threading
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -155,17 +156,29 @@ def _to_wire(obj: Any) -> Any:
     return [getattr(obj, name) for name in names]
 
 
-_packer = msgpack.Packer(default=_to_wire, use_bin_type=True, autoreset=True)
+class _ThreadPackers(threading.local):
+    """One msgpack ``Packer`` per thread.
+
+    A ``Packer`` keeps its output buffer between calls, and its ``default`` hook is Python code,
+    so the interpreter may switch threads in the middle of a pack: a packer shared by two
+    threads (two clients in one process, or a task's threads) interleaves their frames.
+    """
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(default=_to_wire, use_bin_type=True, autoreset=True)
+
+
+_packers = _ThreadPackers()
 
 
 def encode(messages: Iterable[Message]) -> bytes:
-    """Encode one or more messages into one frame."""
+    """Encode one or more messages into one frame (safe from any number of threads)."""
     frame: list[Any] = [PROTOCOL_VERSION]
     for message in messages:
         wire = [message.TYPE]
         wire.extend(getattr(message, name) for name in _FIELD_NAMES[type(message)])
         frame.append(wire)
-    packed: bytes = _packer.pack(frame)
+    packed: bytes = _packers.packer.pack(frame)
     return packed
 
 

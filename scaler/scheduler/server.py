@@ -170,6 +170,7 @@ class SchedulerServer:
                 continue
             except ProtocolError as error:
                 self._bad_frames.warning("scheduler dropped a bad frame from %r: %s", source[:64], error)
+                self._safely(functools.partial(self.state.unreadable_frame, source, str(error)), outgoing)
                 continue
             now = time.monotonic()
             for message in messages:

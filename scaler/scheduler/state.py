@@ -241,6 +241,25 @@ class SchedulerState:
             self._dispatch()
         return self._take_output()
 
+    def unreadable_frame(self, source: bytes, reason: str) -> list[Instruction]:
+        """A frame from ``source`` could not be decoded, so whatever it held is lost.
+
+        Never silently: a known client is dropped and told at once (its futures fail instead of
+        waiting for answers to tasks that never arrived); a known worker is let go as if it had
+        left, so the results it may have sent are not waited for and its tasks run elsewhere,
+        uncharged. Unknown peers (strangers, attackers) are only logged by the shell.
+        """
+        if source in self.clients:
+            text = f"the scheduler could not read a frame this client sent ({reason}); its tasks were cancelled"
+            logger.error("client %s: %s", _peer(source), text)
+            self._remove_client(source, text)
+            self._send(source, ClientDropped(text))
+        elif source in self.workers:
+            logger.error("worker %s sent an unreadable frame (%s); its tasks go elsewhere", _peer(source), reason)
+            self._remove_worker(source, died=False)
+            self._dispatch()
+        return self._take_output()
+
     # -- client messages ----------------------------------------------------------------------
 
     def on_task(self, source: bytes, task: Task, now: float) -> None:

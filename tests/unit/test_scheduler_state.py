@@ -956,3 +956,35 @@ def test_a_task_refused_for_credit_still_leaves_its_function_known() -> None:
     out = h.handle(C1, task(b"t3", b"", FN2))
     assert not [send for send in out if isinstance(send.message, TaskResult)]  # type: ignore[union-attr]
     assert b"t3" in h.state.tasks
+
+
+def test_a_clients_unreadable_frame_drops_it_at_once(h: Harness) -> None:
+    # Its lost frame may have held tasks: the client must hear now, not wait on them forever.
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    out = h.state.unreadable_frame(C1, "undecodable frame: ExtraData")
+    h.state.validate()
+    text = (
+        "the scheduler could not read a frame this client sent (undecodable frame: ExtraData); its tasks were cancelled"
+    )
+    assert out == [Send(W1, TaskCancel(b"t1")), DROP_FN, Send(C1, ClientDropped(text))]
+    assert set(h.state.clients) == set()
+    # Its later messages keep getting the same answer.
+    assert h.handle(C1, ClientHeartbeat(1.0)) == [Send(C1, ClientDropped(text))]
+
+
+def test_a_workers_unreadable_frame_lets_it_go_and_its_tasks_run_elsewhere_uncharged(h: Harness) -> None:
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, TaskStarted(b"t1", 1))
+    h.add_worker(W2)
+    out = h.state.unreadable_frame(W1, "undecodable frame")
+    h.state.validate()
+    assert out == [Send(W2, dispatched(b"t1", attempt=2, function=FN_BYTES))]
+    assert h.state.tasks[b"t1"].deaths == 0
+
+
+def test_an_unknown_peers_unreadable_frame_changes_nothing(h: Harness) -> None:
+    h.add_worker(W1)
+    assert h.state.unreadable_frame(b"stranger", "undecodable frame") == []
+    assert set(h.state.workers) == {W1}
