@@ -17,6 +17,7 @@ from scaler.cluster.cluster import Cluster
 from scaler.cluster.combo import SchedulerClusterCombo
 from scaler.errors import (
     AuthenticationError,
+    ClientForkedError,
     DisconnectedError,
     InsecureBindError,
     ProcessorDiedError,
@@ -35,6 +36,7 @@ __all__ = [
     "__version__",
     "AuthenticationError",
     "Client",
+    "ClientForkedError",
     "Cluster",
     "DisconnectedError",
     "InsecureBindError",

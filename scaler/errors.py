@@ -34,6 +34,14 @@ class AuthenticationError(DisconnectedError):
     """
 
 
+class ClientForkedError(DisconnectedError):
+    """A ``Client`` was used in a process forked from the one that created it.
+
+    The child inherits the object but not its agent thread or connection: create a new
+    ``Client`` in the child instead.
+    """
+
+
 class InsecureBindError(ScalerError, ValueError):
     """A scheduler was asked to bind to a non-loopback address without keys and without ``insecure``."""
 

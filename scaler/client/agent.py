@@ -26,7 +26,6 @@ from zmq.utils.monitor import recv_monitor_message
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.output import TaskOutputPrinter
 from scaler.errors import AuthenticationError, DisconnectedError, ProtocolError, ProtocolVersionError
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import HANDSHAKE_EVENTS, HandshakeWatch, PeerKeys
 from scaler.io.sockets import Socket, connect_dealer
 from scaler.protocol.codec import decode, encode_frames
@@ -87,7 +86,6 @@ class ClientAgent(threading.Thread):
         self._output = TaskOutputPrinter()
         self._wake_pending = False
         self._stop_requested = False
-        self._bad_frames = RateLimitedLog()
         self._scheduler_id: bytes | None = None
 
     def send(self, message: Message) -> None:
@@ -137,10 +135,12 @@ class ClientAgent(threading.Thread):
                 elif self.error is None and time.monotonic() - last_heard > self.timeout_seconds:
                     silence = f"no answer from the scheduler at {self.address} for {self.timeout_seconds:g}s"
                     self._lose_scheduler(silence)
-        except Exception as error:  # never die silently: whatever was pending must still end
+        except BaseException as error:  # never die silently, whatever the type: what was pending must still end
             logger.exception("client agent failed")
             self._lose_scheduler(f"the client's agent thread failed ({error!r}); see the log")
         finally:
+            if self.error is None and not self._stop_requested:  # no path ends here, but nothing may wait forever
+                self._lose_scheduler("the client's agent thread ended")
             self._wake_submitters()  # a submit still waiting for credit must wake and find the client closed
             if monitor is not None:
                 assert sock is not None
@@ -186,10 +186,13 @@ class ClientAgent(threading.Thread):
             self.heard_anything = True
             try:
                 messages = decode(frame)
+            except ProtocolVersionError as error:
+                self._lose_scheduler(str(error))
+                continue
             except ProtocolError as error:
-                self._bad_frames.warning("client dropped a bad frame from the scheduler: %s", error)
-                if isinstance(error, ProtocolVersionError):
-                    self._lose_scheduler(str(error))
+                # Only the scheduler can send here, so this is a broken stream, and the frame may
+                # have held results: fail what is pending rather than let it wait forever.
+                self._lose_scheduler(f"the client could not read a frame from the scheduler ({error})")
                 continue
             heard = True
             self.connected.set()

@@ -41,6 +41,7 @@ from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.errors import (
     AuthenticationError,
+    ClientForkedError,
     DisconnectedError,
     ProcessorDiedError,
     RemoteTraceback,
@@ -119,6 +120,7 @@ class Client:
         scheduler_key_file: PathLike | None = None,
     ) -> None:
         require_libzmq()
+        self._pid = os.getpid()  # a Client belongs to the process that made it (see _ensure_usable)
         self._combo: Any = None
         own_scheduler = processor_context.scheduler_address()
         if address is None:
@@ -149,6 +151,7 @@ class Client:
         self._task_counter = itertools.count()
         self._shutdown_answer: ClientShutdownResponse | None = None
         self._shutdown_answered = threading.Event()
+        self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
         self._manager = ClientFutureManager(self._send, self._decode_result, self._on_agent_thread)
         self._agent = ClientAgent(
@@ -281,6 +284,7 @@ class Client:
 
     def disconnect(self) -> None:
         """Leave the scheduler; pending futures end cancelled. Calling it again does nothing."""
+        self._check_process()
         if self._disconnected:
             return
         self._disconnected = True  # first: a submit from now on (a callback, another thread) raises
@@ -294,7 +298,12 @@ class Client:
 
         Raises ``ShutdownRefusedError`` when the scheduler runs in protected mode. A client
         that started its own local cluster (``Client()``) always shuts it down.
+
+        From a done-callback (the client's agent thread, which is the one that would read the
+        answer) it sends the request and returns at once: an accepted shutdown then ends this
+        client's futures as the scheduler goes, and a refusal is logged as a warning.
         """
+        self._check_process()
         if self._disconnected:
             return
         if self._combo is not None:
@@ -302,6 +311,10 @@ class Client:
             return
         self._ensure_connected()
         self._shutdown_answered.clear()
+        if self._on_agent_thread():
+            self._shutdown_unawaited = True
+            self._send(ClientDisconnect(DisconnectType.SHUTDOWN))
+            return
         self._send(ClientDisconnect(DisconnectType.SHUTDOWN))
         if not self._shutdown_answered.wait(self.timeout_seconds) or self._shutdown_answer is None:
             raise DisconnectedError(f"the scheduler did not answer the shutdown request within {self.timeout_seconds}s")
@@ -312,6 +325,7 @@ class Client:
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""
+        self._check_process()
         return {
             "pending": self._manager.pending_count(),
             "results_kept_on_scheduler": self._manager.delayed_count(),
@@ -329,10 +343,21 @@ class Client:
             self._combo = None
 
     def _ensure_connected(self) -> None:
+        self._check_process()
         if self._disconnected:
             raise DisconnectedError("this client is disconnected; create a new Client to submit more tasks")
         if self._agent.error is not None:
             raise DisconnectedError(str(self._agent.error))
+        if not self._agent.is_alive():  # it always sets an error first; this guards against the unforeseen
+            raise DisconnectedError("this client's agent thread has ended; create a new Client")
+
+    def _check_process(self) -> None:
+        """A forked child inherits the Client object but not its agent thread: refuse, rather than hang."""
+        if os.getpid() != self._pid:
+            raise ClientForkedError(
+                f"this Client was created in process {self._pid} and cannot be used in process {os.getpid()} "
+                f"(a fork of it has no connection to the scheduler); create a new Client in the child process"
+            )
 
     def _send(self, message: Message) -> None:
         if not self._disconnected:  # late frees (a dropped future) after disconnect have nowhere to go
@@ -344,6 +369,13 @@ class Client:
     def _on_shutdown_response(self, response: ClientShutdownResponse) -> None:
         self._shutdown_answer = response
         self._shutdown_answered.set()
+        if self._shutdown_unawaited:  # on the agent thread: act on the answer without blocking it
+            self._shutdown_unawaited = False
+            if not response.accepted:
+                logger.warning("the scheduler refused the shutdown asked from a done-callback: %s", response.reason)
+            else:
+                self._manager.cancel_all()
+                self._close(stop_combo=False)
 
     # -- internals: tasks ----------------------------------------------------------------------
 
@@ -375,6 +407,8 @@ class Client:
         task.profiling = self.profiling
         task.stream_output = self.stream_output
         encoder.send_with_function(task, function_id, function)
+        if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
+            self._manager.fail_all(self._agent.error)
         return future
 
     def _wait_for_room(self) -> None:
@@ -470,7 +504,8 @@ def _rebuild_client(
     key = (address, token)
     with _rebuilt_lock:
         client = _originals.get(key) or _rebuilt.get(key)
-        if client is not None and not client._disconnected and client._agent.error is None:
+        usable = client is not None and client._pid == os.getpid() and not client._disconnected
+        if usable and client is not None and client._agent.error is None:
             return client
         profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
         if address == processor_context.scheduler_address():

@@ -2,8 +2,8 @@
 
 The future's outcome is set only by ``ClientFutureManager`` (through ``_settle_*``, ``_set_delayed``
 and ``_finish_fetch``), always through the public hooks of ``concurrent.futures.Future`` and with
-callbacks run outside locks. Its private access to the base class (``_condition`` and
-``_waiters``) is in this module only.
+callbacks run outside locks. Its private access to the base class (``_condition``,
+``_waiters``, ``_done_callbacks`` and ``_invoke_callbacks``) is in this module only.
 
 ``cancel(timeout=None)``:
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from typing import Any
 
 from scaler.protocol.messages import TaskResult
 from scaler.worker import processor_context
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class _FetchingWaiters(list):  # type: ignore[type-arg]
 
 class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
+
+    _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]]  # the base class's, untyped there
 
     # Defaults as class attributes: a future is made per task, and most never change them.
     _cancel_in_flight = False
@@ -125,9 +130,32 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         return super().exception(0)
 
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
-        """Call ``fn(future)`` once the value is here (fetching a kept result first)."""
-        super().add_done_callback(fn)
+        """Call ``fn(future)`` once the value is here (fetching a kept result first).
+
+        Whatever ``fn`` raises, ``SystemExit`` and ``KeyboardInterrupt`` included, is logged:
+        callbacks run on the client's agent thread, which must go on delivering results.
+        """
+        with self._condition:
+            if not super().done():
+                self._done_callbacks.append(fn)
+                call_now = False
+            else:
+                call_now = True
+        if call_now:
+            self._call(fn)
         self._want()
+
+    def _invoke_callbacks(self) -> None:
+        # Replaces the base class's loop, which lets BaseException out: a callback calling
+        # sys.exit() would end the agent thread, and every other future would wait forever.
+        for callback in self._done_callbacks:
+            self._call(callback)
+
+    def _call(self, callback: Callable[[concurrent.futures.Future[Any]], object]) -> None:
+        try:
+            callback(self)
+        except BaseException:
+            logger.exception("task %s: a done-callback raised; result delivery goes on", self._task_id.hex())
 
     def profiling_info(self) -> ProfileResult:
         """Time and memory the task used; ``ValueError`` before its result or without ``profiling=True``."""

@@ -50,6 +50,9 @@ class FakeAgent:
     def stop(self) -> None:
         pass
 
+    def is_alive(self) -> bool:
+        return True
+
     def take_credit(self, block: bool = True) -> bool:
         return True  # no backpressure here: these tests look at the messages
 
