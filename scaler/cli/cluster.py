@@ -13,13 +13,19 @@ from scaler.cluster.cluster import Cluster
 from scaler.io.security import PeerKeys
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Start the workers and keep them until SIGINT/SIGTERM, or until all of them exit."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``scaler_cluster`` parser, built without side effects (the docs render its help)."""
     parser = argparse.ArgumentParser(description="Run N scaler workers.")
     add_common_arguments(parser)
     add_worker_arguments(parser)
     parser.add_argument("-n", "--num-of-workers", dest="n_workers", type=int, default=os.cpu_count() or 1)
     add_peer_key_arguments(parser, "worker")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Start the workers and keep them until SIGINT/SIGTERM, or until all of them exit."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.logging_level)
     try:

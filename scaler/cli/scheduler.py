@@ -22,8 +22,8 @@ from scaler.scheduler.server import SchedulerServer
 from scaler.scheduler.state import SchedulerConfig
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse flags and serve until SIGINT/SIGTERM (or an accepted client shutdown)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``scaler_scheduler`` parser, built without side effects (the docs render its help)."""
     parser = argparse.ArgumentParser(description="Run a scaler scheduler.")
     add_common_arguments(parser)
     parser.add_argument("--per-worker-queue-size", type=int, default=DEFAULT_PER_WORKER_QUEUE_SIZE, help="default 1000")
@@ -55,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--no-protected", dest="protected", action="store_false", help="let clients shut the scheduler down"
     )
     add_scheduler_key_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags and serve until SIGINT/SIGTERM (or an accepted client shutdown)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.logging_level)
     try:

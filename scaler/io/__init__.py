@@ -1,0 +1,1 @@
+"""Sockets, CURVE keys and the allow-list, shared by the scheduler, worker and client processes."""

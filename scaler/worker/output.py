@@ -35,15 +35,19 @@ class TaskOutput(io.TextIOBase):
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
+        """Always UTF-8: the text travels as UTF-8 in ``TaskLog`` messages."""
         return "utf-8"
 
     def writable(self) -> bool:
+        """Always ``True``."""
         return True
 
     def isatty(self) -> bool:
+        """Always ``False``: the output goes to the client, not a terminal."""
         return False
 
     def write(self, text: str) -> int:
+        """Buffer ``text``; send the complete lines, or everything once 64 Ki characters wait; return its length."""
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
@@ -61,6 +65,7 @@ class TaskOutput(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        """Send what is buffered, even without a newline."""
         with self._lock:
             if self._pending:
                 joined = "".join(self._pending)
