@@ -65,12 +65,35 @@ class TaskRejectedError(ScalerError):
     """The scheduler refused the task; the message says why."""
 
 
+class NoWorkerError(TaskRejectedError):
+    """No connected worker offers the capabilities the task needs, and none came within the grace period.
+
+    Start workers that offer them (``scaler_cluster --per-worker-capabilities ...``), or lengthen
+    ``--unschedulable-grace-seconds``.
+    """
+
+
+class MissingObjects(TaskRejectedError):
+    """The task names an object the scheduler does not hold: never sent, or already freed (``clear()``)."""
+
+
+class TaskNotFoundError(ScalerError, LookupError):
+    """The scheduler no longer holds the task's kept result (``client.clear()`` ran before it was read)."""
+
+
 class SerializationError(ScalerError):
     """A function, argument, result or exception could not be (de)serialized."""
 
 
-class ShutdownRefusedError(ScalerError):
-    """The scheduler refused ``Client.shutdown()`` because it runs in protected mode."""
+class DeserializeObjectError(SerializationError):
+    """A task's result (or its exception) arrived but could not be deserialized on the client."""
+
+
+class ShutdownRefusedError(ScalerError, ValueError):
+    """The scheduler refused ``Client.shutdown()`` because it runs in protected mode.
+
+    Also a ``ValueError``, the type Scaler raises there, so ``except ValueError`` keeps working.
+    """
 
 
 class RemoteTraceback(Exception):

@@ -42,10 +42,10 @@ from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.errors import (
     AuthenticationError,
     ClientForkedError,
+    DeserializeObjectError,
     DisconnectedError,
     ProcessorDiedError,
     RemoteTraceback,
-    SerializationError,
     ShutdownRefusedError,
     TaskRejectedError,
     TaskTimeoutError,
@@ -448,13 +448,14 @@ class Client:
             try:
                 return True, self._serializer.deserialize(result.payload)
             except Exception as error:
-                return False, SerializationError(f"task {result.task_id.hex()}: cannot deserialize its result: {error}")
+                text = f"task {result.task_id.hex()}: cannot deserialize its result: {error}"
+                return False, DeserializeObjectError(text)
         if status is TaskStatus.FAILED:
             try:
                 remote_error, text = pickle.loads(result.payload)
             except Exception as error:
                 unreadable = f"task {result.task_id.hex()} failed, and its error cannot be read: {error}"
-                return False, SerializationError(unreadable)
+                return False, DeserializeObjectError(unreadable)
             remote_error.__cause__ = RemoteTraceback(text)
             return False, remote_error
         return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))

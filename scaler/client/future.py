@@ -107,6 +107,14 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         """The task's id, as it appears in logs on every process."""
         return self._task_id
 
+    def running(self) -> bool:
+        """True from the moment ``submit()`` returns until the future is done, as in Scaler.
+
+        It does not say whether a worker has started the task: a queued task counts as running
+        here. ``cancel()`` does not refuse a running future; see the module docstring.
+        """
+        return not self.done()
+
     def done(self) -> bool:
         """True once the task has ended, including when its big result still waits on the scheduler."""
         return self._delayed is not None or super().done()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scaler.client.future import ScalerFuture
-from scaler.errors import DisconnectedError, ScalerError, SerializationError
+from scaler.errors import DisconnectedError, SerializationError, TaskNotFoundError
 from scaler.protocol.messages import (
     CancelConfirmType,
     Message,
@@ -138,7 +138,7 @@ class ClientFutureManager:
             else:
                 ok, value = (
                     False,
-                    ScalerError(
+                    TaskNotFoundError(
                         f"task {result.task_id.hex()}: the scheduler no longer holds its result "
                         f"(was client.clear() called before it was read?)"
                     ),

@@ -60,3 +60,18 @@ class UnpicklableError(Exception):
 
 def raise_unpicklable() -> None:
     raise UnpicklableError("boom")
+
+
+def _fail_to_load() -> None:
+    raise RuntimeError("this object cannot be rebuilt here")
+
+
+class LoadsBadly:
+    """Pickles fine on the worker; unpickling it (on the client) raises."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _fail_to_load, ()
+
+
+def return_loads_badly() -> LoadsBadly:
+    return LoadsBadly()

@@ -1,0 +1,1 @@
+"""Import paths kept from the Scaler library, so its users' code runs unchanged."""
