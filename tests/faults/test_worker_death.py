@@ -41,9 +41,11 @@ def test_work_routed_to_a_worker_just_killed_does_not_stall_the_scheduler() -> N
         # Sent at once: some of these go to the dead worker before the scheduler hears of its death.
         futures = [client.submit(tasks.noop, index) for index in range(2000)]
         with Client(address=combo.get_address(), timeout_seconds=30) as fresh:
-            assert fresh.submit(round, 3.14).result(timeout=2) == 3
+            # A stall would last worker_timeout_seconds (60); 10 s leaves room for a loaded machine,
+            # where this task waits behind the 2,000 no-ops.
+            assert fresh.submit(round, 3.14).result(timeout=10) == 3
         answered_after = time.monotonic() - killed_at
         assert [future.result(timeout=30) for future in futures] == list(range(2000))
     print(f"\n[route to a dead worker] a fresh client got round(3.14) {answered_after:.2f} s after the kill")
-    assert answered_after < 2.0
+    assert answered_after < 10.0
     assert wait_no_descendants(before) == set()
