@@ -406,6 +406,7 @@ class Client:
         task.timeout_seconds = timeout_seconds
         task.profiling = self.profiling
         task.stream_output = self.stream_output
+        task.parent_task_id = processor_context.current_task_id()  # b"" outside a task
         encoder.send_with_function(task, function_id, function)
         if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
             self._manager.fail_all(self._agent.error)
@@ -437,6 +438,7 @@ class Client:
         targets = [task_ids[key] for key in plan.targets]
         runner_id, runner = self._encoder.graph_runner()
         graph_task = GraphTask(self._next_task_id(), nodes, targets, self.profiling, self.stream_output)
+        graph_task.parent_task_id = processor_context.current_task_id()
         self._encoder.send_with_function(graph_task, runner_id, runner)
         return futures
 

@@ -100,6 +100,8 @@ class Task(Message):
     ``objects`` is empty from clients: the scheduler (to a worker) and the agent (to a processor)
     attach the bytes of OBJECT arguments the receiver does not hold yet; receivers cache them
     until an ``ObjectInstruction(DELETE)``. ``timeout_seconds`` 0 means the worker's default.
+    ``parent_task_id`` names the task this one was submitted from (empty for a top-level task);
+    only clients fill it, and the scheduler stops a task's children when the task is stopped.
     """
 
     TYPE: ClassVar[int] = 1
@@ -114,6 +116,7 @@ class Task(Message):
     profiling: bool = False
     stream_output: bool = False
     objects: list[ObjectContent] = field(default_factory=list)
+    parent_task_id: bytes = b""
 
 
 @dataclass(slots=True)
@@ -287,7 +290,7 @@ class GraphTask(Message):
     Only ``targets`` report back to the client (a ``TaskResult`` or a ``TaskCancelConfirm`` each);
     other nodes' results stay on the scheduler as objects until their dependents are done. A
     failed node fails every target that depends on it with the same error. Cancelling any
-    target cancels the whole graph.
+    target cancels the whole graph. ``parent_task_id`` is every node's parent, as in ``Task``.
     """
 
     TYPE: ClassVar[int] = 15
@@ -296,6 +299,7 @@ class GraphTask(Message):
     targets: list[bytes]
     profiling: bool = False
     stream_output: bool = False
+    parent_task_id: bytes = b""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ Functions arrive once per client (``Task.function`` is filled only the first tim
 forwarded once per worker; objects likewise. Results are accepted only from the worker holding
 the task's current attempt, so a late answer from a worker declared dead never counts twice.
 Graph nodes wait until the nodes they need are done; their results stay here as objects.
+A task submitted from inside a task is linked to it (``task_tree.py``): when the parent is
+stopped (cancelled, timed out, its processor or worker dead), its children are cancelled too.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ from scaler.scheduler.object_store import ObjectStore
 from scaler.scheduler.placement import Placement, WorkerRecord
 from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
+from scaler.scheduler.task_tree import TaskTree
 
 logger = logging.getLogger(__name__)
 
 _DEPARTED_MEMORY = 10_000  # how many departed client identities to remember
+# Outcomes that stop a task's code while its children may still run: they are cancelled with it.
+_STOPPING_STATUSES = (TaskStatus.TIMEOUT, TaskStatus.PROCESSOR_DIED, TaskStatus.WORKER_DIED)
 
 
 def _peer(identity: bytes) -> str:
@@ -139,6 +144,7 @@ class SchedulerState:
         self.tasks: dict[bytes, TaskRecord] = {}
         self.graphs: dict[bytes, GraphRecord] = {}
         self.objects = ObjectStore()
+        self._tree = TaskTree(self.tasks)
         self._queue = TaskQueue()
         self._queued_with_capabilities: set[bytes] = set()
         self._functions: dict[bytes, bytes] = {}
@@ -202,6 +208,7 @@ class SchedulerState:
             worker = self.workers.get(source)
             if worker is not None and worker.leaving and not worker.tasks:
                 self._release(source)
+        self._cancel_doomed()
         if dispatch:
             self._dispatch()
         return self._take_output()
@@ -281,9 +288,17 @@ class SchedulerState:
             self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, problem.encode(), 0))
             self._refund(source, client)
             return
+        parent = self._tree.parent_for(task.parent_task_id)
+        if parent is None:
+            self._noise("orphans").info(
+                "task %s: its parent %s was stopped; cancelled", _hex(task.task_id), _hex(task.parent_task_id)
+            )
+            self._send(source, TaskCancelConfirm(task.task_id, CancelConfirmType.CANCELED))
+            self._refund(source, client)
+            return
         task.function = b""
         task.objects = []
-        record = TaskRecord(task=task, client=source)
+        record = TaskRecord(task=task, client=source, parent=parent)
         if self.config.max_number_of_tasks_waiting > 0:
             record.holds_credit = True
             client.waiting += 1
@@ -306,13 +321,21 @@ class SchedulerState:
             for target in dict.fromkeys(graph.targets):
                 self._send(source, TaskResult(target, TaskStatus.REJECTED, problem.encode(), 0))
             return
+        parent = self._tree.parent_for(graph.parent_task_id)
+        if parent is None:
+            self._noise("orphans").info(
+                "graph %s: its parent %s was stopped; cancelled", _hex(graph.graph_id), _hex(graph.parent_task_id)
+            )
+            for target in dict.fromkeys(graph.targets):
+                self._send(source, TaskCancelConfirm(target, CancelConfirmType.CANCELED))
+            return
         targets = set(graph.targets)
         self.graphs[graph.graph_id] = record_of_graph = GraphRecord(nodes=set(node_ids))
         records: list[TaskRecord] = []
         for node in graph.nodes:
             task = Task(node.task_id, node.function_id, b"", node.args, 0)
             task.profiling, task.stream_output = graph.profiling, graph.stream_output
-            record = TaskRecord(task=task, client=source, state=TaskState.WAITING, graph=graph.graph_id)
+            record = TaskRecord(task=task, client=source, state=TaskState.WAITING, graph=graph.graph_id, parent=parent)
             record.is_target = node.task_id in targets
             record.dependencies = list(dict.fromkeys(node.dependencies))
             record.waiting_on = set(record.dependencies)
@@ -337,7 +360,7 @@ class SchedulerState:
         elif record.graph:
             logger.info("graph %s: cancelled through task %s", _hex(record.graph), _hex(cancel.task_id))
             for node_id in list(self.graphs[record.graph].nodes):
-                self._cancel(self.tasks[node_id])
+                self._cancel(self.tasks[node_id])  # no node is another's child: a graph's nodes share one parent
         else:
             self._cancel(record)
 
@@ -438,6 +461,8 @@ class SchedulerState:
             note = f"; its processor died {record.deaths} times, so it will not be retried again"
             result.payload += note.encode()
         self._completed += 1
+        if not retry or result.status in _STOPPING_STATUSES:  # cancelled, its client gone, or stopped
+            self._stop_children(record, ending=True)
         if result.status is TaskStatus.SUCCESS and record.graph and self.graphs[record.graph].holds[task_id] > 0:
             self.objects.put(record.graph, task_id, result.payload)  # live later nodes need it
         if record.is_target:
@@ -545,6 +570,7 @@ class SchedulerState:
             "objects": len(self.objects),
             "graphs": len(self.graphs),
             "completed": self._completed,
+            "linked_children": self._tree.statistics()["children"],
         }
 
     def validate(self) -> None:
@@ -582,6 +608,7 @@ class SchedulerState:
             for task_id in graph.nodes:
                 assert task_id in self.tasks
         assert set(self._function_users) == set(self._functions)
+        self._tree.validate()
         self.objects.validate()
 
     # -- internals ----------------------------------------------------------------------------
@@ -647,6 +674,8 @@ class SchedulerState:
         task = record.task
         self.tasks[task.task_id] = record
         client.tasks.add(task.task_id)
+        if record.parent:
+            self._tree.link(record)
         for argument in task.args:
             if argument.kind is ArgumentKind.OBJECT and argument.data not in graph_nodes:
                 record.client_objects.append(argument.data)
@@ -666,12 +695,31 @@ class SchedulerState:
             record.move(TaskEvent.CANCEL)
             assert record.worker is not None
             self._send(record.worker, TaskCancel(task_id))
+            self._stop_children(record, ending=False)  # at once: the worker's answer may take a while
         # CANCELING: a cancel is already on its way to the worker; its answer will serve both.
+
+    def _stop_children(self, record: TaskRecord, ending: bool) -> None:
+        """The task was stopped (``ending``: for good, not retried): doom the tasks it submitted."""
+        task_id = record.task.task_id
+        count = self._tree.stop_children(task_id)
+        if count:
+            logger.info("task %s: stopped; cancelling the %d tasks it submitted", _hex(task_id), count)
+        if ending and record.attempt:  # only a task that ran can have children that arrive late
+            self._tree.remember_stopped(task_id)
+
+    def _cancel_doomed(self) -> None:
+        """Cancel the tasks whose parent was stopped in this turn, and theirs in turn."""
+        while (task_id := self._tree.next_doomed()) is not None:
+            record = self.tasks.get(task_id)
+            if record is not None:
+                logger.debug("task %s: cancelled with its parent", _hex(task_id))
+                self._cancel(record)
 
     def _forget(self, record: TaskRecord) -> None:
         """Drop a task that reached its end, and whatever only it kept alive."""
         task_id = record.task.task_id
         del self.tasks[task_id]
+        self._tree.unlink(record)
         if record.holds_credit:
             self._return_credit(record)
         if record.state is TaskState.QUEUED:
@@ -700,6 +748,7 @@ class SchedulerState:
     def _requeue(self, record: TaskRecord) -> None:
         """Take a task back from its worker (if still connected) into the front of the queue."""
         record.move(TaskEvent.REQUEUE)
+        self._stop_children(record, ending=False)  # its next run submits its own
         worker = self.workers.get(record.worker) if record.worker is not None else None
         if worker is not None:
             worker.tasks.pop(record.task.task_id, None)
@@ -708,6 +757,7 @@ class SchedulerState:
 
     def _end_cancelled(self, record: TaskRecord) -> None:
         """A task ends as cancelled: forget it and confirm to its client if it reports there."""
+        self._stop_children(record, ending=True)
         self._forget(record)
         if record.is_target:
             self._send_to_client(record.client, TaskCancelConfirm(record.task.task_id, CancelConfirmType.CANCELED))
@@ -750,6 +800,7 @@ class SchedulerState:
 
     def _dispatch(self) -> None:
         """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
+        self._cancel_doomed()  # first: a doomed task must not be dispatched
         if self._queue and self.workers:
             self._placement.assign_queued()
         self._placement.balance()
@@ -852,6 +903,7 @@ class SchedulerState:
                     logger.error(text)
                     failure = TaskResult(task_id, TaskStatus.WORKER_DIED, text.encode(), record.attempt)
                     dependents = record.dependents
+                    self._stop_children(record, ending=True)
                     self._forget(record)
                     if record.is_target:
                         self._send_to_client(record.client, failure)

@@ -73,6 +73,7 @@ class TaskRecord:
     waiting_on: set[bytes] = field(default_factory=set)  # those of them not done yet
     dependents: list[bytes] = field(default_factory=list)  # graph nodes that need its result
     unschedulable_since: float | None = None  # when no connected worker could run it was first seen
+    parent: bytes = b""  # the running task it was submitted from, while linked to it (task_tree.py)
 
     def move(self, event: TaskEvent) -> None:
         """Apply ``event`` to this task, or raise ``IllegalTransition``."""

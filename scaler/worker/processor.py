@@ -95,18 +95,21 @@ def run_task(task: Task, functions: dict[bytes, _Function], objects: dict[bytes,
     """Run one task with the profiling and output streaming it asks for; never raise."""
     for content in task.objects:
         objects[content.object_id] = content.data
-    processor_context.task_started()
-    if not (task.profiling or task.stream_output):
-        return execute(task, functions, objects)
-    profile = TaskProfile() if task.profiling else None
-    if task.stream_output:
-        with redirect_output(task.task_id):
+    processor_context.task_started(task.task_id)
+    try:
+        if not (task.profiling or task.stream_output):
+            return execute(task, functions, objects)
+        profile = TaskProfile() if task.profiling else None
+        if task.stream_output:
+            with redirect_output(task.task_id):
+                result = execute(task, functions, objects)
+        else:
             result = execute(task, functions, objects)
-    else:
-        result = execute(task, functions, objects)
-    if profile is not None:
-        profile.fill(result)
-    return result
+        if profile is not None:
+            profile.fill(result)
+        return result
+    finally:
+        processor_context.task_finished()
 
 
 def execute(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes] | None = None) -> TaskResult:

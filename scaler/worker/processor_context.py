@@ -5,6 +5,8 @@ inside a task reads ``scheduler_address()`` (and ``scheduler_key_files()``, the 
 worker's key files when its scheduler requires keys) to reach the worker's own scheduler, and a future
 that is about to block reports it through ``blocked()``: while the task waits on other tasks,
 the agent runs the worker's next tasks on another processor, so nested tasks cannot deadlock.
+``current_task_id()`` names the task this processor runs: a client made inside it sends that id
+as each task's ``parent_task_id``, so the scheduler can stop the children of a stopped parent.
 Outside a processor, every function here is a no-op.
 """
 
@@ -27,6 +29,7 @@ _connection: Connection | None = None
 _send_lock = threading.Lock()  # results, logs and block notices may come from several threads
 _blocked_lock = threading.Lock()
 _blocked_depth = 0  # how many waits of the current task are inside ``blocked()`` right now
+_current_task_id = b""  # the task running in this processor (one at a time), or b"" between tasks
 
 
 def install(connection: Connection, scheduler_address: str, key_files: tuple[str, str] | None = None) -> None:
@@ -93,9 +96,21 @@ def blocked() -> Iterator[None]:
                     send_to_agent(ProcessorBlocked(False))
 
 
-def task_started() -> None:
+def current_task_id() -> bytes:
+    """The id of the task running in this processor, or ``b""`` outside a task (and outside a processor)."""
+    return _current_task_id
+
+
+def task_started(task_id: bytes = b"") -> None:
     """Called by the processor before each task: waits of an earlier task no longer count."""
-    global _blocked_depth
+    global _blocked_depth, _current_task_id
+    _current_task_id = task_id
     if _blocked_depth:
         with _blocked_lock:
             _blocked_depth = 0
+
+
+def task_finished() -> None:
+    """Called by the processor after each task: a thread it left behind submits top-level tasks."""
+    global _current_task_id
+    _current_task_id = b""

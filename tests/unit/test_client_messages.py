@@ -29,6 +29,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
 )
+from scaler.worker import processor_context
 
 
 class FakeAgent:
@@ -194,6 +195,18 @@ def test_profiling_and_stream_output_flags_travel_with_tasks_and_graphs(
     (graph,) = sent(client, GraphTask)
     assert (task.profiling, task.stream_output) == (profiling, stream_output)
     assert (graph.profiling, graph.stream_output) == (profiling, stream_output)
+
+
+def test_tasks_and_graphs_name_the_task_they_are_submitted_from(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    client.submit(abs, -1)
+    monkeypatch.setattr(processor_context, "_current_task_id", b"parent")  # as inside a running task
+    client.submit(abs, -2)
+    client.get({"a": (abs, -1)}, ["a"], block=False)
+    assert [task.parent_task_id for task in sent(client, Task)] == [b"", b"parent"]
+    assert [graph.parent_task_id for graph in sent(client, GraphTask)] == [b"parent"]
 
 
 # -- graphs ----------------------------------------------------------------------------------------------

@@ -165,6 +165,7 @@ def test_message_the_scheduler_does_not_accept_is_ignored(h: Harness) -> None:
         "objects": 0,
         "graphs": 0,
         "completed": 0,
+        "linked_children": 0,
     }
 
 

@@ -5,12 +5,15 @@ The machine models the peers minimally:
 * clients remember what they submitted and every ``TaskResult`` / ``TaskCancelConfirm`` they get;
 * workers remember which task attempts they hold and which ``TaskCancel`` they still must answer;
 * a client that leaves (or times out) never speaks again under that identity: its slot comes back
-  under a fresh identity, as a new ``Client`` object would.
+  under a fresh identity, as a new ``Client`` object would;
+* a task may name any task ever submitted as its parent (as a client inside that task's processor
+  would), and workers may report failures (an exception, a timeout, a dead processor).
 
 Invariants checked after every step: ``validate()``; no task gets two terminal messages at its client;
 no task of a connected client is lost; no worker holds more than ``per_worker_queue_size`` tasks, and the
 scheduler's view of each worker matches what the worker holds; function bytes reach each worker before a
-task that omits them. At teardown every worker answers everything, and then every task of a connected
+task that omits them; a child unlinked from its parent is being cancelled, unless the parent ended on
+its own (a result or an exception). At teardown every worker answers everything, and then every task of a connected
 client must have exactly one terminal outcome and nothing may be left behind.
 """
 
@@ -63,6 +66,7 @@ FUNCTIONS = {content_id(payload): payload for payload in (b"pickled-f0", b"pickl
 FUNCTION_IDS = sorted(FUNCTIONS)
 CLIENT_SLOTS = 2
 TERMINAL_CONFIRMS = (CancelConfirmType.CANCELED, CancelConfirmType.CANCEL_NOT_FOUND)
+FAILURES = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.PROCESSOR_DIED)
 
 
 def payload(task_id: bytes, attempt: int) -> bytes:
@@ -88,6 +92,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.owner: dict[bytes, bytes] = {}  # task id -> identity
         self.terminal: dict[bytes, list[Message]] = {}  # task id -> terminal messages its client got
         self.cancel_asked: set[bytes] = set()
+        self.parent_of: dict[bytes, bytes] = {}  # task id -> the parent it named
+        self.linked: set[bytes] = set()  # tasks linked to their parent on arrival
+        self.ended_on_own: set[bytes] = set()  # tasks whose client got their result or exception
+        self.refused: set[bytes] = set()  # tasks whose worker answered a cancel with CANCEL_FAILED
         # workers
         self.held: dict[bytes, dict[bytes, int]] = {}  # live worker -> task id -> attempt
         self.to_answer: dict[bytes, set[bytes]] = {}  # live worker -> task ids it must answer a cancel for
@@ -160,13 +168,16 @@ class SchedulerMachine(RuleBasedStateMachine):
             return
         if isinstance(message, TaskResult):
             assert self.owner[message.task_id] == client, "result sent to the wrong client"
-            assert message.status in (TaskStatus.SUCCESS, TaskStatus.WORKER_DIED), message
+            assert message.status in (TaskStatus.SUCCESS, TaskStatus.WORKER_DIED, *FAILURES), message
             if message.status is TaskStatus.SUCCESS:
                 assert message.payload == payload(message.task_id, message.attempt)
+            if message.status in (TaskStatus.SUCCESS, TaskStatus.FAILED):
+                self.ended_on_own.add(message.task_id)
             self.add_terminal(message.task_id, message)
         elif isinstance(message, TaskCancelConfirm):
             assert self.owner[message.task_id] == client, "cancel confirmation sent to the wrong client"
-            assert message.task_id in self.cancel_asked, "cancel confirmation of a task never cancelled"
+            cascaded = message.task_id in self.parent_of  # cancelled with its parent
+            assert message.task_id in self.cancel_asked or cascaded, "cancel confirmation of a task never cancelled"
             if message.confirm in TERMINAL_CONFIRMS:
                 self.add_terminal(message.task_id, message)
             else:
@@ -198,7 +209,15 @@ class SchedulerMachine(RuleBasedStateMachine):
             del self.held[worker][task_id]
         self.handle(worker, TaskResult(task_id, TaskStatus.SUCCESS, payload(task_id, attempt), attempt))
 
+    def send_failure(self, worker: bytes, task_id: bytes, attempt: int, status: TaskStatus) -> None:
+        if self.held.get(worker, {}).get(task_id) == attempt:
+            del self.held[worker][task_id]
+            self.to_answer[worker].discard(task_id)  # its processor is gone: a cancel on its way finds nothing
+        self.handle(worker, TaskResult(task_id, status, b"failure", attempt))
+
     def send_confirm(self, worker: bytes, task_id: bytes, kind: CancelConfirmType) -> None:
+        if kind is CancelConfirmType.CANCEL_FAILED:
+            self.refused.add(task_id)
         self.to_answer[worker].discard(task_id)
         if kind in TERMINAL_CONFIRMS:
             self.held[worker].pop(task_id, None)
@@ -235,6 +254,35 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.handle(client, Task(task_id, function, function_bytes, [], 0))
         assert task_id in self.state.tasks
 
+    @precondition(lambda self: self.owner)
+    @rule(
+        slot=st.integers(0, CLIENT_SLOTS - 1),
+        index=st.integers(0, 1000),
+        function=st.sampled_from(FUNCTION_IDS),
+        on_a_worker=st.booleans(),
+    )
+    def submit_child(self, slot: int, index: int, function: bytes, on_a_worker: bool) -> None:
+        """A client inside a task's processor submits a task naming it as parent (it may be long gone)."""
+        held = sorted(task_id for tasks in self.held.values() for task_id in tasks)
+        parent = pick(held if on_a_worker and held else sorted(self.owner), index)
+        client = self.client_id(slot)
+        self.task_counter += 1
+        task_id = b"task-%d" % self.task_counter
+        functions = self.sent_functions.setdefault(client, set())
+        function_bytes = b"" if function in functions else FUNCTIONS[function]
+        functions.add(function)
+        self.connected.add(client)
+        self.submitted.setdefault(client, []).append(task_id)
+        self.owner[task_id] = client
+        self.terminal[task_id] = []
+        self.parent_of[task_id] = parent
+        self.handle(client, Task(task_id, function, function_bytes, [], 0, parent_task_id=parent))
+        record = self.state.tasks.get(task_id)
+        if record is None:  # its parent was stopped, or is not running: cancelled on arrival
+            assert [type(message) for message in self.terminal[task_id]] == [TaskCancelConfirm]
+        elif record.parent == parent:
+            self.linked.add(task_id)
+
     @rule(slot=st.integers(0, CLIENT_SLOTS - 1))
     def client_heartbeat(self, slot: int) -> None:
         client = self.client_id(slot)
@@ -257,6 +305,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         worker = pick([w for w in self.live_workers() if self.held[w]], index)
         task_id = pick(sorted(self.held[worker]), task_index)
         self.send_result(worker, task_id, self.held[worker][task_id])
+
+    @precondition(lambda self: any(self.held.values()))
+    @rule(index=st.integers(0, 1000), task_index=st.integers(0, 1000), status=st.sampled_from(FAILURES))
+    def worker_reports_a_failure(self, index: int, task_index: int, status: TaskStatus) -> None:
+        worker = pick([w for w in self.live_workers() if self.held[w]], index)
+        task_id = pick(sorted(self.held[worker]), task_index)
+        self.send_failure(worker, task_id, self.held[worker][task_id], status)
 
     @precondition(lambda self: self.history)
     @rule(index=st.integers(0, 1000))
@@ -363,6 +418,17 @@ class SchedulerMachine(RuleBasedStateMachine):
             if record.state is TaskState.CANCELING:
                 assert record.worker is not None
                 assert task_id in self.to_answer[record.worker], f"task {task_id!r} waits for a cancel never sent"
+
+    @invariant()
+    def children_of_a_stopped_parent_are_being_cancelled(self) -> None:
+        for task_id in self.linked:
+            record = self.state.tasks.get(task_id)
+            if record is None or record.parent:
+                continue  # ended, or still linked (validate() checks its parent runs)
+            parent = self.parent_of[task_id]
+            if parent in self.ended_on_own or task_id in self.refused:
+                continue  # fire-and-forget, or its worker refused the cancel
+            assert record.state is TaskState.CANCELING, f"task {task_id!r} outlives its stopped parent {parent!r}"
 
     @invariant()
     def departed_clients_leave_nothing_queued(self) -> None:

@@ -268,6 +268,24 @@ def test_a_new_task_forgets_the_waits_of_the_old_one(agent_end: Connection) -> N
     assert received(agent_end) == [ProcessorBlocked(True), ProcessorBlocked(False)]
 
 
+def current_task_id_or_raise(fail: bool) -> bytes:
+    if fail:
+        raise ValueError(processor_context.current_task_id())
+    return processor_context.current_task_id()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_task_sees_its_own_id_and_nothing_is_left_after_it(fail: bool) -> None:
+    """A client made in a task names it as parent of what it submits; a thread left behind names none."""
+    result = run_task(make_task(b"t1", current_task_id_or_raise, fail), {}, {})
+    if fail:
+        error, _ = pickle.loads(result.payload)
+        assert error.args == (b"t1",)
+    else:
+        assert value_of(result) == b"t1"
+    assert processor_context.current_task_id() == b""
+
+
 def test_outside_a_processor_blocked_is_a_no_op() -> None:
     assert not processor_context.in_processor()
     with processor_context.blocked():
