@@ -44,6 +44,8 @@ from scaler.errors import (
     ClientForkedError,
     DeserializeObjectError,
     DisconnectedError,
+    MissingObjects,
+    NoWorkerError,
     ProcessorDiedError,
     RemoteTraceback,
     ShutdownRefusedError,
@@ -76,6 +78,8 @@ _TEXT_ERRORS: dict[TaskStatus, type[Exception]] = {
     TaskStatus.WORKER_DIED: WorkerDiedError,
     TaskStatus.TIMEOUT: TaskTimeoutError,
     TaskStatus.REJECTED: TaskRejectedError,
+    TaskStatus.NO_WORKER: NoWorkerError,
+    TaskStatus.MISSING_OBJECTS: MissingObjects,
 }
 
 # Clients rebuilt from a pickle (a Client passed to a task), by (address, token): one connection

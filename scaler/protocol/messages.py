@@ -23,6 +23,8 @@ class TaskStatus(enum.IntEnum):
     WORKER_DIED = 3  # payload is utf-8 text
     TIMEOUT = 4  # payload is utf-8 text
     REJECTED = 5  # the scheduler refused it; payload is utf-8 text
+    NO_WORKER = 6  # refused: no connected worker has the capabilities it needs; payload is utf-8 text
+    MISSING_OBJECTS = 7  # refused: it names an object the scheduler does not hold; payload is utf-8 text
 
 
 class CancelConfirmType(enum.IntEnum):

@@ -278,14 +278,15 @@ class SchedulerState:
             return
         # The function first: were it dropped with a refused task, the client's later tasks, which
         # no longer carry its bytes, would all be refused too.
-        problem = (
-            self._accept_function(client, task.function_id, task.function)
-            or self._credit_problem(client)
-            or self._object_problem(source, task.args, set())
+        status = TaskStatus.REJECTED
+        problem: str | None = self._accept_function(client, task.function_id, task.function) or self._credit_problem(
+            client
         )
+        if not problem:
+            status, problem = TaskStatus.MISSING_OBJECTS, self._object_problem(source, task.args, set())
         if problem:
             self._noise("rejected").error("task %s: rejected: %s", _hex(task.task_id), problem)
-            self._send(source, TaskResult(task.task_id, TaskStatus.REJECTED, problem.encode(), 0))
+            self._send(source, TaskResult(task.task_id, status, problem.encode(), 0))
             self._refund(source, client)
             return
         parent = self._tree.parent_for(task.parent_task_id)
@@ -311,15 +312,15 @@ class SchedulerState:
         node_ids = {node.task_id for node in graph.nodes}
         problem = graph_problem(graph, self.tasks) if graph.graph_id not in self.graphs else "graph id reused"
         for node in graph.nodes:
-            problem = (
-                problem
-                or self._accept_function(client, node.function_id, node.function)
-                or self._object_problem(source, node.args, node_ids)
-            )
+            problem = problem or self._accept_function(client, node.function_id, node.function)
+        status = TaskStatus.REJECTED
+        for node in graph.nodes:
+            if not problem:
+                status, problem = TaskStatus.MISSING_OBJECTS, self._object_problem(source, node.args, node_ids)
         if problem:
             self._noise("rejected").error("graph %s: rejected: %s", _hex(graph.graph_id), problem)
             for target in dict.fromkeys(graph.targets):
-                self._send(source, TaskResult(target, TaskStatus.REJECTED, problem.encode(), 0))
+                self._send(source, TaskResult(target, status, problem.encode(), 0))
             return
         parent = self._tree.parent_for(graph.parent_task_id)
         if parent is None:
@@ -762,12 +763,12 @@ class SchedulerState:
         if record.is_target:
             self._send_to_client(record.client, TaskCancelConfirm(record.task.task_id, CancelConfirmType.CANCELED))
 
-    def _reject(self, record: TaskRecord, reason: str) -> None:
+    def _reject(self, record: TaskRecord, reason: str, status: TaskStatus = TaskStatus.REJECTED) -> None:
         """End a task the scheduler cannot run, telling its client why (and failing what needs it)."""
         task_id = record.task.task_id
         text = f"task {_hex(task_id)}: {reason}"
         self._noise("rejected").error("%s", text)
-        failure = TaskResult(task_id, TaskStatus.REJECTED, text.encode(), 0)
+        failure = TaskResult(task_id, status, text.encode(), 0)
         dependents = record.dependents
         self._forget(record)
         if record.is_target:
@@ -851,6 +852,7 @@ class SchedulerState:
                     f"no connected worker has the capabilities {wanted} it needs "
                     f"(waited {self.config.unschedulable_grace_seconds:g}s); start workers with "
                     f"`scaler_cluster --per-worker-capabilities {wanted} ...`",
+                    TaskStatus.NO_WORKER,
                 )
 
     def _remove_client(self, client_id: bytes, reason: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from scaler import Client, Cluster, ObjectReference, TaskRejectedError
+from scaler import Client, Cluster, MissingObjects, ObjectReference, TaskRejectedError
 from scaler.io.sockets import free_tcp_address
 from scaler.scheduler import server as server_module
 from scaler.scheduler.server import SchedulerServer
@@ -117,8 +117,9 @@ def test_clear_drops_every_object(scheduler: InProcessScheduler, client: Client)
     assert scheduler.wait_objects(2) == 2
     client.clear()
     assert scheduler.wait_objects(0) == 0
-    with pytest.raises(TaskRejectedError, match="unknown"):
+    with pytest.raises(TaskRejectedError, match="unknown") as rejected:
         client.submit(len, reference).result(timeout=30)
+    assert isinstance(rejected.value, MissingObjects)  # Scaler's name for it
     assert client.submit(len, client.send_object("again")).result(timeout=30) == 5
 
 

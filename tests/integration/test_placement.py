@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from scaler import Client, Cluster, SchedulerClusterCombo, TaskRejectedError
+from scaler import Client, Cluster, NoWorkerError, SchedulerClusterCombo, TaskRejectedError
 from tests.integration import tasks
 
 
@@ -27,6 +27,7 @@ def test_a_task_no_worker_can_ever_run_fails_clearly_after_the_grace_period() ->
         future = client.submit_verbose(tasks.noop, (1,), {}, capabilities={"fpga": 1})
         with pytest.raises(TaskRejectedError, match="--per-worker-capabilities fpga=1"):
             future.result(timeout=20)
+        assert isinstance(future.exception(), NoWorkerError)  # Scaler's name for it
         assert client.submit(tasks.noop, 2).result(timeout=10) == 2
 
 

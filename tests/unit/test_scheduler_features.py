@@ -109,7 +109,7 @@ def test_a_task_naming_an_unknown_or_foreign_object_is_rejected() -> None:
     h.handle(C2, create((O_SECRET, b"secret")))
     out = h.handle(C1, task_with_object(b"t1", O_SECRET))
     assert len(out) == 1 and isinstance(out[0].message, TaskResult)
-    assert out[0].message.status is TaskStatus.REJECTED
+    assert out[0].message.status is TaskStatus.MISSING_OBJECTS
     assert b"unknown" in out[0].message.payload
 
 
@@ -283,7 +283,7 @@ def test_a_task_no_connected_worker_can_run_fails_after_the_grace_period() -> No
     assert h.tick(1.0) == []
     assert h.tick(5.0) == []
     (send,) = h.tick(6.5)
-    assert send.to == C1 and send.message.status is TaskStatus.REJECTED
+    assert send.to == C1 and send.message.status is TaskStatus.NO_WORKER
     assert b"--per-worker-capabilities gpu=1" in send.message.payload
     assert h.stats()["tasks"] == 0
 
