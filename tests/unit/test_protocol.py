@@ -97,7 +97,7 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         True,
         False,
     ),
-    TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n"),
+    TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n", 12),
     ObjectInstruction: lambda: ObjectInstruction(ObjectInstructionType.CREATE, [b"o1", b"o2"], [b"x", b""]),
     ObjectRequest: lambda: ObjectRequest([b"o1"]),
     ObjectResponse: lambda: ObjectResponse([b"o1", b"o2"], [b"x", b""], [True, False]),
@@ -701,6 +701,40 @@ record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list
 14 ClientDropped(reason: str)
 15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool)
 16 TaskLog(task_id: bytes, stream: LogStream, text: str)
+17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
+18 ObjectRequest(object_ids: list[bytes])
+19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
+20 BalanceRequest(task_ids: list[bytes])
+21 BalanceResponse(task_ids: list[bytes])
+22 ProcessorBlocked(blocked: bool)
+23 TaskStarted(task_id: bytes, attempt: int)
+24 TaskCredit(count: int)
+enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5)
+enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
+enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
+enum ArgumentKind(INLINE=0, OBJECT=1)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2, DELETE_FUNCTIONS=3)
+enum LogStream(STDOUT=1, STDERR=2)
+record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
+record ObjectContent(object_id: bytes, data: bytes)
+record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes])""",
+    4: """\
+1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent])
+2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int)
+3 TaskCancel(task_id: bytes)
+4 TaskCancelConfirm(task_id: bytes, confirm: CancelConfirmType)
+5 ClientHeartbeat(timestamp: float)
+6 ClientHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+7 WorkerHeartbeat(timestamp: float, queued_tasks: int, cpu_percent: float, rss_bytes: int, capabilities: dict[str, int])
+8 WorkerHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+9 ClientDisconnect(kind: DisconnectType)
+10 ClientShutdownResponse(accepted: bool, reason: str)
+11 DisconnectRequest(drain: bool)
+12 DisconnectResponse()
+13 SchedulerShutdown(reason: str)
+14 ClientDropped(reason: str)
+15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str, dropped_bytes: int)
 17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
 18 ObjectRequest(object_ids: list[bytes])
 19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
