@@ -59,11 +59,11 @@ def shout_while_children_run(children: int, seconds: float) -> float:
     to run other tasks meanwhile; and it runs at a low CPU priority, so that twelve busy loops on a
     small machine do not starve the others of CPU: only the printing can get in their way.
     """
-    os.nice(10)  # its processor runs only this test's tasks, and is killed with its cluster
+    os.nice(19)  # its processor runs only this test's tasks, and is killed with its cluster
     stop = threading.Event()
 
     def shout() -> None:
-        line = "x" * 100
+        line = "x" * 1000
         while not stop.is_set():
             print(line)
 
@@ -93,14 +93,26 @@ def test_printing_floods_do_not_starve_other_tasks(capfd: pytest.CaptureFixture[
         Client(combo.get_address(), timeout_seconds=60) as quiet,
     ):
         printers = [loud.submit(shout_while_children_run, 4, 6.0) for _ in range(12)]
-        time.sleep(1.0)  # let the printers start
+        # Wait until every printer prints (a worker starts them one after another), so that the
+        # short tasks do not also wait for printers still queued ahead of them.
+        captured: list[str] = []
+        silent = {printer.task_id for printer in printers}
+        deadline = time.monotonic() + 60
+        while silent and time.monotonic() < deadline:
+            captured.append(capfd.readouterr().out)  # read as it comes: a failure would print megabytes
+            silent = {task_id for task_id in silent if f"[{task_id.hex()}] x" not in captured[-1]}
+            time.sleep(0.05)
         started = time.monotonic()
         shorts = [quiet.submit(abs, -index) for index in range(50)]
         done, not_done = concurrent.futures.wait(shorts, timeout=60)
         shorts_seconds = time.monotonic() - started
+        printing = sum(not printer.done() for printer in printers)
         waits = [printer.result(timeout=120) for printer in printers]
-    out, _ = capfd.readouterr()  # before any assertion: a failure would print megabytes of it
+    captured.append(capfd.readouterr().out)
+    out = "".join(captured)
+    assert not silent, "some printers never printed"
     assert not not_done
     assert shorts_seconds < 10, f"50 short tasks took {shorts_seconds:.1f} s while tasks printed"
+    assert printing, "the short tasks did not run while the printers ran"
     assert max(waits) < 10, f"nested children waited up to {max(waits):.1f} s while their parents printed"
     assert "bytes of output dropped (over the output limit)" in out
