@@ -3,6 +3,8 @@
 Each ``TaskLog`` goes to the client's ``sys.stdout`` or ``sys.stderr``, every line prefixed with
 ``[<task id hex>] `` so the output of concurrent tasks stays readable. A line that arrives in
 pieces is held until its end (or its task's result) so the prefix is written once per line.
+Where output was dropped on its way (over an output limit, ``scaler/io/output_limits.py``), a
+line says how much, in the stream and at the place where it is missing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ class TaskOutputPrinter:
     def on_task_log(self, log: TaskLog) -> None:
         """Print the complete lines of ``log``; keep an unfinished last line for later."""
         key = (log.task_id, log.stream)
-        text = self._partial.pop(key, "") + log.text
+        text = self._partial.pop(key, "")
+        if log.dropped_bytes > 0:  # the gap comes before this text: end the line it cut, then say so
+            notice = f"... {log.dropped_bytes:,} bytes of output dropped (over the output limit)\n"
+            self._write(log.task_id, log.stream, [text + "\n", notice] if text else [notice])
+            text = ""
+        text += log.text
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith(("\n", "\r")):
             self._partial[key] = lines.pop()

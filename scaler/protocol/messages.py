@@ -306,12 +306,17 @@ class GraphTask(Message):
 
 @dataclass(slots=True)
 class TaskLog(Message):
-    """Text a task wrote to stdout or stderr (processor -> agent -> scheduler -> client)."""
+    """Text a task wrote to stdout or stderr (processor -> agent -> scheduler -> client).
+
+    ``dropped_bytes``: how much of this stream's output was dropped just before ``text``, over an
+    output limit (``scaler/io/output_limits.py``); a final notice may have no text.
+    """
 
     TYPE: ClassVar[int] = 16
     task_id: bytes
     stream: LogStream
     text: str
+    dropped_bytes: int = 0
 
 
 @dataclass(slots=True)

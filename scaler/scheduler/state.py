@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, OutputThrottle
 from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
@@ -98,6 +99,8 @@ class SchedulerConfig:
     # Backpressure: the most tasks one client may have waiting in the queue (TaskCredit). A client
     # that ignores its credits has its tasks rejected past twice that. 0 or less: no limit.
     max_number_of_tasks_waiting: int = 100_000
+    # Streamed task output: the scheduler relays at most ``client_bytes_per_second`` to each client.
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class ClientRecord:
     functions: set[bytes] = field(default_factory=set)
     waiting: int = 0  # its tasks holding a backpressure credit (queued since submission)
     credits_due: int = 0  # credits freed since it was last sent a TaskCredit
+    output: OutputThrottle | None = None  # its tasks' output, bounded; made at its first TaskLog
 
 
 _CLIENT_MESSAGES = (Task, GraphTask, TaskCancel, ClientHeartbeat, ClientDisconnect, ObjectInstruction, ObjectRequest)
@@ -471,6 +475,7 @@ class SchedulerState:
             if big and record.client in self.clients:
                 self.objects.put(record.client, task_id, result.payload)
                 result.result_object_id, result.payload = task_id, b""
+            self._tell_dropped_output(record)
             self._send_to_client(record.client, result)
         dependents = record.dependents
         self._forget(record)
@@ -507,11 +512,18 @@ class SchedulerState:
         self._end_cancelled(record)
 
     def on_task_log(self, source: bytes, log: TaskLog, now: float) -> None:
-        """Pass a task's output on to its client."""
+        """Pass a task's output on to its client, within the client's output budget (else count it)."""
         self._touch_worker(source, now)
         record = self.tasks.get(log.task_id)
-        if record is not None and record.worker == source:
-            self._send_to_client(record.client, log)
+        if record is None or record.worker != source or record.client not in self.clients:
+            return
+        client = self.clients[record.client]
+        if client.output is None:
+            limits = self.config.output_limits
+            client.output = OutputThrottle(limits.client_bytes_per_second, limits)
+        admitted = client.output.admit(log, now)
+        if admitted is not None:
+            self._send(record.client, admitted)
 
     def on_balance_response(self, source: bytes, response: BalanceResponse, now: float) -> None:
         """A worker handed back some tasks: queue them again; it keeps the others."""
@@ -604,6 +616,8 @@ class SchedulerState:
             assert client.waiting == len(holding), "a client's backpressure count is off"
             assert all(record.state in (TaskState.QUEUED, TaskState.WAITING) for record in holding)
             assert client.credits_due == 0 or client_id in self._credits_due
+            if client.output is not None:
+                assert client.output.held_task_ids() <= client.tasks, "drop counts are held only for live tasks"
         for graph in self.graphs.values():
             assert graph.nodes, "a finished graph was kept"
             for task_id in graph.nodes:
@@ -731,6 +745,7 @@ class SchedulerState:
         client = self.clients.get(record.client)
         if client is not None:
             client.tasks.discard(task_id)
+            self._tell_dropped_output(record)
         freed: list[bytes] = []
         for object_id in record.client_objects:
             freed += self.objects.remove_task_ref(object_id)
@@ -745,6 +760,13 @@ class SchedulerState:
                 del self.graphs[record.graph]
                 freed += self.objects.release_all(record.graph)
         self._announce_freed(freed)
+
+    def _tell_dropped_output(self, record: TaskRecord) -> None:
+        """The task ended: tell its client how much of its output was dropped here since its last log."""
+        client = self.clients.get(record.client)
+        if client is not None and client.output is not None:
+            for notice in client.output.finish(record.task.task_id):
+                self._send(record.client, notice)
 
     def _requeue(self, record: TaskRecord) -> None:
         """Take a task back from its worker (if still connected) into the front of the queue."""

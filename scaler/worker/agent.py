@@ -8,7 +8,9 @@ exist only while tasks are parked waiting on other tasks (see ``state.py``). Hea
 flowing while a task holds the CPU, because processors are separate processes. Processors are
 forked from a pre-imported fork server, so a new one after a cancel, a crash or a block takes
 milliseconds rather than a fresh interpreter's start-up. Killed processors are reaped without
-blocking the loop.
+blocking the loop. Task output arrives coalesced and within each processor's budget, and the
+state drops what is over the worker's (``OutputLimits``), so it cannot crowd out results and
+heartbeats.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from scaler.cli.common import DEFAULT_GRACE_PERIOD_SECONDS
 from scaler.errors import ProtocolError, ProtocolVersionError
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import HANDSHAKE_EVENTS, NO_DETAIL_LIMIT, HandshakeWatch, PeerKeys
 from scaler.io.sockets import Socket, connect_dealer, make_identity
@@ -82,14 +85,19 @@ class _Processor:
     """One processor subprocess and the agent's end of its pipe."""
 
     def __init__(
-        self, context: Any, processor_id: int, scheduler_address: str, key_files: tuple[str, str] | None = None
+        self,
+        context: Any,
+        processor_id: int,
+        scheduler_address: str,
+        key_files: tuple[str, str] | None = None,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
     ) -> None:
         agent_end, processor_end = multiprocessing.Pipe(duplex=True)
         self.processor_id = processor_id
         self.connection: Connection = agent_end
         self.process: BaseProcess = context.Process(
             target=run_processor,
-            args=(processor_end, os.getpid(), scheduler_address, key_files),
+            args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
             name=f"scaler-processor-{processor_id}",
             daemon=True,
         )
@@ -123,10 +131,16 @@ class _ProcessorStarter:
     Starts run one after another, in the order asked.
     """
 
-    def __init__(self, scheduler_address: str, key_files: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        scheduler_address: str,
+        key_files: tuple[str, str] | None = None,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    ) -> None:
         self._context = _process_context()
         self._scheduler_address = scheduler_address
         self._key_files = key_files
+        self._output_limits = output_limits
         self._read, self._write = os.pipe()
         self.fd = self._read
         self._thread: threading.Thread | None = None
@@ -149,7 +163,9 @@ class _ProcessorStarter:
 
     def _run(self, processor_id: int) -> None:
         try:
-            self._started = _Processor(self._context, processor_id, self._scheduler_address, self._key_files)
+            self._started = _Processor(
+                self._context, processor_id, self._scheduler_address, self._key_files, self._output_limits
+            )
         except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
             self._error = error
         os.write(self._write, b"x")
@@ -210,8 +226,10 @@ class WorkerAgent:
         max_idle_processors: int = DEFAULT_MAX_IDLE_PROCESSORS,
         keys: PeerKeys | None = None,
         grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
     ) -> None:
         self.address = address
+        self.output_limits = output_limits  # how much streamed task output its processors and it pass on
         self.grace_period_seconds = grace_period_seconds
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
@@ -252,7 +270,7 @@ class WorkerAgent:
         monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
         handshakes = HandshakeWatch(self.address, self.keys, "worker", cut_short_is_final=False)
         key_files = None if self.keys is None else (self.keys.key_file, self.keys.scheduler_key_file)
-        self._starter = _ProcessorStarter(self.address, key_files)
+        self._starter = _ProcessorStarter(self.address, key_files, self.output_limits)
         state = WorkerState(
             time.monotonic(),
             self.heartbeat_interval_seconds,
@@ -260,6 +278,7 @@ class WorkerAgent:
             self.task_timeout_seconds,
             capabilities=self.capabilities,
             max_idle_processors=self.max_idle_processors,
+            output_limits=self.output_limits,
         )
         handlers = self._scheduler_handlers(state)
         usage = _ResourceSampler(self.heartbeat_interval_seconds)

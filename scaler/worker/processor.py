@@ -9,9 +9,9 @@ writes from the task's threads (output lines, block notices) never interleave wi
 task's exception comes back pickled together with its traceback text.
 
 Per task, on request: ``profiling`` fills the result's wall time, CPU time and peak memory
-(``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` lines
-(``output.py``). If the agent dies, a watchdog thread ends the processor so no orphan outlives
-its worker.
+(``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` messages,
+coalesced and within the processor's byte budget (``output.py``). If the agent dies, a watchdog
+thread ends the processor so no orphan outlives its worker.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import cloudpickle
 import psutil
 
 from scaler.errors import SerializationError
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, TokenBucket
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode
 from scaler.protocol.messages import ObjectInstruction, ObjectInstructionType, Task, TaskResult, TaskStatus
 from scaler.worker import processor_context
@@ -46,7 +47,11 @@ def _ignore_signal(signum: int, frame: object) -> None:
 
 
 def run_processor(
-    connection: Connection, agent_pid: int, scheduler_address: str = "", key_files: tuple[str, str] | None = None
+    connection: Connection,
+    agent_pid: int,
+    scheduler_address: str = "",
+    key_files: tuple[str, str] | None = None,
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
 ) -> None:
     """Entry point of the processor subprocess; ``key_files`` are the worker's, for clients made in tasks."""
     # Only the agent decides when a task stops: a SIGTERM or Ctrl-C sent to the whole process group
@@ -58,6 +63,8 @@ def run_processor(
     processor_context.install(connection, scheduler_address, key_files)
     functions: dict[bytes, _Function] = {}
     objects: dict[bytes, bytes] = {}
+    rate = output_limits.processor_bytes_per_second
+    output_budget = TokenBucket(rate, output_limits.burst(rate))  # shared by all its tasks, one after another
     send = processor_context.send_to_agent
     while True:
         try:
@@ -66,7 +73,7 @@ def run_processor(
             return
         for message in decode(frame):
             if type(message) is Task:
-                result = run_task(message, functions, objects)
+                result = run_task(message, functions, objects, output_budget, output_limits)
                 try:
                     send(result)
                 except OSError:  # the agent is gone (killed): nobody to report to
@@ -91,8 +98,17 @@ def apply_deletes(
         logger.warning("processor %d ignored an ObjectInstruction of kind %s", os.getpid(), instruction.kind.name)
 
 
-def run_task(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes]) -> TaskResult:
-    """Run one task with the profiling and output streaming it asks for; never raise."""
+def run_task(
+    task: Task,
+    functions: dict[bytes, _Function],
+    objects: dict[bytes, bytes],
+    output_budget: TokenBucket | None = None,
+    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+) -> TaskResult:
+    """Run one task with the profiling and output streaming it asks for; never raise.
+
+    ``output_budget`` bounds what it may print (the processor's, shared by its tasks; else its own).
+    """
     for content in task.objects:
         objects[content.object_id] = content.data
     processor_context.task_started(task.task_id)
@@ -101,7 +117,7 @@ def run_task(task: Task, functions: dict[bytes, _Function], objects: dict[bytes,
             return execute(task, functions, objects)
         profile = TaskProfile() if task.profiling else None
         if task.stream_output:
-            with redirect_output(task.task_id):
+            with redirect_output(task.task_id, output_budget, output_limits):
                 result = execute(task, functions, objects)
         else:
             result = execute(task, functions, objects)

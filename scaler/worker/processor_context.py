@@ -15,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 
-from scaler.protocol.codec import encode_one
+from scaler.protocol.codec import encode, encode_one
 from scaler.protocol.messages import Message, ProcessorBlocked
 
 SCHEDULER_ADDRESS_VARIABLE = "SCALER_SCHEDULER_ADDRESS"
@@ -67,6 +67,15 @@ def send_to_agent(message: Message) -> None:
     if _connection is None:
         return
     frame = encode_one(message)
+    with _send_lock:
+        _connection.send_bytes(frame)
+
+
+def send_all_to_agent(messages: Sequence[Message]) -> None:
+    """Send several messages to the agent in one frame (thread-safe)."""
+    if _connection is None or not messages:
+        return
+    frame = encode(messages)
     with _send_lock:
         _connection.send_bytes(frame)
 

@@ -39,6 +39,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, OutputThrottle
 from scaler.protocol.messages import (
     ArgumentKind,
     BalanceRequest,
@@ -141,6 +142,7 @@ class WorkerState:
         task_timeout_seconds: float = 0.0,
         capabilities: dict[str, int] | None = None,
         max_idle_processors: int = DEFAULT_MAX_IDLE_PROCESSORS,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
     ) -> None:
         self.heartbeat_interval_seconds = heartbeat_interval_seconds
         self.death_timeout_seconds = death_timeout_seconds
@@ -164,6 +166,8 @@ class WorkerState:
         self._out: list[WorkerInstruction] = []
         self._done = 0
         self._drain_deadline: float | None = None  # set by drain(): when the running tasks are cut short
+        # All processors' output together: what is over the worker's budget is dropped and counted here.
+        self._output = OutputThrottle(output_limits.worker_bytes_per_second, output_limits)
 
     def start(self, now: float) -> list[WorkerInstruction]:
         """The agent is up: start the first processor."""
@@ -336,7 +340,7 @@ class WorkerState:
         else:
             self._unblocked -= 1
         self._done += 1
-        self._out.append(SendToScheduler(result))
+        self._report(result)
         if processor.stale_objects:
             self._out.append(SendToProcessor(processor_id, _delete(processor.stale_objects)))
             processor.stale_objects = []
@@ -348,10 +352,12 @@ class WorkerState:
         return self._take_output()
 
     def on_processor_log(self, processor_id: int, log: TaskLog, now: float) -> list[WorkerInstruction]:
-        """Forward what a task wrote, if that processor still runs that task."""
+        """Forward what a task wrote, if that processor still runs that task and the worker's budget allows."""
         processor = self._processors.get(processor_id)
         if processor is not None and processor.task is not None and processor.task.task_id == log.task_id:
-            self._out.append(SendToScheduler(log))
+            admitted = self._output.admit(log, now)
+            if admitted is not None:
+                self._out.append(SendToScheduler(admitted))
         return self._take_output()
 
     def on_processor_blocked(self, processor_id: int, notice: ProcessorBlocked, now: float) -> list[WorkerInstruction]:
@@ -379,8 +385,7 @@ class WorkerState:
         if task is not None:
             text = f"the processor running task {task.task_id.hex()} died (crash, os._exit, segfault or OOM kill)"
             logger.error(text)
-            result = TaskResult(task.task_id, TaskStatus.PROCESSOR_DIED, text.encode(), task.attempt)
-            self._out.append(SendToScheduler(result))
+            self._report(TaskResult(task.task_id, TaskStatus.PROCESSOR_DIED, text.encode(), task.attempt))
         self._forget(processor)
         self._schedule(now)
         return self._take_output()
@@ -441,6 +446,7 @@ class WorkerState:
             "idle_processors": len(self._idle),
             "functions": len(self._functions),
             "objects": len(self._objects),
+            **self._output.statistics(),
         }
 
     def validate(self) -> None:
@@ -468,6 +474,7 @@ class WorkerState:
             assert processor.objects <= set(self._objects), "processors hold only objects the agent holds"
         assert len(self._running) == sum(p.task is not None for p in self._processors.values())
         assert set(self._idle) <= set(self._processors)
+        assert self._output.held_task_ids() <= set(self._running), "drop counts are held only for running tasks"
         assert unblocked == self._unblocked, "the unblocked count is right"
         if self._starting is not None:
             assert self._starting in self._processors
@@ -476,6 +483,11 @@ class WorkerState:
             assert self._idle or self._starting is not None, "a free worker always has a processor on its way"
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _report(self, result: TaskResult) -> None:
+        """Send a task's result, after the notices of its output that this worker dropped."""
+        self._out.extend(SendToScheduler(notice) for notice in self._output.finish(result.task_id))
+        self._out.append(SendToScheduler(result))
 
     def _take_output(self) -> list[WorkerInstruction]:
         out, self._out = self._out, []
@@ -569,7 +581,7 @@ class WorkerState:
             assert task is not None
             text = f"task {task.task_id.hex()} ran past its timeout of {processor.timeout:g}s and was stopped"
             logger.warning(text)
-            self._out.append(SendToScheduler(TaskResult(task.task_id, TaskStatus.TIMEOUT, text.encode(), task.attempt)))
+            self._report(TaskResult(task.task_id, TaskStatus.TIMEOUT, text.encode(), task.attempt))
             self._kill(processor, "task timeout")
         if expired:
             self._schedule(now)
@@ -584,6 +596,7 @@ class WorkerState:
         del self._processors[processor_id]
         if processor.task is not None:
             del self._running[processor.task.task_id]
+            self._output.finish(processor.task.task_id)  # killed: no result goes out, nor do its notices
             if not processor.blocked:
                 self._unblocked -= 1
         elif processor_id in self._idle:

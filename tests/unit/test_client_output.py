@@ -38,3 +38,15 @@ def test_streams_are_kept_apart(capsys: pytest.CaptureFixture[str]) -> None:
     printer.on_task_done(T1)
     out, err = capsys.readouterr()
     assert (out, err) == ("[0102] a\n", "[0102] b\n")
+
+
+def test_dropped_output_is_told_where_it_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    printer = TaskOutputPrinter()
+    printer.on_task_log(TaskLog(T1, LogStream.STDOUT, "cut sh"))
+    printer.on_task_log(TaskLog(T1, LogStream.STDOUT, "ort\nnext\n", dropped_bytes=123456))
+    printer.on_task_log(TaskLog(T1, LogStream.STDERR, "", dropped_bytes=7))
+    out, err = capsys.readouterr()
+    assert out == (
+        "[0102] cut sh\n[0102] ... 123,456 bytes of output dropped (over the output limit)\n[0102] ort\n[0102] next\n"
+    )
+    assert err == "[0102] ... 7 bytes of output dropped (over the output limit)\n"

@@ -99,7 +99,7 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         False,
         b"parent-task",
     ),
-    TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n"),
+    TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n", 12),
     ObjectInstruction: lambda: ObjectInstruction(ObjectInstructionType.CREATE, [b"o1", b"o2"], [b"x", b""]),
     ObjectRequest: lambda: ObjectRequest([b"o1"]),
     ObjectResponse: lambda: ObjectResponse([b"o1", b"o2"], [b"x", b""], [True, False]),
@@ -755,6 +755,7 @@ enum LogStream(STDOUT=1, STDERR=2)
 record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
 record ObjectContent(object_id: bytes, data: bytes)
 record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes])""",
+    # 5: NO_WORKER and MISSING_OBJECTS statuses; TaskLog counts the output a hop dropped (dropped_bytes).
     5: """\
 1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent], parent_task_id: bytes)
 2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int)
@@ -771,7 +772,7 @@ record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list
 13 SchedulerShutdown(reason: str)
 14 ClientDropped(reason: str)
 15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool, parent_task_id: bytes)
-16 TaskLog(task_id: bytes, stream: LogStream, text: str)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str, dropped_bytes: int)
 17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
 18 ObjectRequest(object_ids: list[bytes])
 19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])

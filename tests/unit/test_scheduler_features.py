@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scaler.io.output_limits import OutputLimits
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -334,6 +335,36 @@ def test_task_output_goes_to_its_client_only_from_its_worker() -> None:
     line = TaskLog(b"t1", LogStream.STDOUT, "hello\n")
     assert h.handle(worker, line) == [Send(C1, line)]
     assert h.handle(other, line) == []
+
+
+def test_task_output_over_a_clients_budget_is_dropped_and_told_before_the_result() -> None:
+    limits = OutputLimits(client_bytes_per_second=100)
+    h = Harness(SchedulerConfig(output_limits=limits))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(C1, task(b"t2"))
+    first = TaskLog(b"t1", LogStream.STDOUT, "a" * 90)
+    assert h.handle(W1, first) == [Send(C1, first)]
+    # The bucket is shared by the client's tasks: t2's output is over it too.
+    assert h.handle(W1, TaskLog(b"t2", LogStream.STDOUT, "b" * 20)) == []
+    assert h.handle(W1, TaskLog(b"t1", LogStream.STDOUT, "c" * 20, dropped_bytes=7)) == []
+    h.now = 1.0  # refilled
+    assert h.handle(W1, TaskLog(b"t1", LogStream.STDOUT, "d")) == [
+        Send(C1, TaskLog(b"t1", LogStream.STDOUT, "d", dropped_bytes=27))
+    ]
+    out = h.handle(W1, result(b"t2"))
+    assert out[:2] == [Send(C1, TaskLog(b"t2", LogStream.STDOUT, "", dropped_bytes=20)), Send(C1, result(b"t2"))]
+
+
+def test_drops_of_a_task_that_ends_without_a_result_are_still_told() -> None:
+    h = Harness(SchedulerConfig(output_limits=OutputLimits(client_bytes_per_second=10)))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    h.handle(W1, TaskLog(b"t1", LogStream.STDERR, "x" * 10))  # uses up the bucket
+    assert h.handle(W1, TaskLog(b"t1", LogStream.STDERR, "x" * 100)) == []
+    h.handle(C1, TaskCancel(b"t1"))
+    out = h.handle(W1, TaskCancelConfirm(b"t1", CANCELED))
+    assert Send(C1, TaskLog(b"t1", LogStream.STDERR, "", dropped_bytes=100)) in out
 
 
 def test_dispatch_passes_task_options_to_the_worker() -> None:

@@ -20,6 +20,7 @@ import cloudpickle
 import pytest
 
 from scaler.client.serializer import DefaultSerializer
+from scaler.io.output_limits import TokenBucket
 from scaler.protocol.codec import decode
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -34,7 +35,7 @@ from scaler.protocol.messages import (
     TaskLog,
     TaskStatus,
 )
-from scaler.worker import output, processor_context
+from scaler.worker import processor_context
 from scaler.worker.processor import apply_deletes, run_task
 
 SERIALIZER = DefaultSerializer()
@@ -154,17 +155,16 @@ def printer(lines: int) -> str:
     return "ok"
 
 
-def test_streamed_output_is_sent_per_line_and_flushed_at_the_end(agent_end: Connection) -> None:
+def test_streamed_output_is_coalesced_and_all_sent_before_the_result(agent_end: Connection) -> None:
     stdout, stderr = sys.stdout, sys.stderr
     result = run_task(make_task(b"t1", printer, 2, stream_output=True), {}, {})
     assert value_of(result) == "ok"
     assert (sys.stdout, sys.stderr) == (stdout, stderr)
-    assert received(agent_end) == [
-        TaskLog(b"t1", LogStream.STDOUT, "line 0\n"),
-        TaskLog(b"t1", LogStream.STDOUT, "line 1\n"),
-        TaskLog(b"t1", LogStream.STDERR, "partial error\n"),
-        TaskLog(b"t1", LogStream.STDOUT, "tail"),
-    ]
+    logs = received(agent_end)
+    assert all(isinstance(m, TaskLog) and m.task_id == b"t1" and not m.dropped_bytes for m in logs)
+    assert "".join(m.text for m in logs if m.stream is LogStream.STDOUT) == "line 0\nline 1\ntail"
+    assert "".join(m.text for m in logs if m.stream is LogStream.STDERR) == "partial error\n"
+    assert len(logs) <= 4  # coalesced: not one message per write (5 writes here)
 
 
 def test_output_of_a_failing_task_is_flushed_and_the_streams_restored(agent_end: Connection) -> None:
@@ -179,17 +179,21 @@ def test_output_of_a_failing_task_is_flushed_and_the_streams_restored(agent_end:
     assert received(agent_end) == [TaskLog(b"t1", LogStream.STDOUT, "before")]
 
 
-def test_long_output_without_newlines_is_sent_in_pieces(agent_end: Connection, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(output, "_MAX_CHUNK_CHARACTERS", 10)
-    writer = output.TaskOutput(b"t1", LogStream.STDOUT)
-    writer.write("abcdefgh")
-    assert received(agent_end) == []
-    writer.write("ijklmnopqrstuvwxy")
-    writer.write("z\n")
-    writer.flush()
-    texts = [message.text for message in received(agent_end) if isinstance(message, TaskLog)]
-    assert "".join(texts) == "abcdefghijklmnopqrstuvwxyz\n"
-    assert all(len(text) <= 10 for text in texts)
+def flood(lines: int) -> str:
+    for _ in range(lines):
+        print("y" * 99)
+    return "done"
+
+
+def test_output_over_the_processors_budget_is_dropped_and_counted(agent_end: Connection) -> None:
+    budget = TokenBucket(rate=1.0, burst=1000.0)  # 1000 bytes now, then next to nothing
+    result = run_task(make_task(b"t1", flood, 1000, stream_output=True), {}, {}, budget)
+    assert value_of(result) == "done"
+    logs = [m for m in received(agent_end) if isinstance(m, TaskLog)]
+    kept = sum(len(m.text) for m in logs)
+    assert 1000 <= kept <= 1010  # a second's refill, at most, on a slow machine
+    assert kept + sum(m.dropped_bytes for m in logs) == 100 * 1000
+    assert logs[-1].dropped_bytes and not logs[-1].text  # the final notice: nothing printed after the gap
 
 
 def test_output_from_threads_all_arrives(agent_end: Connection) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from scaler.io.output_limits import OutputLimits
 from scaler.protocol.messages import (
     ArgumentKind,
     BalanceRequest,
@@ -196,6 +197,8 @@ def test_runs_one_task_at_a_time_and_queues_the_rest(ws: WorkerState) -> None:
         "idle_processors": 0,
         "functions": 1,
         "objects": 0,
+        "output_passed_bytes": 0,
+        "output_dropped_bytes": 0,
     }
     assert ws.queued_count() == 3
     assert ws.on_processor_result(1, result(b"t1"), 2.0) == [sent(b"t1"), run(1, b"t2")]
@@ -781,6 +784,35 @@ def test_logs_of_tasks_a_processor_no_longer_runs_are_dropped(ws: WorkerState) -
     ws.on_task(task(b"t2"), 0.3)
     assert ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDOUT, "late\n"), 0.4) == []
     assert ws.on_processor_log(5, TaskLog(b"t2", LogStream.STDOUT, "who?\n"), 0.4) == []
+
+
+def test_logs_over_the_workers_budget_are_dropped_and_told_before_the_result() -> None:
+    # 100 bytes a second, a 100-byte bucket: the first log passes, the next two do not.
+    ws = started(make(output_limits=OutputLimits(worker_bytes_per_second=100)))
+    ws.on_task(task(b"t1", FN_BYTES, stream_output=True), 0.0)
+    first = TaskLog(b"t1", LogStream.STDOUT, "a" * 80)
+    assert ws.on_processor_log(1, first, 0.0) == [SendToScheduler(first)]
+    assert ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDOUT, "b" * 50), 0.0) == []
+    assert ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDERR, "c" * 10, dropped_bytes=5), 0.1) == []
+    # Refilled past half the bucket: the next log passes, carrying its stream's gap.
+    assert ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDOUT, "d\n"), 1.0) == [
+        SendToScheduler(TaskLog(b"t1", LogStream.STDOUT, "d\n", dropped_bytes=50))
+    ]
+    assert ws.on_processor_result(1, result(b"t1"), 1.1) == [
+        SendToScheduler(TaskLog(b"t1", LogStream.STDERR, "", dropped_bytes=15)),
+        sent(b"t1"),
+    ]
+    assert ws.statistics()["output_dropped_bytes"] == 60
+
+
+def test_drops_of_a_killed_task_are_forgotten() -> None:
+    ws = started(make(output_limits=OutputLimits(worker_bytes_per_second=10)))
+    ws.on_task(task(b"t1", FN_BYTES, stream_output=True), 0.0)
+    ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDOUT, "x" * 10), 0.0)  # uses up the bucket
+    assert ws.on_processor_log(1, TaskLog(b"t1", LogStream.STDOUT, "x" * 100), 0.0) == []
+    out = ws.on_task_cancel(TaskCancel(b"t1"), 0.1)
+    assert not [i for i in out if isinstance(i, SendToScheduler) and isinstance(i.message, TaskLog)]
+    # the state's validate() (run after each test) checks that no drop count is left behind
 
 
 # -- balancing ------------------------------------------------------------------------------------
