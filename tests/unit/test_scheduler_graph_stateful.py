@@ -3,7 +3,7 @@
 Extends ``test_scheduler_stateful`` (plain tasks only) to every feature of the scheduler:
 
 * clients submit plain tasks (with a priority, capabilities and OBJECT arguments of objects they hold; now
-  and then of objects they do not hold, or with forged function bytes: both REJECTED), graphs of 1-6 nodes
+  and then of objects they do not hold (MISSING_OBJECTS), or with forged function bytes (REJECTED)), graphs of 1-6 nodes
   with random dependencies and a random non-empty set of targets (a node's OBJECT arguments name its
   dependencies, and maybe a client object), create / delete / clear objects (and forge some: bytes that do
   not hash to the id), ask for objects, cancel targets (and non-target nodes), and disconnect;
@@ -88,6 +88,7 @@ from tests.unit.test_scheduler_state import Harness
 
 LIMIT = 2
 TIMEOUT = 10.0
+REFUSALS = (TaskStatus.REJECTED, TaskStatus.NO_WORKER, TaskStatus.MISSING_OBJECTS)  # the scheduler said no
 GRACE = 3.0
 INLINE = 32
 CONFIG = SchedulerConfig(
@@ -187,6 +188,7 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
         self.cancel_asked: set[bytes] = set()
         self.cancel_failed_heard: list[bytes] = []  # CANCEL_FAILED confirmations clients got in this step
         self.expect_rejected: set[bytes] = set()  # targets whose submission is being rejected right now
+        self.expect_rejected_status = TaskStatus.REJECTED  # and the status they are refused with
         self.expect_not_found: set[bytes] = set()  # non-target nodes a client is cancelling right now
         self.failure_seen: dict[bytes, bytes] = {}  # failed node -> the payload its targets were told
         # results
@@ -391,7 +393,7 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
             return
         assert status is not SUCCESS, f"a success of {task_id!r} the scheduler did not accept"
         assert message.result_object_id == b""
-        if status is not TaskStatus.REJECTED:
+        if status not in REFUSALS:
             causes = [
                 node
                 for node in {task_id} | self.ancestors(task_id)
@@ -405,7 +407,9 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
                 assert self.failure_seen.setdefault(node, message.payload) == message.payload, "payloads differ"
         else:
             if task_id in self.expect_rejected:
+                assert status is self.expect_rejected_status, message
                 return
+            assert status is TaskStatus.NO_WORKER, message  # the one refusal of a task already accepted
             assert info.capabilities, f"{task_id!r} rejected without reason: {message.payload!r}"
             assert not any(self.can_run(info.capabilities, worker) for worker in self.state.workers)
             assert self.now - info.submitted_at > GRACE, "rejected as unschedulable before the grace period"
@@ -772,12 +776,13 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
         self.terminal[task_id] = []
         if rejected:
             self.expect_rejected.add(task_id)
+            self.expect_rejected_status = TaskStatus.REJECTED if forged else TaskStatus.MISSING_OBJECTS
         try:
             self.handle(client, task)
         finally:
             self.expect_rejected.clear()
         if rejected:
-            assert [m.status for m in self.terminal[task_id]] == [TaskStatus.REJECTED], self.terminal[task_id]
+            assert [m.status for m in self.terminal[task_id]] == [self.expect_rejected_status], self.terminal[task_id]
         else:
             assert task_id in self.state.tasks and not self.terminal[task_id]
             self.sent_functions[client] |= sending
@@ -816,13 +821,14 @@ class GraphSchedulerMachine(RuleBasedStateMachine):
             self.terminal[target] = []
         if rejected:
             self.expect_rejected.update(target_ids)
+            self.expect_rejected_status = TaskStatus.MISSING_OBJECTS
         try:
             self.handle(client, GraphTask(graph_id, nodes, target_ids))
         finally:
             self.expect_rejected.clear()
         if rejected:
             for target in target_ids:
-                assert [m.status for m in self.terminal[target]] == [TaskStatus.REJECTED]
+                assert [m.status for m in self.terminal[target]] == [TaskStatus.MISSING_OBJECTS]
             assert not any(node in self.state.tasks for node in ids) and graph_id not in self.state.graphs
         else:
             assert all(node in self.state.tasks for node in ids) and graph_id in self.state.graphs
