@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.config.scheduler import SchedulerConfig as SchedulerConfig  # its settings live there
 from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
@@ -77,22 +78,6 @@ def _hex(identifier: bytes) -> str:
     if len(identifier) <= 32:
         return identifier.hex()
     return f"{identifier[:16].hex()}...({len(identifier)} bytes)"
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """The scheduler's tunables; the defaults suit one machine and scale to many."""
-
-    per_worker_queue_size: int = 1000
-    client_timeout_seconds: float = 60.0
-    worker_timeout_seconds: float = 60.0
-    max_task_retries: int = 3
-    protected: bool = True
-    inline_result_bytes: int = 64 * 1024  # bigger results stay here until the client asks for them
-    unschedulable_grace_seconds: float = 60.0  # how long a task may wait for a worker with its capabilities
-    # Backpressure: the most tasks one client may have waiting in the queue (TaskCredit). A client
-    # that ignores its credits has its tasks rejected past twice that. 0 or less: no limit.
-    max_number_of_tasks_waiting: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
