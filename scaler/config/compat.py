@@ -6,7 +6,7 @@ exist in scaler, so they are accepted and logged once at INFO with what scaler d
 except the security ones scaler cannot honour, which are refused so that nobody who asked for
 encryption gets a plain-text scheduler.
 
-``python -m scaler.config.compat`` prints the compatibility tables of ``docs/cli.md``.
+``python -m scaler.config.compat_tables`` prints the compatibility tables of ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scaler.config.cluster import ClusterConfig
-from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import SAME, Unsupported, settings_of
+from scaler.config.settings import Unsupported
 
 _IO_THREADS = "each scaler process uses one ZeroMQ I/O thread; the count is not configurable"
 _EVENT_LOOP = "scaler runs its own poll loop, with no asyncio event loop to choose"
@@ -110,6 +108,18 @@ def _kwargs(entries: Iterable[Unsupported]) -> dict[str, Unsupported]:
     return result
 
 
+# Every keyword argument of Scaler's and opengris's SchedulerClusterCombo and Cluster.
+SCALER_KWARGS: tuple[str, ...] = (
+    "n_workers", "address", "object_storage_config", "object_storage_address", "monitor_address",
+    "worker_io_threads", "scheduler_io_threads", "max_number_of_tasks_waiting", "heartbeat_interval_seconds",
+    "client_timeout_seconds", "worker_timeout_seconds", "object_retention_seconds", "task_timeout_seconds",
+    "death_timeout_seconds", "load_balance_seconds", "load_balance_trigger_times",
+    "garbage_collect_interval_seconds", "trim_memory_threshold_bytes", "per_worker_queue_size",
+    "per_worker_task_queue_size", "per_worker_capabilities", "hard_processor_suspend", "protected",
+    "scaler_policy", "event_loop", "logging_paths", "logging_level", "logging_config_file", "logging_format",
+    "worker_manager_id", "security_config", "worker_names", "preload",
+)  # fmt: skip
+
 COMBO_UNSUPPORTED_KWARGS = _kwargs((*SCHEDULER_UNSUPPORTED, *CLUSTER_UNSUPPORTED, *_KWARG_ONLY))
 CLUSTER_UNSUPPORTED_KWARGS = _kwargs(CLUSTER_UNSUPPORTED)
 
@@ -133,92 +143,3 @@ def split_unsupported(
             logger.info("%s: %s=%r is accepted for compatibility with Scaler and has no effect: %s",
                         owner, key, value, entry.reason)  # fmt: skip
     return rest
-
-
-# -- the tables of docs/cli.md -------------------------------------------------------------------
-
-
-def _flags(flags: Iterable[str]) -> str:
-    ordered = sorted(flags, key=lambda flag: (flag.startswith("--"), len(flag)))
-    return ", ".join(f"`{flag}`" for flag in ordered)
-
-
-def flag_rows(cls: type, unsupported: Iterable[Unsupported]) -> list[tuple[str, str, str]]:
-    """(flags, status, what scaler does) for every Scaler/opengris flag of ``cls``'s command."""
-    rows = [("`ADDRESS` (positional)", "same", "")]
-    for field in settings_of(cls):
-        if not field.meta.scaler_flags:
-            continue
-        meaning = field.meta.scaler_meaning
-        if meaning == SAME:
-            rows.append((_flags(field.meta.scaler_flags), "same", f"`{field.flag}`"))
-        else:
-            detail = meaning.removeprefix("mapped: ")
-            rows.append((_flags(field.meta.scaler_flags), "mapped", f"`{field.flag}`: {detail}"))
-    rows.append(("`-c`, `--config`", "same", "a TOML file; see [Configuration files](#configuration-files)"))
-    for entry in unsupported:
-        rows.append((_flags(entry.flags), "refused" if entry.refused else "no effect", entry.reason))
-    return rows
-
-
-def kwarg_rows() -> list[tuple[str, str, str]]:
-    """(keyword, status, what scaler does) for the keyword arguments of Scaler's combo and Cluster."""
-    rows = []
-    ours = {field.name for cls in (SchedulerConfig, ClusterConfig) for field in settings_of(cls)}
-    for name in ("n_workers", "address", "logging_paths", "logging_level", "logging_config_file", "logging_format"):
-        rows.append((f"`{name}`", "same", ""))
-    for name in ("heartbeat_interval_seconds", "client_timeout_seconds", "worker_timeout_seconds",
-                 "task_timeout_seconds", "death_timeout_seconds", "per_worker_queue_size", "per_worker_capabilities",
-                 "protected", "worker_names"):  # fmt: skip
-        assert name in ours, name
-        rows.append((f"`{name}`", "same", ""))
-    rows.append(("`max_number_of_tasks_waiting`", "mapped", "a bound per client, past which `submit()` waits"))
-    for name, entry in sorted(COMBO_UNSUPPORTED_KWARGS.items()):
-        rows.append((f"`{name}`", "refused unless None" if entry.refused else "no effect", entry.reason))
-    return rows
-
-
-def _table(rows: list[tuple[str, str, str]], first: str) -> str:
-    lines = [f"| {first} | here | what scaler does |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines)
-
-
-def counts(rows: list[tuple[str, str, str]]) -> dict[str, int]:
-    """How many rows have each status."""
-    result: dict[str, int] = {}
-    for _, status, _ in rows:
-        result[status] = result.get(status, 0) + 1
-    return result
-
-
-def markdown() -> str:
-    """The compatibility tables, as ``docs/cli.md`` holds them between its markers."""
-    scheduler = flag_rows(SchedulerConfig, SCHEDULER_UNSUPPORTED)
-    cluster = flag_rows(ClusterConfig, CLUSTER_UNSUPPORTED)
-    kwargs = kwarg_rows()
-    parts = [
-        "### `scaler_scheduler`",
-        "",
-        _table(scheduler, "Scaler / opengris flag"),
-        "",
-        "### `scaler_cluster`",
-        "",
-        _table(cluster, "Scaler / opengris flag"),
-        "",
-        "### Keyword arguments of `SchedulerClusterCombo` and `Cluster`",
-        "",
-        _table(kwargs, "Scaler / opengris keyword"),
-        "",
-        "Counts: "
-        + "; ".join(
-            f"{name}: " + ", ".join(f"{count} {status}" for status, count in counts(rows).items())
-            for name, rows in (("scaler_scheduler", scheduler), ("scaler_cluster", cluster), ("keywords", kwargs))
-        )
-        + ".",
-    ]
-    return "\n".join(parts)
-
-
-if __name__ == "__main__":
-    print(markdown())
