@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from scaler.cli.common import parse_command, start_logging, worker_kwargs
 from scaler.cluster.cluster import Cluster
 from scaler.config.cluster import ClusterConfig
+from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.compat import CLUSTER_UNSUPPORTED
-from scaler.config.settings import build_parser as build_config_parser
 from scaler.io.security import PeerKeys
 
 logger = logging.getLogger(__name__)

@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from scaler.config.command_line import Unsupported, parse_command_line
 from scaler.config.logging_setup import LoggingSettings, setup_logging
 from scaler.config.roles import load_config
-from scaler.config.settings import Config, ConfigError, Unsupported, parse_command_line
+from scaler.config.settings import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 

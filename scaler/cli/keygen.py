@@ -101,9 +101,10 @@ off the scheduler host. One more key pair (one per user, say): scaler_keygen {he
 """
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Make the keys and print where each file goes."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``scaler_keygen`` (no side effects)."""
     parser = argparse.ArgumentParser(
+        prog="scaler_keygen",
         description="Make CURVE keys for a scaler scheduler, its workers and its clients.",
         epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret) and allowed_keys.",
     )
@@ -113,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="NAME",
         help="add one more key pair NAME to an existing DIR, and its public key to DIR/allowed_keys",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Make the keys and print where each file goes."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         print(add_key(args.directory, args.add) if args.add else make_keys(args.directory), end="")

@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Sequence
 
 from scaler.cli.common import parse_command, start_logging
+from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.compat import SCHEDULER_UNSUPPORTED
 from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import build_parser as build_config_parser
 from scaler.io.security import SchedulerKeys, check_bind
 from scaler.scheduler.server import SchedulerServer
 

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from scaler.cli.common import parse_command, start_logging, worker_kwargs
-from scaler.config.settings import build_parser as build_config_parser
+from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.worker import WorkerConfig
 from scaler.io.security import PeerKeys
 from scaler.worker.agent import WorkerAgent

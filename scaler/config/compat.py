@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scaler.config.settings import Unsupported
+from scaler.config.command_line import Unsupported
 
 _IO_THREADS = "each scaler process uses one ZeroMQ I/O thread; the count is not configurable"
 _EVENT_LOOP = "scaler runs its own poll loop, with no asyncio event loop to choose"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from scaler.config.cluster import ClusterConfig
+from scaler.config.command_line import Unsupported
 from scaler.config.compat import (
     CLUSTER_UNSUPPORTED,
     COMBO_UNSUPPORTED_KWARGS,
@@ -16,7 +17,7 @@ from scaler.config.compat import (
     SCHEDULER_UNSUPPORTED,
 )
 from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import SAME, Unsupported, settings_of
+from scaler.config.settings import SAME, settings_of
 
 Row = tuple[str, str, str]
 

@@ -19,9 +19,10 @@ from scaler.cli.common import parse_command
 from scaler.cli.launcher import plan
 from scaler.config.client import ClientConfig
 from scaler.config.cluster import ClusterConfig
+from scaler.config.command_line import parse_command_line
 from scaler.config.roles import ROLES, load_config
 from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import ConfigError, parse_command_line, settings_of, to_argv
+from scaler.config.settings import ConfigError, settings_of, to_argv
 from scaler.config.worker import WorkerConfig
 
 ADDRESS = "tcp://127.0.0.1:8516"

@@ -14,8 +14,9 @@ from scaler.cli import cluster as cluster_cli
 from scaler.cli import scheduler as scheduler_cli
 from scaler.config import compat, compat_tables
 from scaler.config.cluster import ClusterConfig
+from scaler.config.command_line import Unsupported, parse_command_line
 from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import Field, Unsupported, parse_command_line, settings_of
+from scaler.config.settings import Field, settings_of
 
 ADDRESS = "tcp://127.0.0.1:8516"
 
