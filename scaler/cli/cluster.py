@@ -3,49 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import signal
 import threading
 from collections.abc import Sequence
 
-from scaler.cli.common import add_common_arguments, add_peer_key_arguments, add_worker_arguments, setup_logging
+from scaler.cli.common import parse_command, start_logging, worker_kwargs
 from scaler.cluster.cluster import Cluster
+from scaler.config.cluster import ClusterConfig
+from scaler.config.command_line import build_parser as build_config_parser
+from scaler.config.compat import CLUSTER_UNSUPPORTED
 from scaler.io.security import PeerKeys
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``scaler_cluster`` parser, built without side effects (the docs render its help)."""
-    parser = argparse.ArgumentParser(description="Run N scaler workers.")
-    add_common_arguments(parser)
-    add_worker_arguments(parser)
-    parser.add_argument("-n", "--num-of-workers", dest="n_workers", type=int, default=os.cpu_count() or 1)
-    add_peer_key_arguments(parser, "worker")
-    return parser
+    """The parser of ``scaler_cluster`` (no side effects)."""
+    return build_config_parser(
+        ClusterConfig,
+        prog="scaler_cluster",
+        description="Run N scaler workers on this machine. Settings come from the flags, then the [cluster] "
+        "section of -c FILE.toml, then the defaults shown. Each worker logs to --logging-paths with its pid "
+        "appended to file names; this command logs to the paths as given.",
+        unsupported=CLUSTER_UNSUPPORTED,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the workers and keep them until SIGINT/SIGTERM, or until all of them exit."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.logging_level)
+    config, notes = parse_command(parser, ClusterConfig, "cluster", argv, CLUSTER_UNSUPPORTED)
     try:
-        PeerKeys.load("worker", args.keys_dir, args.key_file, args.scheduler_key_file)  # errors as usage errors
+        PeerKeys.load("worker", **worker_kwargs(config))  # errors as usage errors
     except ValueError as error:
         parser.error(str(error))
-    cluster = Cluster(
-        args.address,
-        args.n_workers,
-        heartbeat_interval_seconds=args.heartbeat_interval_seconds,
-        death_timeout_seconds=args.death_timeout_seconds,
-        task_timeout_seconds=args.task_timeout_seconds,
-        logging_level=args.logging_level,
-        exit_with_parent=True,
-        per_worker_capabilities=args.per_worker_capabilities,
-        keys_dir=args.keys_dir,
-        key_file=args.key_file,
-        scheduler_key_file=args.scheduler_key_file,
-        grace_period_seconds=args.grace_period_seconds,
-    )
+    start_logging(parser, config, notes)
+    # The workers always exit with this process; ``exit_with_parent`` is about this process's own parent.
+    cluster = Cluster(config=dataclasses.replace(config, exit_with_parent=True))
     stop = threading.Event()
 
     def on_signal(*_: object) -> None:
@@ -55,9 +52,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    parent = os.getppid()
     cluster.start()
+    logger.info("scaler_cluster: %d workers for %s, pids %s", cluster.n_workers, cluster.address, cluster.pids())
     while not stop.wait(0.5) and cluster.is_alive():
-        pass
+        if config.exit_with_parent and os.getppid() != parent:
+            logger.warning("scaler_cluster: its parent exited; stopping")
+            break
+    logger.info("scaler_cluster: stopping %d workers", cluster.n_workers)
     cluster.shutdown()
 
 

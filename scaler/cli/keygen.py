@@ -102,8 +102,9 @@ off the scheduler host. One more key pair (one per user, say): scaler_keygen {he
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``scaler_keygen`` parser, built without side effects (the docs render its help)."""
+    """The parser of ``scaler_keygen`` (no side effects)."""
     parser = argparse.ArgumentParser(
+        prog="scaler_keygen",
         description="Make CURVE keys for a scaler scheduler, its workers and its clients.",
         epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret) and allowed_keys.",
     )

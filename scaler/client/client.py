@@ -39,6 +39,7 @@ from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
+from scaler.config.client import ClientConfig
 from scaler.errors import (
     AuthenticationError,
     ClientForkedError,
@@ -113,12 +114,12 @@ class Client:
     def __init__(
         self,
         address: str | None = None,
-        profiling: bool = False,
-        timeout_seconds: float = 60,
-        heartbeat_interval_seconds: float = 2,
+        profiling: bool = ClientConfig.profiling,
+        timeout_seconds: float = ClientConfig.timeout_seconds,
+        heartbeat_interval_seconds: float = ClientConfig.heartbeat_interval_seconds,
         serializer: Serializer | type[Serializer] | None = None,
-        stream_output: bool = False,
-        object_cache_bytes: int = AUTOMATIC_OBJECT_CACHE_BYTES,
+        stream_output: bool = ClientConfig.stream_output,
+        object_cache_bytes: int = ClientConfig.object_cache_bytes,
         keys_dir: PathLike | None = None,
         key_file: PathLike | None = None,
         scheduler_key_file: PathLike | None = None,
@@ -136,8 +137,8 @@ class Client:
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
-            self._combo = SchedulerClusterCombo(
-                n_workers=os.cpu_count() or 1, logging_level="WARNING", keys_dir=keys_dir
+            self._combo = SchedulerClusterCombo(  # its logs must not mix with the program's output
+                n_workers=os.cpu_count() or 1, logging_level="WARNING", logging_paths="/dev/stderr", keys_dir=keys_dir
             )
             address = self._combo.get_address()
         self.address = validate_address(address)

@@ -2,96 +2,89 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
 import time
 from typing import Any
 
-from scaler.cli.common import (
-    DEFAULT_DEATH_TIMEOUT_SECONDS,
-    DEFAULT_GRACE_PERIOD_SECONDS,
-    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-    format_capabilities,
-)
-from scaler.io.keys import PathLike
+from scaler.config.cluster import ClusterConfig
+from scaler.config.compat import CLUSTER_UNSUPPORTED_KWARGS, split_unsupported
+from scaler.config.settings import kwargs_values, resolve, to_argv
+from scaler.config.worker import WorkerConfig, WorkerSettings
 from scaler.io.security import PeerKeys
-from scaler.io.sockets import validate_address
 
 logger = logging.getLogger(__name__)
+
+WORKER_MODULE = "scaler.cli.worker"  # what each worker process runs
 
 
 class Cluster:
     """Starts ``n_workers`` workers (each an agent plus its processors) for the scheduler at ``address``.
 
-    ``per_worker_capabilities`` (e.g. ``{"gpu": 1}``) is what each worker offers to tasks that ask for it.
-    ``grace_period_seconds`` is how long ``shutdown`` lets running tasks finish; queued ones are handed
-    back to the scheduler at once.
+    Every other keyword argument is a setting of ``scaler.config.cluster.ClusterConfig`` (or pass
+    ``config=ClusterConfig(...)``; keyword arguments win over it): ``per_worker_capabilities``
+    (e.g. ``{"gpu": 1}``, what each worker offers to tasks that ask for it), timeouts,
+    ``grace_period_seconds`` (how long ``shutdown`` lets running tasks finish; queued ones are
+    handed back to the scheduler at once), ``worker_names``, ``logging_paths``, ``logging_level``,
+    ``logging_config_file`` and ``logging_format`` (each worker appends its pid to a log file's
+    name), and, for a scheduler with keys, ``keys_dir`` (a ``scaler_keygen`` directory, or a copy
+    holding ``worker.key_secret`` and ``scheduler.key``) or ``key_file`` and
+    ``scheduler_key_file``. Workers get the key files' paths, never the keys, on their command line.
 
-    For a scheduler with keys, ``keys_dir`` (a ``scaler_keygen`` directory, or a copy holding
-    ``worker.key_secret`` and ``scheduler.key``), or ``key_file`` and ``scheduler_key_file``, name
-    the workers' key pair and the scheduler's public key. Workers get the files' paths, never the
-    keys themselves, on their command line.
-
-    Extra keyword arguments from Scaler's ``Cluster`` are accepted so existing scripts run.
+    Scaler's and opengris-scaler's other keyword arguments (``event_loop``, ``worker_io_threads``,
+    ...) are accepted and logged at INFO with what scaler does instead; any other name is a
+    ``TypeError``. With ``worker_names`` and no ``n_workers``, there is one worker per name.
     """
 
     def __init__(
         self,
-        address: str,
-        n_workers: int,
-        heartbeat_interval_seconds: float = DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-        death_timeout_seconds: float = DEFAULT_DEATH_TIMEOUT_SECONDS,
-        task_timeout_seconds: float = 0.0,
-        logging_level: str = "INFO",
-        exit_with_parent: bool = False,
-        per_worker_capabilities: dict[str, int] | None = None,
-        keys_dir: PathLike | None = None,
-        key_file: PathLike | None = None,
-        scheduler_key_file: PathLike | None = None,
-        grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
-        **scaler_compatible: Any,
+        address: str | None = None,
+        n_workers: int | None = None,
+        *,
+        config: ClusterConfig | None = None,
+        **settings: Any,
     ) -> None:
-        if n_workers < 1:
-            raise ValueError(f"n_workers must be at least 1, got {n_workers}")
-        capabilities = dict(per_worker_capabilities or {})
-        for name, count in capabilities.items():
-            if not name or "," in name or "=" in name or type(count) is not int or count < 0:
-                raise ValueError(f"bad capability {name!r}={count!r}: names without ',' or '=', whole counts >= 0")
-        self.per_worker_capabilities = capabilities
-        self.address = validate_address(address)
-        self.n_workers = n_workers
-        self.grace_period_seconds = grace_period_seconds
-        self._command = [
-            sys.executable,
-            "-m",
-            "scaler.cli.worker",
-            self.address,
-            f"--heartbeat-interval-seconds={heartbeat_interval_seconds}",
-            f"--death-timeout-seconds={death_timeout_seconds}",
-            f"--task-timeout-seconds={task_timeout_seconds}",
-            f"--grace-period-seconds={grace_period_seconds}",
-            f"--logging-level={logging_level}",
-        ]
-        if capabilities:
-            self._command.append(f"--per-worker-capabilities={format_capabilities(capabilities)}")
-        self.keys = PeerKeys.load("worker", keys_dir, key_file, scheduler_key_file)  # checked here; read again there
-        if self.keys is not None:
-            self._command += [
-                f"--key-file={self.keys.key_file}",
-                f"--scheduler-key-file={self.keys.scheduler_key_file}",
-            ]
-        if exit_with_parent:
-            self._command.append("--exit-with-parent")
-        if scaler_compatible:
-            logger.debug("Cluster ignores these Scaler arguments: %s", sorted(scaler_compatible))
+        settings = split_unsupported("Cluster", settings, CLUSTER_UNSUPPORTED_KWARGS, logger)
+        given = kwargs_values(ClusterConfig, "Cluster", settings, exclude=("address", "n_workers"))
+        if address is not None:
+            given["address"] = address
+        if n_workers is not None:
+            given["n_workers"] = n_workers
+        self.config: ClusterConfig = resolve(ClusterConfig, command_line=given, base=config)
+        if not self.config.address:
+            raise TypeError("Cluster() needs the scheduler's address")
+        self.address = self.config.address
+        self.n_workers = self.config.worker_count
+        self.per_worker_capabilities = self.config.per_worker_capabilities
+        self.grace_period_seconds = self.config.grace_period_seconds
+        self.keys = PeerKeys.load(  # checked here, read again by each worker
+            "worker", self.config.keys_dir, self.config.key_file, self.config.scheduler_key_file
+        )
+        names = self.config.worker_names or ("",) * self.n_workers
+        self._commands = [self._worker_command(name) for name in names]
         self._processes: list[subprocess.Popen[bytes]] = []
+
+    def _worker_command(self, name: str) -> list[str]:
+        shared = {field.name: getattr(self.config, field.name) for field in dataclasses.fields(WorkerSettings)}
+        worker = WorkerConfig(**shared, name=name)
+        if self.keys is not None:  # resolved paths: the worker need not find them in keys_dir again
+            worker = dataclasses.replace(
+                worker, keys_dir=None, key_file=self.keys.key_file, scheduler_key_file=self.keys.scheduler_key_file
+            )
+        return [sys.executable, "-m", WORKER_MODULE, *to_argv(worker)]
+
+    @property
+    def _command(self) -> list[str]:
+        """The first worker's command line."""
+        return self._commands[0]
 
     def start(self) -> None:
         """Start the workers (returns at once; they connect in the background)."""
         # Own sessions: a Ctrl-C in the caller's terminal must not reach the workers, whose stop
-        # ``shutdown`` manages (the caller's own exit still stops them: --exit-with-parent).
-        self._processes = [subprocess.Popen(self._command, start_new_session=True) for _ in range(self.n_workers)]
+        # ``shutdown`` manages (the caller's own exit still stops them: exit_with_parent).
+        self._processes = [subprocess.Popen(command, start_new_session=True) for command in self._commands]
 
     def pids(self) -> list[int]:
         """The process ids of the worker agents."""

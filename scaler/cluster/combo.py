@@ -1,42 +1,47 @@
 """``SchedulerClusterCombo``: a scheduler and N workers as local subprocesses, for one machine.
 
-Everything runs as child processes of the caller (``python -m scaler.cli...``), so a script
+Everything runs as child processes of the caller (``python -m scaler.cli...``, each given its
+settings as flags derived from its configuration class), so a script
 needs no ``if __name__ == "__main__"`` guard, and every child exits with its parent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import subprocess
 import sys
 from typing import Any
 
-from scaler.cli.common import (
-    DEFAULT_CLIENT_TIMEOUT_SECONDS,
-    DEFAULT_DEATH_TIMEOUT_SECONDS,
-    DEFAULT_GRACE_PERIOD_SECONDS,
-    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-    DEFAULT_MAX_NUMBER_OF_TASKS_WAITING,
-    DEFAULT_MAX_TASK_RETRIES,
-    DEFAULT_PER_WORKER_QUEUE_SIZE,
-    DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
-    DEFAULT_WORKER_TIMEOUT_SECONDS,
-)
 from scaler.cluster.cluster import Cluster
-from scaler.io.keys import PathLike
+from scaler.config.cluster import ClusterConfig
+from scaler.config.compat import COMBO_UNSUPPORTED_KWARGS, split_unsupported
+from scaler.config.scheduler import SchedulerConfig
+from scaler.config.settings import closest, kwargs_values, settings_of, to_argv
 from scaler.io.security import SchedulerKeys, check_bind
 from scaler.io.sockets import free_tcp_address, validate_address
 
 logger = logging.getLogger(__name__)
 
+SCHEDULER_MODULE = "scaler.cli.scheduler"  # what the scheduler process runs
+
+# Settings the combo decides itself: its address, that its children exit with it, and the key
+# files, which come from ``keys_dir`` (a key pair for the scheduler is not one for the workers).
+_OWN = ("address", "n_workers", "exit_with_parent", "key_file", "scheduler_key_file", "allow_list_file")
+
 
 class SchedulerClusterCombo:
     """A local scheduler with ``n_workers`` workers; ``get_address()`` is what clients connect to.
 
-    With no ``address`` it picks a free loopback port. Scaler's other keyword arguments
-    (``event_loop``, ``worker_io_threads``, ``load_balance_seconds``, ...) are accepted so
-    existing scripts run; those that do not apply to this implementation are ignored.
+    With no ``address`` it picks a free loopback port; with no ``n_workers``, one worker per CPU.
+    Every other keyword argument is a setting of ``scaler.config.scheduler.SchedulerConfig`` or
+    of ``scaler.config.cluster.ClusterConfig`` (``per_worker_queue_size``,
+    ``per_worker_capabilities``, timeouts, ...); the ones both have (``logging_paths``,
+    ``logging_level``, ``logging_config_file``, ``logging_format``, ``keys_dir``) apply to the
+    scheduler and to the workers, and each worker appends its pid to a log file's name. Scaler's
+    and opengris-scaler's other keyword arguments (``event_loop``, ``worker_io_threads``,
+    ``load_balance_seconds``, ...) are accepted and logged at INFO with what scaler does
+    instead; any other name is a ``TypeError``.
 
     ``keys_dir`` (a directory made by ``scaler_keygen``) gives the scheduler and the workers
     their keys; clients then need ``Client(address, keys_dir=...)`` too. A non-loopback
@@ -44,68 +49,36 @@ class SchedulerClusterCombo:
     (``InsecureBindError`` otherwise).
     """
 
-    def __init__(
-        self,
-        address: str | None = None,
-        n_workers: int = os.cpu_count() or 1,
-        per_worker_queue_size: int = DEFAULT_PER_WORKER_QUEUE_SIZE,
-        heartbeat_interval_seconds: float = DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-        client_timeout_seconds: float = DEFAULT_CLIENT_TIMEOUT_SECONDS,
-        worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
-        death_timeout_seconds: float = DEFAULT_DEATH_TIMEOUT_SECONDS,
-        task_timeout_seconds: float = 0.0,
-        max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
-        unschedulable_grace_seconds: float = DEFAULT_UNSCHEDULABLE_GRACE_SECONDS,
-        max_number_of_tasks_waiting: int = DEFAULT_MAX_NUMBER_OF_TASKS_WAITING,
-        protected: bool = True,
-        event_loop: str = "builtin",
-        logging_level: str = "INFO",
-        per_worker_capabilities: dict[str, int] | None = None,
-        grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
-        keys_dir: PathLike | None = None,
-        insecure: bool = False,
-        **scaler_compatible: Any,
-    ) -> None:
+    def __init__(self, address: str | None = None, n_workers: int | None = None, **settings: Any) -> None:
+        settings = split_unsupported("SchedulerClusterCombo", settings, COMBO_UNSUPPORTED_KWARGS, logger)
+        scheduler_names = {field.name for field in settings_of(SchedulerConfig)} - set(_OWN)
+        cluster_names = {field.name for field in settings_of(ClusterConfig)} - set(_OWN)
+        for key in settings:
+            if key not in scheduler_names | cluster_names:
+                suggestion = closest(key, scheduler_names | cluster_names)
+                raise TypeError(f"SchedulerClusterCombo() got an unexpected keyword argument {key!r}{suggestion}")
         self._address = validate_address(address) if address else free_tcp_address()
-        if event_loop != "builtin":
-            logger.debug("event_loop=%r is accepted for compatibility; scaler uses its own poll loop", event_loop)
-        if scaler_compatible:
-            logger.debug("SchedulerClusterCombo ignores these Scaler arguments: %s", sorted(scaler_compatible))
-        self.keys = SchedulerKeys.load(keys_dir)
-        check_bind(self._address, self.keys, insecure)  # here too: the scheduler's own refusal would be unseen
+        common: dict[str, Any] = {"address": self._address, "exit_with_parent": True}
+        scheduler_kwargs = {key: value for key, value in settings.items() if key in scheduler_names}
+        cluster_kwargs = {key: value for key, value in settings.items() if key in cluster_names}
+        scheduler_config = SchedulerConfig(
+            **common, **kwargs_values(SchedulerConfig, "SchedulerClusterCombo", scheduler_kwargs)
+        )
+        self.keys = SchedulerKeys.load(scheduler_config.keys_dir)
+        check_bind(self._address, self.keys, scheduler_config.insecure)  # here: the scheduler's own refusal is unseen
+        if self.keys is not None:
+            scheduler_config = dataclasses.replace(
+                scheduler_config, keys_dir=None, key_file=self.keys.key_file, allow_list_file=self.keys.allow_list_file
+            )
         # Built (and so checked) before anything starts: a bad worker argument leaves no process behind.
         self._cluster = Cluster(
-            self._address,
-            n_workers,
-            heartbeat_interval_seconds=heartbeat_interval_seconds,
-            death_timeout_seconds=death_timeout_seconds,
-            task_timeout_seconds=task_timeout_seconds,
-            logging_level=logging_level,
-            exit_with_parent=True,
-            per_worker_capabilities=per_worker_capabilities,
-            grace_period_seconds=grace_period_seconds,
-            keys_dir=keys_dir,
+            config=ClusterConfig(
+                **common,
+                n_workers=n_workers,
+                **kwargs_values(ClusterConfig, "SchedulerClusterCombo", cluster_kwargs),
+            )
         )
-        command = [
-            sys.executable,
-            "-m",
-            "scaler.cli.scheduler",
-            self._address,
-            f"--per-worker-queue-size={per_worker_queue_size}",
-            f"--client-timeout-seconds={client_timeout_seconds}",
-            f"--worker-timeout-seconds={worker_timeout_seconds}",
-            f"--max-task-retries={max_task_retries}",
-            f"--unschedulable-grace-seconds={unschedulable_grace_seconds}",
-            f"--max-number-of-tasks-waiting={max_number_of_tasks_waiting}",
-            f"--logging-level={logging_level}",
-            "--protected" if protected else "--no-protected",
-            "--exit-with-parent",
-        ]
-        if self.keys is not None:
-            command += [f"--key-file={self.keys.key_file}", f"--allow-list-file={self.keys.allow_list_file}"]
-        if insecure:
-            command.append("--insecure")
-        self._scheduler = subprocess.Popen(command)
+        self._scheduler = subprocess.Popen([sys.executable, "-m", SCHEDULER_MODULE, *to_argv(scheduler_config)])
         self._cluster.start()
         self._stopped = False
 

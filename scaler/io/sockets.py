@@ -43,9 +43,9 @@ def free_tcp_address(host: str = "127.0.0.1") -> str:
     return f"tcp://{host}:{port}"
 
 
-def make_identity(kind: str) -> bytes:
-    """A unique socket identity naming the peer's kind, host and pid, for readable logs."""
-    return f"{kind}|{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}".encode()
+def make_identity(kind: str, name: str = "") -> bytes:
+    """A unique socket identity naming the peer's kind, name (default: its host) and pid, for readable logs."""
+    return f"{kind}|{name or socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}".encode()
 
 
 def _apply_options(sock: Socket) -> None:

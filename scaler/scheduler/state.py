@@ -26,7 +26,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, OutputThrottle
+from scaler.config.scheduler import SchedulerConfig as SchedulerConfig  # its settings live there
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputThrottle
 from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
@@ -83,24 +84,6 @@ def _hex(identifier: bytes) -> str:
     if len(identifier) <= 32:
         return identifier.hex()
     return f"{identifier[:16].hex()}...({len(identifier)} bytes)"
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """The scheduler's tunables; the defaults suit one machine and scale to many."""
-
-    per_worker_queue_size: int = 1000
-    client_timeout_seconds: float = 60.0
-    worker_timeout_seconds: float = 60.0
-    max_task_retries: int = 3
-    protected: bool = True
-    inline_result_bytes: int = 64 * 1024  # bigger results stay here until the client asks for them
-    unschedulable_grace_seconds: float = 60.0  # how long a task may wait for a worker with its capabilities
-    # Backpressure: the most tasks one client may have waiting in the queue (TaskCredit). A client
-    # that ignores its credits has its tasks rejected past twice that. 0 or less: no limit.
-    max_number_of_tasks_waiting: int = 100_000
-    # Streamed task output: the scheduler relays at most ``client_bytes_per_second`` to each client.
-    output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,8 +502,7 @@ class SchedulerState:
             return
         client = self.clients[record.client]
         if client.output is None:
-            limits = self.config.output_limits
-            client.output = OutputThrottle(limits.client_bytes_per_second, limits)
+            client.output = OutputThrottle(self.config.output_bytes_per_second_per_client, DEFAULT_OUTPUT_LIMITS)
         admitted = client.output.admit(log, now)
         if admitted is not None:
             self._send(record.client, admitted)

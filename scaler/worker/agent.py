@@ -32,7 +32,7 @@ import psutil
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from scaler.cli.common import DEFAULT_GRACE_PERIOD_SECONDS
+from scaler.config.worker import WorkerConfig
 from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from scaler.io.rate_limited_log import RateLimitedLog
@@ -218,14 +218,15 @@ class WorkerAgent:
     def __init__(
         self,
         address: str,
-        heartbeat_interval_seconds: float = 2.0,
-        death_timeout_seconds: float = 300.0,
-        task_timeout_seconds: float = 0.0,
+        heartbeat_interval_seconds: float = WorkerConfig.heartbeat_interval_seconds,
+        death_timeout_seconds: float = WorkerConfig.death_timeout_seconds,
+        task_timeout_seconds: float = WorkerConfig.task_timeout_seconds,
         exit_with_parent: bool = False,
         capabilities: dict[str, int] | None = None,
         max_idle_processors: int = DEFAULT_MAX_IDLE_PROCESSORS,
         keys: PeerKeys | None = None,
-        grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS,
+        grace_period_seconds: float = WorkerConfig.grace_period_seconds,
+        name: str = "",
         output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
     ) -> None:
         self.address = address
@@ -237,7 +238,7 @@ class WorkerAgent:
         self.exit_with_parent = exit_with_parent
         self.capabilities = dict(capabilities or {})
         self.max_idle_processors = max_idle_processors
-        self.identity = make_identity("worker")
+        self.identity = make_identity("worker", name)
         self.keys = keys
         self.refused: str | None = None  # why the scheduler refused this worker's keys, once it has
         self._stopping = False

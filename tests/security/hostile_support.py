@@ -134,7 +134,9 @@ class HostileScheduler:
         self.log_path = directory / f"scheduler-{uuid.uuid4().hex[:6]}.log"
         command = [sys.executable, "-c", SCHEDULER_SCRIPT, self.address, "--logging-level=INFO", "--exit-with-parent"]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stderr=log, env={**os.environ, **(env or {})})
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         self._clusters: list[Cluster] = []
         if n_workers:
             self.start_workers(n_workers)

@@ -113,6 +113,7 @@ def worker_command(address: str, key_file: Path, scheduler_key_file: Path) -> li
         f"--key-file={key_file}",
         f"--scheduler-key-file={scheduler_key_file}",
         "--death-timeout-seconds=60",
+        "--logging-paths=/dev/stderr",  # the tests read why a worker was refused from its stderr
     ]
 
 

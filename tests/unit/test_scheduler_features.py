@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from scaler.io.output_limits import OutputLimits
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -338,8 +337,7 @@ def test_task_output_goes_to_its_client_only_from_its_worker() -> None:
 
 
 def test_task_output_over_a_clients_budget_is_dropped_and_told_before_the_result() -> None:
-    limits = OutputLimits(client_bytes_per_second=100)
-    h = Harness(SchedulerConfig(output_limits=limits))
+    h = Harness(SchedulerConfig(output_bytes_per_second_per_client=100))
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
     h.handle(C1, task(b"t2"))
@@ -357,7 +355,7 @@ def test_task_output_over_a_clients_budget_is_dropped_and_told_before_the_result
 
 
 def test_drops_of_a_task_that_ends_without_a_result_are_still_told() -> None:
-    h = Harness(SchedulerConfig(output_limits=OutputLimits(client_bytes_per_second=10)))
+    h = Harness(SchedulerConfig(output_bytes_per_second_per_client=10))
     h.add_worker(W1)
     h.handle(C1, task(b"t1"))
     h.handle(W1, TaskLog(b"t1", LogStream.STDERR, "x" * 10))  # uses up the bucket

@@ -1,0 +1,62 @@
+"""The roles a configuration file's sections name, the class that holds each, and its command.
+
+``scaler CONFIG.toml`` starts every section that has a command, in this order, and stops them in
+the reverse order. A later role (monitor, dashboard, worker manager) is one more entry here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from scaler.config.client import ClientConfig
+from scaler.config.cluster import ClusterConfig
+from scaler.config.scheduler import SchedulerConfig
+from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
+from scaler.config.worker import WorkerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """A section of a configuration file: its settings class, and the module its process runs, if any."""
+
+    section: str
+    config: type
+    module: str | None  # run as ``python -m MODULE -c FILE``; None: read in-process only (the client)
+    needs_scheduler_address: bool = False  # takes [scheduler]'s address when its own section has none
+
+
+ROLES: tuple[Role, ...] = (
+    Role("scheduler", SchedulerConfig, "scaler.cli.scheduler"),
+    Role("cluster", ClusterConfig, "scaler.cli.cluster", needs_scheduler_address=True),
+    Role("worker", WorkerConfig, "scaler.cli.worker", needs_scheduler_address=True),
+    Role("client", ClientConfig, None, needs_scheduler_address=True),
+)
+
+SECTIONS = tuple(role.section for role in ROLES)
+
+
+def role(section: str) -> Role:
+    """The role of ``section``."""
+    return next(entry for entry in ROLES if entry.section == section)
+
+
+def load_config(
+    cls: type[Config], section: str, config_file: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """``cls`` from its defaults, then ``[section]`` of ``config_file``, then ``overrides`` (the command line).
+
+    Raises ``ConfigError`` naming the file for anything wrong in it, before ``overrides`` are
+    applied, and ``ValueError`` for a bad override.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        data = read_toml(config_file)
+        check_sections(config_file, data, SECTIONS)
+        file_values = section_values(cls, config_file, data, section)
+        try:
+            cls(**file_values)
+        except ValueError as error:
+            raise ConfigError(f"{config_file}: [{section}] {error}") from None
+    return resolve(cls, file_values=file_values, command_line=overrides)
