@@ -1,16 +1,22 @@
-"""Each processor leads its own session, so that stopping it stops every program its tasks started.
+"""Each processor leads its own process group, so that stopping it stops every program its tasks started.
 
 A processor calls ``lead_own_group()`` first thing; whatever its tasks start (``subprocess.run``,
-a shell pipeline, a pool of workers) then shares its process group. ``kill_group(pid)`` is the
-one way a processor is stopped: by its agent on cancel, timeout, restart, crash and worker stop,
-and by the processor itself once its agent is gone. It SIGKILLs the whole group, then the
+a shell pipeline, a pool of workers) then shares its process group. ``kill_group(pid)`` is how
+its agent stops it (cancel, timeout, restart, crash, worker stop), and ``kill_own_group()`` how
+it stops itself once its agent is gone. Each SIGKILLs the whole group, and the
 descendants that had moved to a group of their own (``start_new_session=True``) while they
 were still below the processor. A descendant that left the group *and* lost its parent (a
 daemon's double fork) cannot be found, and outlives its task.
 
 Programs a task starts do not inherit the processor's SIGTERM/SIGINT handlers (a handler
-resets on ``exec``); in their own session they are out of reach of a terminal's Ctrl-C to
+resets on ``exec``); in a group of their own they are out of reach of a terminal's Ctrl-C to
 the worker, which is what we want: only the agent stops tasks.
+
+A group, not a session (``setsid``): with the kernel's autogroup scheduling (on by default on
+desktops and many servers) each session is scheduled as a unit, so a processor in a session of
+its own competes with its agent for the CPU instead of sharing the worker's share, and on a busy
+machine the agent-processor ping-pong of every task slowed down (about 1,700 against 2,300
+no-op tasks/s on a loaded 2-core VM; see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ _PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/childre
 
 
 def lead_own_group() -> bool:
-    """Make the calling process the leader of a new session and process group; False if it cannot."""
+    """Make the calling process the leader of a new process group; False if it cannot."""
     try:
-        os.setsid()
-    except (AttributeError, OSError):  # no setsid (Windows), or already a group leader
+        os.setpgid(0, 0)
+    except (AttributeError, OSError):  # no setpgid (Windows)
         return False
     return True
 

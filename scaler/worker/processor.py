@@ -10,8 +10,8 @@ task's exception comes back pickled together with its traceback text.
 
 Per task, on request: ``profiling`` fills the result's wall time, CPU time and peak memory
 (``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` lines
-(``output.py``). The processor leads its own session, so the programs its tasks start share its
-process group and are killed with it (``process_group.py``). If the agent dies, a watchdog
+(``output.py``). The processor leads its own process group, so the programs its tasks start
+share that group and are killed with it (``process_group.py``). If the agent dies, a watchdog
 thread ends the processor and that group, so no orphan outlives its worker.
 """
 
@@ -51,9 +51,9 @@ def run_processor(
     connection: Connection, agent_pid: int, scheduler_address: str = "", key_files: tuple[str, str] | None = None
 ) -> None:
     """Entry point of the processor subprocess; ``key_files`` are the worker's, for clients made in tasks."""
-    # First, before any task can start a program: its own session, which the agent kills whole.
+    # First, before any task can start a program: its own process group, which the agent kills whole.
     lead_own_group()
-    # Only the agent decides when a task stops: in its own session, the processor no longer gets a
+    # Only the agent decides when a task stops: in its own group, the processor no longer gets a
     # SIGTERM or Ctrl-C sent to the worker's group, and one sent to it alone must not kill the task
     # either, or a graceful stop would turn into a crash and a retry.
     # (A Python handler, not SIG_IGN, which programs a task starts would inherit.)
