@@ -7,10 +7,11 @@ turn (everything for the scheduler leaves as one frame). Usually one processor r
 exist only while tasks are parked waiting on other tasks (see ``state.py``). Heartbeats keep
 flowing while a task holds the CPU, because processors are separate processes. Processors are
 forked from a pre-imported fork server, so a new one after a cancel, a crash or a block takes
-milliseconds rather than a fresh interpreter's start-up. Killed processors are reaped without
-blocking the loop. Task output arrives coalesced and within each processor's budget, and the
-state drops what is over the worker's (``OutputLimits``), so it cannot crowd out results and
-heartbeats.
+milliseconds rather than a fresh interpreter's start-up. Each processor leads its own process
+group, and a processor is always killed with its group, so the programs a task started end with
+it. Killed processors are reaped without blocking the loop. Task output arrives coalesced and
+within each processor's budget, and the state drops what is over the worker's (``OutputLimits``),
+so it cannot crowd out results and heartbeats.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from scaler.protocol.messages import (
     TaskResult,
     WorkerHeartbeatEcho,
 )
+from scaler.worker.process_group import kill_group
 from scaler.worker.processor import run_processor
 from scaler.worker.state import (
     DEFAULT_MAX_IDLE_PROCESSORS,
@@ -102,15 +104,26 @@ class _Processor:
             daemon=True,
         )
         self.process.start()
+        assert self.process.pid is not None
+        self.pid: int = self.process.pid
         processor_end.close()
         self.fd = agent_end.fileno()
         self.sentinel = self.process.sentinel
 
+    def end(self) -> None:
+        """SIGKILL it and every program its tasks started: none runs user code once this returns.
+
+        Even when it has already exited (a crash), its group may live on. Its pipe stays open.
+        """
+        alive = self.process.is_alive()
+        kill_group(self.pid, leader_alive=alive)
+        if alive:
+            self.process.kill()  # in case it was killed before it could lead a group of its own
+
     def kill(self) -> None:
-        """SIGKILL it: it runs no further user code once this returns. Reaping is left to ``reaped``."""
+        """Close its pipe and ``end`` it. Reaping is left to ``reaped``."""
         self.connection.close()
-        if self.process.is_alive():
-            self.process.kill()
+        self.end()
 
     def reaped(self) -> bool:
         """True once its exit has been collected (never blocks); frees its process handle then."""
@@ -449,7 +462,8 @@ class WorkerAgent:
             pass  # it died: its sentinel tells the loop
         except ProtocolError as error:  # it wrote something unreadable: treat it as crashed
             logger.error("processor %d sent a bad frame (%s); killing it", processor_id, error)
-            processor.process.kill()  # its sentinel then reports the death and fails its task
+            # Its pipe stays open (still polled); its sentinel then reports the death and fails its task.
+            processor.end()
         return out
 
     def _send_to_processor(self, processor_id: int, message: Message) -> None:

@@ -10,8 +10,10 @@ task's exception comes back pickled together with its traceback text.
 
 Per task, on request: ``profiling`` fills the result's wall time, CPU time and peak memory
 (``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` messages,
-coalesced and within the processor's byte budget (``output.py``). If the agent dies, a watchdog
-thread ends the processor so no orphan outlives its worker.
+coalesced and within the processor's byte budget (``output.py``). The processor leads its own
+process group, so the programs its tasks start share that group and are killed with it
+(``process_group.py``). If the agent dies, a watchdog thread ends the processor and that group,
+so no orphan outlives its worker.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode
 from scaler.protocol.messages import ObjectInstruction, ObjectInstructionType, Task, TaskResult, TaskStatus
 from scaler.worker import processor_context
 from scaler.worker.output import redirect_output
+from scaler.worker.process_group import kill_own_group, lead_own_group
 from scaler.worker.profiling import TaskProfile
 
 logger = logging.getLogger(__name__)
@@ -54,12 +57,25 @@ def run_processor(
     output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
 ) -> None:
     """Entry point of the processor subprocess; ``key_files`` are the worker's, for clients made in tasks."""
-    # Only the agent decides when a task stops: a SIGTERM or Ctrl-C sent to the whole process group
-    # must not kill the running task, or a graceful stop would turn into a crash and a retry.
+    # First, before any task can start a program: its own process group, which the agent kills whole.
+    lead_own_group()
+    # Only the agent decides when a task stops: in its own group, the processor no longer gets a
+    # SIGTERM or Ctrl-C sent to the worker's group, and one sent to it alone must not kill the task
+    # either, or a graceful stop would turn into a crash and a retry.
     # (A Python handler, not SIG_IGN, which programs a task starts would inherit.)
     signal.signal(signal.SIGTERM, _ignore_signal)
     signal.signal(signal.SIGINT, _ignore_signal)
     threading.Thread(target=_exit_with_agent, args=(agent_pid,), daemon=True, name="agent-watchdog").start()
+    try:
+        _serve(connection, scheduler_address, key_files, output_limits)
+    except BaseException:  # a bug of the processor's own (a task's errors are caught): show it before dying
+        traceback.print_exc()
+    kill_own_group()  # the agent is gone, or is killing this processor: take the task's programs along
+
+
+def _serve(
+    connection: Connection, scheduler_address: str, key_files: tuple[str, str] | None, output_limits: OutputLimits
+) -> None:
     processor_context.install(connection, scheduler_address, key_files)
     functions: dict[bytes, _Function] = {}
     objects: dict[bytes, bytes] = {}
@@ -198,10 +214,13 @@ def _failure(task: Task, error: BaseException) -> TaskResult:
 def _exit_with_agent(agent_pid: int) -> None:
     # The fork server that started this process waits for it to exit, so its parent never changes:
     # watch the agent itself. A killed agent may linger as a zombie until its parent reaps it.
+    # Not PR_SET_PDEATHSIG: it watches the parent (the fork server, not the agent), and its
+    # signal would end the processor alone, leaving the task's programs. The one gap: a task
+    # holding the GIL in C code for good stalls this thread, and the group lives on.
     try:
         agent = psutil.Process(agent_pid)
         while agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE:
             time.sleep(0.25)
     except psutil.Error:
         pass
-    os._exit(1)
+    kill_own_group()

@@ -8,6 +8,7 @@ with ``O_APPEND``, so lines from concurrent processes never interleave.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 # Shared with the integration tests rather than written twice.
@@ -65,4 +66,23 @@ def raise_unrebuildable() -> None:
 def die_noting(path: str) -> None:
     """A poison task that first notes each attempt in a ledger."""
     _append(path, "start", 0)
+    os._exit(1)
+
+
+def _spawn_sleep(path: str, new_session: bool) -> subprocess.Popen[bytes]:
+    """Start ``sleep 300`` and append its pid to ``path`` (one line, one ``write``)."""
+    child = subprocess.Popen(["sleep", "300"], start_new_session=new_session)
+    with open(path, "a") as pids:
+        pids.write(f"{child.pid}\n")
+    return child
+
+
+def spawn_sleep_and_wait(path: str, new_session: bool = False) -> int:
+    """A task that starts a long-lived program and waits for it, as ``subprocess.run`` would."""
+    return _spawn_sleep(path, new_session).wait()
+
+
+def spawn_sleep_and_die(path: str) -> None:
+    """A task whose processor crashes right after it started a long-lived program."""
+    _spawn_sleep(path, new_session=False)
     os._exit(1)
