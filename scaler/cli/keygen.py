@@ -14,6 +14,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from scaler.cli.common import parse_command
+from scaler.config.command_line import build_parser as build_config_parser
+from scaler.config.keygen import KeygenConfig
 from scaler.io.keys import (
     ALLOW_LIST,
     CLIENT,
@@ -103,26 +106,23 @@ off the scheduler host. One more key pair (one per user, say): scaler_keygen {he
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``scaler_keygen`` (no side effects)."""
-    parser = argparse.ArgumentParser(
+    return build_config_parser(
+        KeygenConfig,
         prog="scaler_keygen",
-        description="Make CURVE keys for a scaler scheduler, its workers and its clients.",
+        description="Make CURVE keys for a scaler scheduler, its workers and its clients. Settings come from the "
+        "flags, then the [keygen] section of -c FILE.toml.",
         epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret) and allowed_keys.",
     )
-    parser.add_argument("directory", metavar="DIR", help="where to write the keys (created with mode 0700)")
-    parser.add_argument(
-        "--add",
-        metavar="NAME",
-        help="add one more key pair NAME to an existing DIR, and its public key to DIR/allowed_keys",
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Make the keys and print where each file goes."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    config, _ = parse_command(parser, KeygenConfig, "keygen", argv)
+    if not config.directory:
+        parser.error('the directory is missing: give it on the command line, or as directory = "..." in [keygen]')
     try:
-        print(add_key(args.directory, args.add) if args.add else make_keys(args.directory), end="")
+        print(add_key(config.directory, config.add) if config.add else make_keys(config.directory), end="")
     except (ValueError, OSError) as error:
         parser.error(str(error))
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from scaler.config.client import ClientConfig
 from scaler.config.cluster import ClusterConfig
+from scaler.config.keygen import KeygenConfig
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
 from scaler.config.worker import WorkerConfig
@@ -32,6 +33,7 @@ ROLES: tuple[Role, ...] = (
     Role("cluster", ClusterConfig, "scaler.cli.cluster", needs_scheduler_address=True),
     Role("worker", WorkerConfig, "scaler.cli.worker", needs_scheduler_address=True),
     Role("client", ClientConfig, None, needs_scheduler_address=True),
+    Role("keygen", KeygenConfig, None),  # read by scaler_keygen -c; the launcher makes no keys
 )
 
 SECTIONS = tuple(role.section for role in ROLES)
