@@ -115,15 +115,18 @@ class RouterTransport(_Transport):
     ) -> None:
         context: zmq.Context[Any] = zmq.Context()
         self._authenticator = AllowListAuthenticator(context, keys.allowed) if keys is not None else None
+        events = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED_EVENTS
+        router: Socket | None = None
         try:
             router = bind_router(context, address, keys, insecure)
-        except BaseException:
+            super().__init__(context, router, events, name)
+        except BaseException:  # the set-up failed: leave nothing open behind
+            if router is not None:
+                router.close(linger=0)
             if self._authenticator is not None:
                 self._authenticator.stop()
             context.term()
             raise
-        events = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED_EVENTS
-        super().__init__(context, router, events, name)
         self._refused = RateLimitedLog()
         self._descriptors: dict[bytes, int] = {}  # peer -> descriptor of the connection it last spoke on
         self._peers_by_descriptor: dict[int, bytes] = {}
@@ -233,12 +236,15 @@ class DealerTransport(_Transport):
 
     def __init__(self, address: str, identity: bytes, keys: PeerKeys | None = None, name: str = "peer") -> None:
         context: zmq.Context[Any] = zmq.Context()
+        dealer: Socket | None = None
         try:
             dealer = connect_dealer(context, address, identity, keys)
-        except BaseException:
+            super().__init__(context, dealer, HANDSHAKE_EVENTS, name)
+        except BaseException:  # the set-up failed: leave nothing open behind
+            if dealer is not None:
+                dealer.close(linger=0)
             context.term()
             raise
-        super().__init__(context, dealer, HANDSHAKE_EVENTS, name)
         self.address = address
 
     def receive(self) -> Iterator[list[Message] | ProtocolError]:
