@@ -136,6 +136,7 @@ class WorkerAgent:
         parent = os.getppid()
         transport.register(self._starter.fd)
         logger.info("worker %s serving %s", self.identity.decode(), self.address)
+        crashed = True
         try:
             now = time.monotonic()
             pending = state.start(now) + state.tick(now)
@@ -164,13 +165,26 @@ class WorkerAgent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
                 pending += state.tick(now, *usage.sample(now))
+            crashed = False
+        except BaseException:
+            # A bug (in the state or here) may have left the state half-updated: serving on from it
+            # could lose or double tasks. So stop loudly, and without the goodbye that would make
+            # the scheduler requeue our tasks free of charge: it sees the connection close and
+            # treats this worker as dead, so a task that trips the bug again and again runs out of retries.
+            logger.critical(
+                "worker %s stopped on an error; leaving without a goodbye", self.identity.decode(), exc_info=True
+            )
+            raise
         finally:
             for processor_id in list(self._processors):
                 self._kill(processor_id)
             for processor in self._dying:
                 processor.reap()
             self._starter.close()
-            transport.close(goodbye=DisconnectRequest(), linger_ms=100)
+            if crashed:
+                transport.close(linger_ms=0)
+            else:
+                transport.close(goodbye=DisconnectRequest(), linger_ms=100)
             logger.info("worker %s stopped", self.identity.decode())
 
     def _on_handshakes(self, handshakes: HandshakeWatch) -> list[WorkerInstruction]:
