@@ -20,13 +20,13 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from scaler.errors import ProtocolError, ProtocolVersionError
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import HANDSHAKE_FAILED_EVENTS, SchedulerKeys, describe_refused_handshake, is_loopback
 from scaler.io.sockets import Socket, bind_router
 from scaler.io.zap import AllowListAuthenticator
 from scaler.protocol.codec import decode, encode_frames
 from scaler.protocol.messages import Message
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
+from scaler.utility.rate_limited_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -158,18 +158,22 @@ class SchedulerServer:
             source = head.bytes
             self._note_connection(source, head.get(zmq.SRCFD))
             if len(rest) != 1:
-                self._bad_frames.warning("scheduler dropped a message of %d frames (expected 2)", len(rest) + 1)
+                self._bad_frames.warning(
+                    time.monotonic(), "scheduler dropped a message of %d frames (expected 2)", len(rest) + 1
+                )
                 continue
             frame = rest[0]
             try:
                 messages = decode(frame)
             except ProtocolVersionError as error:
-                self._bad_frames.warning("scheduler dropped a frame from %r: %s", source[:64], error)
+                self._bad_frames.warning(time.monotonic(), "scheduler dropped a frame from %r: %s", source[:64], error)
                 # An empty batch in our version: the peer's decoder then names both versions to its user.
                 outgoing.setdefault(source, [])
                 continue
             except ProtocolError as error:
-                self._bad_frames.warning("scheduler dropped a bad frame from %r: %s", source[:64], error)
+                self._bad_frames.warning(
+                    time.monotonic(), "scheduler dropped a bad frame from %r: %s", source[:64], error
+                )
                 self._safely(functools.partial(self.state.unreadable_frame, source, str(error)), outgoing)
                 continue
             now = time.monotonic()
@@ -200,7 +204,7 @@ class SchedulerServer:
             if event["event"] & HANDSHAKE_FAILED_EVENTS:  # its value is an error code, not a descriptor
                 refusal = describe_refused_handshake(event["event"], event["value"])
                 if refusal is not None:
-                    self._refused.warning("scheduler refused a connection: %s", refusal)
+                    self._refused.warning(time.monotonic(), "scheduler refused a connection: %s", refusal)
                 else:
                     logger.debug("scheduler: a handshake failed (event %d, value %d)", event["event"], event["value"])
                 continue

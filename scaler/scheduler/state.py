@@ -28,7 +28,6 @@ from typing import Any
 
 from scaler.config.scheduler import SchedulerConfig as SchedulerConfig  # its settings live there
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputThrottle
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -66,6 +65,7 @@ from scaler.scheduler.placement import Placement, WorkerRecord
 from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 from scaler.scheduler.task_tree import TaskTree
+from scaler.utility.rate_limited_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ class SchedulerState:
             TaskStarted: self.on_task_started,
         }
         self._completed = 0
+        self._now = float("-inf")  # the latest time a caller gave: rate-limited logs need one, the core reads no clock
         self._stopped = False
         self._noisy: dict[str, RateLimitedLog] = {}
         self._credits_due: set[bytes] = set()  # clients owed a TaskCredit at the end of this turn
@@ -181,6 +182,7 @@ class SchedulerState:
         With ``dispatch=False`` queued tasks are not handed out yet: a shell that applies a
         burst of messages calls ``dispatch()`` once after them, which is cheaper.
         """
+        self._now = max(self._now, now)
         handler = self._handlers.get(type(message))
         if source in self._departed and type(message) in _CLIENT_MESSAGES:
             if type(message) is not ClientDisconnect:
@@ -188,7 +190,7 @@ class SchedulerState:
         elif handler is None:
             kind = type(message).__name__
             self._noise("unaccepted").warning(
-                "peer %s sent %s, which the scheduler does not accept", _peer(source), kind
+                self._now, "peer %s sent %s, which the scheduler does not accept", _peer(source), kind
             )
         else:
             handler(source, message, now)
@@ -212,6 +214,7 @@ class SchedulerState:
 
     def tick(self, now: float) -> list[Instruction]:
         """Expire silent clients and workers, and tasks no worker can run; call it a few times a second."""
+        self._now = max(self._now, now)
         for client_id, client in list(self.clients.items()):
             if now - client.last_seen > self.config.client_timeout_seconds:
                 logger.warning("client %s timed out; cancelling its %d tasks", _peer(client_id), len(client.tasks))
@@ -260,7 +263,7 @@ class SchedulerState:
         """Queue a task from a client, storing its function the first time it is seen."""
         client = self._touch_client(source, now)
         if task.task_id in self.tasks:
-            self._noise("duplicate").warning("task %s: duplicate submission ignored", _hex(task.task_id))
+            self._noise("duplicate").warning(self._now, "task %s: duplicate submission ignored", _hex(task.task_id))
             self._refund(source, client)
             return
         # The function first: were it dropped with a refused task, the client's later tasks, which
@@ -272,14 +275,17 @@ class SchedulerState:
         if not problem:
             status, problem = TaskStatus.MISSING_OBJECTS, self._object_problem(source, task.args, set())
         if problem:
-            self._noise("rejected").error("task %s: rejected: %s", _hex(task.task_id), problem)
+            self._noise("rejected").error(self._now, "task %s: rejected: %s", _hex(task.task_id), problem)
             self._send(source, TaskResult(task.task_id, status, problem.encode(), 0))
             self._refund(source, client)
             return
         parent = self._tree.parent_for(task.parent_task_id)
         if parent is None:
             self._noise("orphans").info(
-                "task %s: its parent %s was stopped; cancelled", _hex(task.task_id), _hex(task.parent_task_id)
+                self._now,
+                "task %s: its parent %s was stopped; cancelled",
+                _hex(task.task_id),
+                _hex(task.parent_task_id),
             )
             self._send(source, TaskCancelConfirm(task.task_id, CancelConfirmType.CANCELED))
             self._refund(source, client)
@@ -305,14 +311,17 @@ class SchedulerState:
             if not problem:
                 status, problem = TaskStatus.MISSING_OBJECTS, self._object_problem(source, node.args, node_ids)
         if problem:
-            self._noise("rejected").error("graph %s: rejected: %s", _hex(graph.graph_id), problem)
+            self._noise("rejected").error(self._now, "graph %s: rejected: %s", _hex(graph.graph_id), problem)
             for target in dict.fromkeys(graph.targets):
                 self._send(source, TaskResult(target, status, problem.encode(), 0))
             return
         parent = self._tree.parent_for(graph.parent_task_id)
         if parent is None:
             self._noise("orphans").info(
-                "graph %s: its parent %s was stopped; cancelled", _hex(graph.graph_id), _hex(graph.parent_task_id)
+                self._now,
+                "graph %s: its parent %s was stopped; cancelled",
+                _hex(graph.graph_id),
+                _hex(graph.parent_task_id),
             )
             for target in dict.fromkeys(graph.targets):
                 self._send(source, TaskCancelConfirm(target, CancelConfirmType.CANCELED))
@@ -359,7 +368,7 @@ class SchedulerState:
         if instruction.kind is ObjectInstructionType.CREATE:
             if len(instruction.object_ids) != len(instruction.payloads):
                 self._noise("objects").warning(
-                    "client %s sent a CREATE with mismatched ids and payloads", _peer(source)
+                    self._now, "client %s sent a CREATE with mismatched ids and payloads", _peer(source)
                 )
                 return
             for object_id, payload in zip(instruction.object_ids, instruction.payloads, strict=True):
@@ -367,7 +376,7 @@ class SchedulerState:
                 # it does not have, nor plant other bytes under an id someone else will use.
                 if content_id(payload) != object_id:
                     self._noise("objects").warning(
-                        "client %s sent an object whose id is not its content hash", _peer(source)
+                        self._now, "client %s sent an object whose id is not its content hash", _peer(source)
                     )
                     continue
                 self.objects.put(source, object_id, payload)
@@ -378,7 +387,7 @@ class SchedulerState:
             freed += self.objects.release_all(source)
         else:  # functions are freed when their last client leaves, not on a client's word
             self._noise("objects").warning(
-                "client %s sent an ObjectInstruction of kind %s", _peer(source), instruction.kind.name
+                self._now, "client %s sent an ObjectInstruction of kind %s", _peer(source), instruction.kind.name
             )
         self._announce_freed(freed)
 
@@ -433,6 +442,7 @@ class SchedulerState:
         record = self.tasks.get(result.task_id)
         if worker is None or record is None or record.worker != source or record.attempt != result.attempt:
             self._noise("stale").info(
+                self._now,
                 "task %s: dropped a result from %s that does not match the current attempt",
                 _hex(result.task_id),
                 _peer(source),
@@ -771,7 +781,7 @@ class SchedulerState:
         """End a task the scheduler cannot run, telling its client why (and failing what needs it)."""
         task_id = record.task.task_id
         text = f"task {_hex(task_id)}: {reason}"
-        self._noise("rejected").error("%s", text)
+        self._noise("rejected").error(self._now, "%s", text)
         failure = TaskResult(task_id, status, text.encode(), 0)
         dependents = record.dependents
         self._forget(record)

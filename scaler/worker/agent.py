@@ -35,7 +35,6 @@ from zmq.utils.monitor import recv_monitor_message
 from scaler.config.worker import WorkerConfig
 from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import HANDSHAKE_EVENTS, NO_DETAIL_LIMIT, HandshakeWatch, PeerKeys
 from scaler.io.sockets import Socket, connect_dealer, make_identity
 from scaler.protocol.codec import decode, encode_frames, encode_one
@@ -53,6 +52,7 @@ from scaler.protocol.messages import (
     TaskResult,
     WorkerHeartbeatEcho,
 )
+from scaler.utility.rate_limited_log import RateLimitedLog
 from scaler.worker.processor import run_processor
 from scaler.worker.state import (
     DEFAULT_MAX_IDLE_PROCESSORS,
@@ -397,7 +397,7 @@ class WorkerAgent:
                 logger.error("worker cannot talk to the scheduler at %s: %s", self.address, error)
                 return [ExitWorker(str(error))]
             except ProtocolError as error:
-                self._bad_frames.warning("worker dropped a bad frame from the scheduler: %s", error)
+                self._bad_frames.warning(time.monotonic(), "worker dropped a bad frame from the scheduler: %s", error)
                 continue
             for message in messages:
                 handler = handlers.get(type(message))

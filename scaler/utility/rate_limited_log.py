@@ -1,9 +1,12 @@
-"""A log line that a flood cannot multiply: hostile or broken peers must not fill the disk."""
+"""A log line that a flood cannot multiply: hostile or broken peers must not fill the disk.
+
+It reads no clock: every call takes ``now`` (seconds on any monotonic scale), so the scheduler's
+pure core can use it, and the shells pass ``time.monotonic()``.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 
 _default_logger = logging.getLogger(__name__)
 
@@ -19,21 +22,20 @@ class RateLimitedLog:
         self._logged = 0
         self._suppressed = 0
 
-    def warning(self, message: str, *args: object) -> None:
+    def warning(self, now: float, message: str, *args: object) -> None:
         """Log a warning, unless the window's quota is used up."""
-        self.log(logging.WARNING, message, *args)
+        self.log(logging.WARNING, now, message, *args)
 
-    def error(self, message: str, *args: object) -> None:
+    def error(self, now: float, message: str, *args: object) -> None:
         """Log an error, unless the window's quota is used up."""
-        self.log(logging.ERROR, message, *args)
+        self.log(logging.ERROR, now, message, *args)
 
-    def info(self, message: str, *args: object) -> None:
+    def info(self, now: float, message: str, *args: object) -> None:
         """Log at info level, unless the window's quota is used up."""
-        self.log(logging.INFO, message, *args)
+        self.log(logging.INFO, now, message, *args)
 
-    def log(self, level: int, message: str, *args: object) -> None:
-        """Log at ``level`` unless ``burst`` lines went out less than ``interval`` seconds ago."""
-        now = time.monotonic()
+    def log(self, level: int, now: float, message: str, *args: object) -> None:
+        """Log at ``level`` unless ``burst`` lines went out less than ``interval`` seconds before ``now``."""
         if now - self._window_start >= self.interval:
             self._window_start, self._logged = now, 0
         if self._logged >= self.burst:
