@@ -43,7 +43,7 @@ from scaler.scheduler.functions import FunctionRegistry
 from scaler.scheduler.graph_table import GraphTable
 from scaler.scheduler.instructions import Instruction, Send, Stop, id_text, peer_text
 from scaler.scheduler.object_store import ObjectStore
-from scaler.scheduler.placement import Assign, Reject, SetAside, Step, lacking, plan_assignments, plan_steal
+from scaler.scheduler.placement import Assign, Reject, SetAside, Step, plan_assignments, plan_steal
 from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 from scaler.scheduler.task_tree import TaskTree
@@ -118,6 +118,7 @@ class SchedulerBook:
         The record moves to ``DONE`` first: a second end of the same task raises there, before
         anything else changes. Then the task is forgotten, with whatever only it kept alive.
         """
+        was = record.state
         record.move(TaskEvent.FINISH)
         task_id = record.task.task_id
         del self.tasks[task_id]
@@ -125,9 +126,10 @@ class SchedulerBook:
         client = self.clients.get(record.client)
         if record.holds_credit:
             self._credits.give_back(record, client)
-        self._queue.discard(task_id)
-        self._queued_with_capabilities.discard(task_id)
-        if record.worker is not None:
+        if was is TaskState.QUEUED:
+            self._queue.discard(task_id)
+            self._queued_with_capabilities.discard(task_id)
+        elif record.worker is not None:
             self.workers.unassign(record.worker, task_id)
         if client is not None:
             client.tasks.discard(task_id)
@@ -263,7 +265,7 @@ class SchedulerBook:
         for step in steps:
             record = self.tasks[step.task_id]
             if isinstance(step, Assign):
-                self._assign(record, step.worker_id)
+                self._assign(record, step)
             elif isinstance(step, SetAside):
                 set_aside.append(record)
             elif isinstance(step, Reject):
@@ -273,22 +275,24 @@ class SchedulerBook:
         for record in reversed(set_aside):
             self._queue.push(record.task.task_id, record.task.priority, front=True)
 
-    def _assign(self, record: TaskRecord, worker_id: bytes) -> None:
-        """Send the task to the worker, with the function and objects it lacks."""
+    def _assign(self, record: TaskRecord, step: Assign) -> None:
+        """Send the task to the worker, with the function and objects it lacks (as planned)."""
+        worker_id, function, contents = step.worker_id, step.function, step.objects
         worker = self.workers[worker_id]
         task = record.task
-        function, contents = lacking(task, worker, self._functions, self.objects)
         record.move(TaskEvent.ASSIGN)
         if record.holds_credit:
             self._credits.give_back(record, self.clients.get(record.client))
-        self._queued_with_capabilities.discard(task.task_id)
+        if task.capabilities:
+            self._queued_with_capabilities.discard(task.task_id)
         record.unschedulable_since = None
         record.worker = worker_id
         record.attempt += 1
         worker.tasks[task.task_id] = None
         if function:
             worker.functions.add(task.function_id)
-        worker.objects.update(content.object_id for content in contents)
+        if contents:
+            worker.objects.update(content.object_id for content in contents)
         self._send(
             worker_id,
             Task(

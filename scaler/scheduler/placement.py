@@ -28,10 +28,12 @@ from scaler.scheduler.workers import WorkerRecord
 
 @dataclass(frozen=True, slots=True)
 class Assign:
-    """Send the task to the worker."""
+    """Send the task to the worker, with what it lacks: the function's bytes (or ``b""``) and objects."""
 
     task_id: bytes
     worker_id: bytes
+    function: bytes
+    objects: list[ObjectContent]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +71,28 @@ def lacking(
     objects: ObjectStore,
     planned_functions: AbstractSet[bytes] = _NOTHING,
     planned_objects: AbstractSet[bytes] = _NOTHING,
-) -> tuple[bytes, list[ObjectContent]]:
-    """What the worker lacks of what the task needs: the function's bytes (or ``b""``), and each stored object once.
+) -> tuple[bytes, list[ObjectContent], int]:
+    """What the worker lacks of what the task needs, and the size of the message that carries it.
 
-    ``planned_*``: what an earlier step of the same plan sends it.
+    Returns the function's bytes (``b""`` if the worker has them), each stored object argument it
+    lacks (once), and the bytes of those plus the arguments. ``planned_*``: what an earlier step of
+    the same plan sends it.
     """
     function_id = task.function_id
     has_function = function_id in worker.functions or function_id in planned_functions
+    function = b"" if has_function else functions.get(function_id)
     contents: list[ObjectContent] = []
+    size = len(function)
     for argument in task.args:
         object_id = argument.data
+        size += len(object_id)
         if argument.kind is not ArgumentKind.OBJECT or object_id in worker.objects or object_id in planned_objects:
             continue
         data = objects.get(object_id)
         if data is not None and all(content.object_id != object_id for content in contents):
             contents.append(ObjectContent(object_id, data))
-    return (b"" if has_function else functions.get(function_id)), contents
+            size += len(data)
+    return function, contents, size
 
 
 def plan_assignments(
@@ -137,18 +145,20 @@ def plan_assignments(
             if chosen is None:
                 steps.append(SetAside(task_id))
                 break
-        sent_functions, sent_objects = planned.setdefault(chosen, (set(), set()))
-        function, contents = lacking(task, workers[chosen], functions, objects, sent_functions, sent_objects)
-        size = len(function) + sum(len(argument.data) for argument in task.args)
-        size += sum(len(content.data) for content in contents)
+        sent = planned.get(chosen)
+        if sent is None:
+            sent = planned[chosen] = (set(), set())
+        sent_functions, sent_objects = sent
+        function, contents, size = lacking(task, workers[chosen], functions, objects, sent_functions, sent_objects)
         if size > MAX_PAYLOAD_BYTES:
             steps.append(Reject(task_id, TOO_BIG))
         else:
-            steps.append(Assign(task_id, chosen))
+            steps.append(Assign(task_id, chosen, function, contents))
             loads[chosen] += 1
             if function:
                 sent_functions.add(task.function_id)
-            sent_objects.update(content.object_id for content in contents)
+            if contents:
+                sent_objects.update(content.object_id for content in contents)
         if loads[chosen] < limit and not task.capabilities:
             heapq.heappush(heap, (loads[chosen], orders[chosen], chosen))
     return steps

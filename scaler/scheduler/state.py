@@ -87,7 +87,18 @@ class SchedulerState(ClientMessages, WorkerMessages):
         With ``dispatch=False`` queued tasks are not handed out yet: a shell that applies a
         burst of messages calls ``dispatch()`` once after them, which is cheaper.
         """
-        return self._call(now, self._handle, source, message, now, dispatch)
+        # _call inlined: this runs once per message.
+        if self._failure is not None:
+            return []
+        if now > self._now:
+            self._now = now
+        out: list[Instruction] = []
+        self._out = out
+        try:
+            self._handle(source, message, now, dispatch)
+        except Exception:
+            return self._fail_stop("_handle", (source, message))
+        return out
 
     def shutdown(self, reason: str) -> list[Instruction]:
         """Stop: tell every client and worker, so none waits for a timeout to find out."""

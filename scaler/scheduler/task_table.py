@@ -22,6 +22,10 @@ from scaler.protocol.messages import Task
 class TaskState(enum.Enum):
     """Where a task is."""
 
+    # Members are singletons: hash by identity, in C. Enum's own __hash__ is Python code, and the
+    # transition table hashes a state and an event at every move.
+    __hash__ = object.__hash__
+
     WAITING = "waiting"  # a graph node whose inputs are not all done
     QUEUED = "queued"  # in the scheduler's queue
     ASSIGNED = "assigned"  # sent to a worker
@@ -32,6 +36,8 @@ class TaskState(enum.Enum):
 
 class TaskEvent(enum.Enum):
     """What can happen to a task."""
+
+    __hash__ = object.__hash__  # see TaskState
 
     READY = "ready"
     ASSIGN = "assign"
