@@ -38,6 +38,7 @@ from scaler.scheduler.instructions import id_text, peer_text
 from scaler.scheduler.lifecycle import SchedulerBook
 from scaler.scheduler.task_table import TaskRecord, TaskState
 
+# One logger for the whole core, under the name it always had: logging settings and tests select it.
 logger = logging.getLogger("scaler.scheduler.state")
 
 

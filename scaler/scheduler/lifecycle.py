@@ -1,4 +1,4 @@
-"""The scheduler core's rooms, and the few operations that move a task through its life.
+"""The scheduler core's stores in one place, and the few operations that move a task through its life.
 
 ``SchedulerBook`` holds the stores (``ClientTable``, ``WorkerTable``, the task records,
 ``GraphTable``, ``ObjectStore``, ``FunctionRegistry``, ``Credits``, ``TaskTree``, the queue) and
@@ -51,6 +51,7 @@ from scaler.scheduler.workers import WorkerTable
 from scaler.utility.invariants import require
 from scaler.utility.rate_limited_log import RateLimitedLog
 
+# One logger for the whole core, under the name it always had: logging settings and tests select it.
 logger = logging.getLogger("scaler.scheduler.state")
 
 

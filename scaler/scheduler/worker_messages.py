@@ -28,6 +28,7 @@ from scaler.scheduler.instructions import id_text, peer_text
 from scaler.scheduler.lifecycle import SchedulerBook
 from scaler.scheduler.task_table import TaskEvent, TaskState
 
+# One logger for the whole core, under the name it always had: logging settings and tests select it.
 logger = logging.getLogger("scaler.scheduler.state")
 
 # Outcomes that stop a task's code while its children may still run: they are cancelled with it.

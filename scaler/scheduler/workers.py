@@ -84,10 +84,6 @@ class WorkerTable(Mapping[bytes, WorkerRecord]):
         """The worker is gone (dead, or let go): forget it and return its record."""
         return self._records.pop(worker_id)
 
-    def silent(self, now: float, timeout: float) -> list[bytes]:
-        """The workers not heard from for more than ``timeout`` seconds at ``now``."""
-        return [worker_id for worker_id, worker in self._records.items() if now - worker.last_seen > timeout]
-
     def drop_objects(self, freed: Collection[bytes]) -> list[tuple[bytes, list[bytes]]]:
         """Objects were freed: forget them on each worker; return ``(worker, ids it held)`` to tell."""
         return self._drop(freed, functions=False)
