@@ -34,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:  # InsecureBindError is one too
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     start_logging(parser, config, notes)
-    SchedulerServer(config.address, config, config.exit_with_parent, keys, config.insecure).run()
+    server = SchedulerServer(config.address, config, config.exit_with_parent, keys, config.insecure)
+    server.run()
+    if server.state.failure is not None:  # it stopped after an internal error: its supervisor must know
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

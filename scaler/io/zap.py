@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import zmq
 from zmq.utils import z85
 
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import ZAP_ENDPOINT, ZAP_SERVED
+from scaler.utility.rate_limited_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ class AllowListAuthenticator:
                 except zmq.ZMQError as error:
                     if error.errno == zmq.ETERM:
                         return  # the context is closing: the scheduler is stopping
-                    self._refusals.warning("scheduler: the allow-list thread could not read a handshake: %s", error)
+                    self._refusals.warning(
+                        time.monotonic(), "scheduler: the allow-list thread could not read a handshake: %s", error
+                    )
                     self._stopping.wait(0.01)  # no busy loop should the error persist
                     continue
                 try:
@@ -114,12 +117,14 @@ class AllowListAuthenticator:
                 except zmq.ZMQError as error:  # that peer's handshake then times out; the next ones go on
                     if error.errno == zmq.ETERM:
                         return
-                    self._refusals.warning("scheduler: the allow-list thread could not answer a handshake: %s", error)
+                    self._refusals.warning(
+                        time.monotonic(), "scheduler: the allow-list thread could not answer a handshake: %s", error
+                    )
                     continue
                 if refused is None:
                     self.accepted += 1
                 else:
                     self.refused += 1
-                    self._refusals.warning("scheduler refused %s", refused)
+                    self._refusals.warning(time.monotonic(), "scheduler refused %s", refused)
         finally:
             self._socket.close(linger=0)

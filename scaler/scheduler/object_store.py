@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from scaler.utility.invariants import require
+
 
 class ObjectStore:
     """Bytes by object id, with holders and task references; see the module docstring."""
@@ -88,12 +90,12 @@ class ObjectStore:
         return [object_id]
 
     def validate(self) -> None:
-        """Raise ``AssertionError`` if the bookkeeping is inconsistent."""
-        assert set(self._data) == set(self._holders)
+        """Raise ``InvariantError`` if the bookkeeping is inconsistent."""
+        require(set(self._data) == set(self._holders), "an object without holders, or holders without it")
         for object_id, holders in self._holders.items():
             for holder in holders:
-                assert object_id in self._held_by[holder]
-            assert holders or self._task_refs.get(object_id), "an unused object was not freed"
+                require(object_id in self._held_by[holder], "a hold missing from its holder's list")
+            require(holders or self._task_refs.get(object_id), "an unused object was not freed")
         for holder, object_ids in self._held_by.items():
             for object_id in object_ids:
-                assert holder in self._holders[object_id]
+                require(holder in self._holders[object_id], "a holder lists an object that does not list it")

@@ -1,184 +1,190 @@
-"""Placement: which worker gets each queued task, and when queued work moves between workers.
+"""Placement: which worker gets each queued task, and which queued work moves between workers.
 
-It shares the scheduler's tables (wired in by ``SchedulerState``) and only decides: the least
-loaded worker with room that has a task's capabilities, best priority first; and, when a
-worker sits idle while another holds several queued tasks, which of them to ask back
-(``balancer.plan_balance``). Everything it sends goes out through the scheduler's outbox.
+Both are pure planners. ``plan_assignments`` takes the queued task ids, best first, and returns
+one step per id it took: ``Assign`` it to the least loaded worker with room that has the task's
+capabilities; ``Reject`` it if its function and objects cannot fit one message; ``SetAside`` a
+task that no worker with room can run (it goes back to the front of the queue); ``Drop`` a task
+whose function is gone (its client left, so nobody waits for it). It reads the workers and
+records and changes nothing: the scheduler applies the steps in order. ``plan_steal`` says which
+busy workers to ask for which queued tasks when another worker sits idle
+(``balancer.plan_balance``); the scheduler sends the ``BalanceRequest``s.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES
-from scaler.protocol.messages import ArgumentKind, BalanceRequest, Message, ObjectContent, Task
+from scaler.protocol.messages import ArgumentKind, ObjectContent, Task
 from scaler.scheduler.balancer import plan_balance
+from scaler.scheduler.functions import FunctionRegistry
 from scaler.scheduler.object_store import ObjectStore
-from scaler.scheduler.task_table import TaskEvent, TaskRecord, TaskState
-from scaler.utility.task_queue import TaskQueue
+from scaler.scheduler.task_table import TaskRecord, TaskState
+from scaler.scheduler.workers import WorkerRecord
 
 
-@dataclass(slots=True)
-class WorkerRecord:
-    """A connected worker: when it was last heard from, what it holds, and what it can run."""
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Send the task to the worker, with what it lacks: the function's bytes (or ``b""``) and objects."""
 
-    last_seen: float
-    tasks: dict[bytes, None] = field(default_factory=dict)  # in dispatch order
-    functions: set[bytes] = field(default_factory=set)
-    objects: set[bytes] = field(default_factory=set)
-    capabilities: dict[str, int] = field(default_factory=dict)
-    balancing: bool = False  # a BalanceRequest to it awaits its answer
-    kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
-    leaving: bool = False  # draining before a graceful stop: it finishes what it started and gets nothing new
-
-    def can_run(self, task: Task) -> bool:
-        """True if this worker has every capability the task asks for."""
-        return all(name in self.capabilities for name in task.capabilities)
+    task_id: bytes
+    worker_id: bytes
+    function: bytes
+    objects: list[ObjectContent]
 
 
-class Placement:
-    """Assigns queued tasks to workers and plans work stealing; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """End the task as one the scheduler cannot run, for ``reason``."""
 
-    def __init__(
-        self,
-        per_worker_queue_size: int,
-        workers: dict[bytes, WorkerRecord],
-        tasks: dict[bytes, TaskRecord],
-        queue: TaskQueue,
-        queued_with_capabilities: set[bytes],
-        functions: dict[bytes, bytes],
-        objects: ObjectStore,
-        send: Callable[[bytes, Message], None],
-        forget: Callable[[TaskRecord], None],
-        reject: Callable[[TaskRecord, str], None],
-        return_credit: Callable[[TaskRecord], None],
-    ) -> None:
-        self.per_worker_queue_size = per_worker_queue_size
-        self.workers = workers
-        self.tasks = tasks
-        self._queue = queue
-        self._queued_with_capabilities = queued_with_capabilities
-        self._functions = functions
-        self.objects = objects
-        self._send = send
-        self._forget = forget
-        self._reject = reject
-        self._return_credit = return_credit
+    task_id: bytes
+    reason: str
 
-    def assign_queued(self) -> None:
-        """Give queued tasks, best priority first, to the least-loaded workers that can run them."""
-        limit = self.per_worker_queue_size
-        heap = [
-            (len(worker.tasks), order, worker_id)
-            for order, (worker_id, worker) in enumerate(self.workers.items())
-            if len(worker.tasks) < limit and not worker.leaving
-        ]
-        heapq.heapify(heap)
-        orders = {worker_id: order for order, worker_id in enumerate(self.workers)}
-        set_aside: list[TaskRecord] = []
-        while heap and self._queue:
-            task_id = self._queue.pop()
-            assert task_id is not None
-            record = self.tasks[task_id]
-            task = record.task
-            if task.function_id not in self._functions:
-                self._forget(record)  # its client left and freed the function: nobody waits for it
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """No worker with room can run the task now: back to the front of the queue, in plan order."""
+
+    task_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """The task's function is gone with its client: end it without a word."""
+
+    task_id: bytes
+
+
+Step = Assign | Reject | SetAside | Drop
+
+_NOTHING: AbstractSet[bytes] = frozenset()
+TOO_BIG = "its function and object arguments together exceed the message size limit"
+
+
+def lacking(
+    task: Task,
+    worker: WorkerRecord,
+    functions: FunctionRegistry,
+    objects: ObjectStore,
+    planned_functions: AbstractSet[bytes] = _NOTHING,
+    planned_objects: AbstractSet[bytes] = _NOTHING,
+) -> tuple[bytes, list[ObjectContent], int]:
+    """What the worker lacks of what the task needs, and the size of the message that carries it.
+
+    Returns the function's bytes (``b""`` if the worker has them), each stored object argument it
+    lacks (once), and the bytes of those plus the arguments. ``planned_*``: what an earlier step of
+    the same plan sends it.
+    """
+    function_id = task.function_id
+    has_function = function_id in worker.functions or function_id in planned_functions
+    function = b"" if has_function else functions.get(function_id)
+    contents: list[ObjectContent] = []
+    size = len(function)
+    for argument in task.args:
+        object_id = argument.data
+        size += len(object_id)
+        if argument.kind is not ArgumentKind.OBJECT or object_id in worker.objects or object_id in planned_objects:
+            continue
+        data = objects.get(object_id)
+        if data is not None and all(content.object_id != object_id for content in contents):
+            contents.append(ObjectContent(object_id, data))
+            size += len(data)
+    return function, contents, size
+
+
+def plan_assignments(
+    queued: Iterator[bytes],
+    workers: Mapping[bytes, WorkerRecord],
+    tasks: Mapping[bytes, TaskRecord],
+    functions: FunctionRegistry,
+    objects: ObjectStore,
+    per_worker_queue_size: int,
+) -> list[Step]:
+    """Plan where the queued tasks go; see the module docstring.
+
+    ``queued`` yields task ids best first; it is read only while some worker has room, and every id
+    read gets a step.
+    """
+    limit = per_worker_queue_size
+    loads = {worker_id: len(worker.tasks) for worker_id, worker in workers.items() if not worker.leaving}
+    orders = {worker_id: order for order, worker_id in enumerate(workers)}
+    heap = [(load, orders[worker_id], worker_id) for worker_id, load in loads.items() if load < limit]
+    heapq.heapify(heap)
+    planned: dict[bytes, tuple[set[bytes], set[bytes]]] = {}  # worker -> functions, objects sent by this plan
+    steps: list[Step] = []
+    while heap:
+        task_id = next(queued, None)
+        if task_id is None:
+            break
+        task = tasks[task_id].task
+        if task.function_id not in functions:
+            steps.append(Drop(task_id))
+            continue
+        chosen: bytes | None = None
+        if task.capabilities:
+            candidates = [
+                (load, orders[worker_id], worker_id)
+                for worker_id, load in loads.items()
+                if load < limit and workers[worker_id].can_run(task)
+            ]
+            if not candidates:
+                steps.append(SetAside(task_id))
                 continue
-            if task.capabilities:
-                candidates = [
-                    (len(worker.tasks), orders[worker_id], worker_id)
-                    for worker_id, worker in self.workers.items()
-                    if len(worker.tasks) < limit and not worker.leaving and worker.can_run(task)
-                ]
-                if not candidates:
-                    set_aside.append(record)
-                    continue
-                worker_id = min(candidates)[2]
-            else:
+            chosen = min(candidates)[2]
+        else:
+            while heap:
                 load, order, worker_id = heapq.heappop(heap)
-                current = len(self.workers[worker_id].tasks)
-                if current != load:  # a capability task went there meanwhile: a stale entry
-                    if current < limit:
-                        heapq.heappush(heap, (current, order, worker_id))
-                    self._queue.push(task_id, task.priority, front=True)
-                    continue
-            if not self._assign(record, worker_id):
-                self._reject(record, "its function and object arguments together exceed the message size limit")
-            load = len(self.workers[worker_id].tasks)
-            if load < limit and not task.capabilities:
-                heapq.heappush(heap, (load, orders[worker_id], worker_id))
-        for record in reversed(set_aside):
-            self._queue.push(record.task.task_id, record.task.priority, front=True)
-
-    def _assign(self, record: TaskRecord, worker_id: bytes) -> bool:
-        """Send the task to the worker with what it lacks; False (nothing changed) if that cannot fit a frame."""
-        worker = self.workers[worker_id]
-        task = record.task
-        function = b"" if task.function_id in worker.functions else self._functions[task.function_id]
-        objects: list[ObjectContent] = []
-        size = len(function)
-        for argument in task.args:
-            size += len(argument.data)
-            if argument.kind is ArgumentKind.OBJECT and argument.data not in worker.objects:
-                data = self.objects.get(argument.data)
-                if data is not None and all(content.object_id != argument.data for content in objects):
-                    objects.append(ObjectContent(argument.data, data))
-                    size += len(data)
+                if loads[worker_id] == load:
+                    chosen = worker_id
+                    break
+                if loads[worker_id] < limit:  # a capability task went there meanwhile: a stale entry
+                    heapq.heappush(heap, (loads[worker_id], order, worker_id))
+            if chosen is None:
+                steps.append(SetAside(task_id))
+                break
+        sent = planned.get(chosen)
+        if sent is None:
+            sent = planned[chosen] = (set(), set())
+        sent_functions, sent_objects = sent
+        function, contents, size = lacking(task, workers[chosen], functions, objects, sent_functions, sent_objects)
         if size > MAX_PAYLOAD_BYTES:
-            return False
-        record.move(TaskEvent.ASSIGN)
-        if record.holds_credit:
-            self._return_credit(record)
-        self._queued_with_capabilities.discard(task.task_id)
-        record.unschedulable_since = None
-        record.worker = worker_id
-        record.attempt += 1
-        record.started = False
-        worker.tasks[task.task_id] = None
-        if function:
-            worker.functions.add(task.function_id)
-        worker.objects.update(content.object_id for content in objects)
-        self._send(
-            worker_id,
-            Task(
-                task.task_id,
-                task.function_id,
-                function,
-                task.args,
-                record.attempt,
-                task.priority,
-                task.capabilities,
-                task.timeout_seconds,
-                task.profiling,
-                task.stream_output,
-                objects,
-            ),
-        )
-        return True
+            steps.append(Reject(task_id, TOO_BIG))
+        else:
+            steps.append(Assign(task_id, chosen, function, contents))
+            loads[chosen] += 1
+            if function:
+                sent_functions.add(task.function_id)
+            if contents:
+                sent_objects.update(content.object_id for content in contents)
+        if loads[chosen] < limit and not task.capabilities:
+            heapq.heappush(heap, (loads[chosen], orders[chosen], chosen))
+    return steps
 
-    def balance(self) -> None:
-        """Ask busy workers to hand back queued tasks when another worker sits idle."""
-        if len(self.workers) < 2 or self._queue and not self._queued_with_capabilities:
-            return  # nothing to balance, or idle workers will take queued tasks anyway
-        if all(worker.tasks for worker in self.workers.values()):
-            return
-        loads: dict[bytes, list[bytes]] = {}
-        for worker_id, worker in self.workers.items():
-            if worker.balancing or worker.leaving:
-                continue
-            worker.kept.intersection_update(worker.tasks)  # forget the refusals of tasks that left
-            loads[worker_id] = [task_id for task_id in worker.tasks if self.tasks[task_id].state is TaskState.ASSIGNED]
 
-        def can_run(worker_id: bytes, task_id: bytes) -> bool:
-            # Never ask again for a task its worker refused (it runs there): asking would loop.
-            record = self.tasks[task_id]
-            holder = self.workers[record.worker] if record.worker is not None else None
-            return (holder is None or task_id not in holder.kept) and self.workers[worker_id].can_run(record.task)
+def plan_steal(
+    workers: Mapping[bytes, WorkerRecord], tasks: Mapping[bytes, TaskRecord], idle_workers_fed: bool
+) -> dict[bytes, list[bytes]]:
+    """Return ``{busy worker: task ids to ask back}`` when some worker holds nothing while others hold several.
 
-        for worker_id, task_ids in plan_balance(loads, can_run).items():
-            for task_id in task_ids:
-                self.tasks[task_id].move(TaskEvent.BALANCE)
-            self.workers[worker_id].balancing = True
-            self._send(worker_id, BalanceRequest(task_ids))
+    ``idle_workers_fed``: the queue holds tasks any worker can run, so idle workers get those anyway.
+    A worker already asked, or leaving, is left alone; a task its worker refused before is never
+    asked for again (asking would loop).
+    """
+    if len(workers) < 2 or idle_workers_fed:
+        return {}
+    if all(worker.tasks for worker in workers.values()):
+        return {}
+    loads: dict[bytes, list[bytes]] = {}
+    for worker_id, worker in workers.items():
+        if not worker.balancing and not worker.leaving:
+            loads[worker_id] = [task_id for task_id in worker.tasks if tasks[task_id].state is TaskState.ASSIGNED]
+
+    def can_run(worker_id: bytes, task_id: bytes) -> bool:
+        record = tasks[task_id]
+        holder = workers.get(record.worker) if record.worker is not None else None
+        return (holder is None or task_id not in holder.kept) and workers[worker_id].can_run(record.task)
+
+    return plan_balance(loads, can_run)

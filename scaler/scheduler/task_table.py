@@ -1,8 +1,14 @@
 """The scheduler's record of every live task, and the one table of legal task transitions.
 
-A task lives here from the moment the scheduler accepts it until it reaches its client as a
-result or a cancel confirmation; then the record is dropped. An illegal transition raises
-``IllegalTransition`` and leaves the record unchanged.
+A task lives here from the moment the scheduler accepts it until its one outcome is decided: a
+result, a failure, a cancel confirmation, or nothing when its client is gone. A task's state has
+two parts: where it is (``TaskState``), and, while it is on a worker, whether that worker said the
+current attempt started (``TaskRecord.started``; from then on a death there is the task's fault).
+Both change only through ``TaskRecord.move``, which looks the pair up in one table. An illegal move
+raises ``IllegalTransition`` and leaves the record unchanged.
+
+``DONE`` is terminal. Every path that ends a task moves it there first, and no move leaves it, so
+a second outcome for one task is refused here, in one place, before anything else changes.
 """
 
 from __future__ import annotations
@@ -14,28 +20,41 @@ from scaler.protocol.messages import Task
 
 
 class TaskState(enum.Enum):
-    """Where a live task is."""
+    """Where a task is."""
 
-    WAITING = "waiting"  # a graph node whose dependencies are not all done
-    QUEUED = "queued"  # waiting in the scheduler's queue
+    # Members are singletons: hash by identity, in C. Enum's own __hash__ is Python code, and the
+    # transition table hashes a state and an event at every move.
+    __hash__ = object.__hash__
+
+    WAITING = "waiting"  # a graph node whose inputs are not all done
+    QUEUED = "queued"  # in the scheduler's queue
     ASSIGNED = "assigned"  # sent to a worker
     BALANCING = "balancing"  # sent to a worker, which is asked to hand it back for an idler one
     CANCELING = "canceling"  # sent to a worker, and a cancel is on its way there
+    DONE = "done"  # ended: its outcome is decided and its record is dropped
 
 
 class TaskEvent(enum.Enum):
-    """What can happen to a live task."""
+    """What can happen to a task."""
+
+    __hash__ = object.__hash__  # see TaskState
 
     READY = "ready"
     ASSIGN = "assign"
+    START = "start"
     CANCEL = "cancel"
     CANCEL_FAILED = "cancel_failed"
     REQUEUE = "requeue"
     BALANCE = "balance"
     KEEP = "keep"
+    FINISH = "finish"
 
 
-_TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
+ON_A_WORKER = (TaskState.ASSIGNED, TaskState.BALANCING, TaskState.CANCELING)
+
+# Where each event takes a task. On a worker, whether the attempt started carries over; a task
+# that leaves its worker (QUEUED again, or DONE) has no attempt running.
+_MOVES: dict[tuple[TaskState, TaskEvent], TaskState] = {
     (TaskState.WAITING, TaskEvent.READY): TaskState.QUEUED,
     (TaskState.QUEUED, TaskEvent.ASSIGN): TaskState.ASSIGNED,
     (TaskState.ASSIGNED, TaskEvent.CANCEL): TaskState.CANCELING,
@@ -47,7 +66,23 @@ _TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
     (TaskState.CANCELING, TaskEvent.CANCEL_FAILED): TaskState.ASSIGNED,
 }
 
-ON_A_WORKER = (TaskState.ASSIGNED, TaskState.BALANCING, TaskState.CANCELING)
+
+def _transitions() -> dict[tuple[TaskState, bool, TaskEvent], tuple[TaskState, bool]]:
+    """The whole table: (where, started, event) -> (where, started)."""
+    table: dict[tuple[TaskState, bool, TaskEvent], tuple[TaskState, bool]] = {}
+    for (state, event), target in _MOVES.items():
+        for started in (False, True) if state in ON_A_WORKER else (False,):
+            table[state, started, event] = (target, started and target in ON_A_WORKER)
+    for state in ON_A_WORKER:  # a worker reports each attempt's start once
+        table[state, False, TaskEvent.START] = (state, True)
+    for state in TaskState:  # any live task may end, once
+        for started in (False, True) if state in ON_A_WORKER else (False,):
+            if state is not TaskState.DONE:
+                table[state, started, TaskEvent.FINISH] = (TaskState.DONE, False)
+    return table
+
+
+_TRANSITIONS = _transitions()
 
 
 class IllegalTransition(RuntimeError):
@@ -56,7 +91,11 @@ class IllegalTransition(RuntimeError):
 
 @dataclass(slots=True)
 class TaskRecord:
-    """One live task: the message as the client sent it (without the function bytes) and where it is."""
+    """One live task: the message as the client sent it (without the function bytes) and where it is.
+
+    ``state`` and ``started`` change only through ``move``. A graph node's dependencies live in
+    ``GraphTable`` (``graph_table.py``); the record only names its graph.
+    """
 
     task: Task
     client: bytes
@@ -69,15 +108,15 @@ class TaskRecord:
     client_objects: list[bytes] = field(default_factory=list)  # client objects it takes as arguments
     graph: bytes = b""  # the graph it is a node of, if any
     is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)
-    dependencies: list[bytes] = field(default_factory=list)  # graph nodes whose results it needs
-    waiting_on: set[bytes] = field(default_factory=set)  # those of them not done yet
-    dependents: list[bytes] = field(default_factory=list)  # graph nodes that need its result
     unschedulable_since: float | None = None  # when no connected worker could run it was first seen
     parent: bytes = b""  # the running task it was submitted from, while linked to it (task_tree.py)
 
     def move(self, event: TaskEvent) -> None:
         """Apply ``event`` to this task, or raise ``IllegalTransition``."""
-        new_state = _TRANSITIONS.get((self.state, event))
-        if new_state is None:
-            raise IllegalTransition(f"task {self.task.task_id.hex()}: cannot {event.value} while {self.state.value}")
-        self.state = new_state
+        new = _TRANSITIONS.get((self.state, self.started, event))
+        if new is None:
+            started = " (started)" if self.started else ""
+            raise IllegalTransition(
+                f"task {self.task.task_id.hex()}: cannot {event.value} while {self.state.value}{started}"
+            )
+        self.state, self.started = new

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from scaler.scheduler.task_table import TaskRecord, TaskState
+from scaler.utility.invariants import require
 
 STOPPED_MEMORY = 10_000  # how many stopped parents to remember for late children
 
@@ -97,16 +98,18 @@ class TaskTree:
         return {"parents": len(self._children), "children": sum(map(len, self._children.values()))}
 
     def validate(self) -> None:
-        """Raise ``AssertionError`` if a link is broken (the scheduler's ``validate`` calls it)."""
-        assert not self._doomed, "doomed tasks were left uncancelled at the end of a turn"
-        assert len(self._stopped) <= self._memory
+        """Raise ``InvariantError`` if a link is broken (the scheduler's ``validate`` calls it)."""
+        require(not self._doomed, "doomed tasks were left uncancelled at the end of a turn")
+        require(len(self._stopped) <= self._memory, "more stopped parents remembered than allowed")
         for parent_id, children in self._children.items():
-            assert children, "an empty set of children was kept"
+            require(children, "an empty set of children was kept")
             parent = self._tasks.get(parent_id)
-            assert parent is not None, "children linked to a task that ended"
-            assert parent.state in _PARENT_STATES, "a parent that is not running keeps children"
+            require(parent is not None, "children linked to a task that ended")
+            require(
+                parent is not None and parent.state in _PARENT_STATES, "a parent that is not running keeps children"
+            )
             for child_id in children:
-                assert self._tasks[child_id].parent == parent_id
+                require(self._tasks[child_id].parent == parent_id, "a child linked under a parent it does not name")
         for task_id, record in self._tasks.items():
             if record.parent:
-                assert task_id in self._children.get(record.parent, ()), "a child missing from its parent's links"
+                require(task_id in self._children.get(record.parent, ()), "a child missing from its parent's links")

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from scaler.protocol.messages import Task
+from scaler.utility.invariants import InvariantError
 
 
 # IntEnums: they hash as ints, in C, and every task moves a processor twice (run, finish).
@@ -76,7 +77,7 @@ class IllegalProcessorTransition(RuntimeError):
     """A processor was asked to move in a way the transition table does not allow."""
 
 
-class WorkerInvariantError(AssertionError):
+class WorkerInvariantError(InvariantError):
     """``validate()`` found the worker's state inconsistent (raised explicitly, so ``python -O`` keeps it)."""
 
 

@@ -817,6 +817,10 @@ LEGAL = {
     (TaskState.BALANCING, TaskEvent.KEEP): TaskState.ASSIGNED,
     (TaskState.BALANCING, TaskEvent.CANCEL): TaskState.CANCELING,
     (TaskState.CANCELING, TaskEvent.CANCEL_FAILED): TaskState.ASSIGNED,
+    # A worker reports each attempt's start once; the task stays where it is, now started.
+    **{(state, TaskEvent.START): state for state in (TaskState.ASSIGNED, TaskState.BALANCING, TaskState.CANCELING)},
+    # Any live task ends once: DONE is terminal.
+    **{(state, TaskEvent.FINISH): TaskState.DONE for state in TaskState if state is not TaskState.DONE},
 }
 ILLEGAL = [(state, event) for state in TaskState for event in TaskEvent if (state, event) not in LEGAL]
 
