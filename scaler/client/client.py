@@ -68,7 +68,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
 )
-from scaler.worker import processor_context
+from scaler.utility import task_context
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +127,12 @@ class Client:
         require_libzmq()
         self._pid = os.getpid()  # a Client belongs to the process that made it (see _ensure_usable)
         self._combo: Any = None
-        own_scheduler = processor_context.scheduler_address()
+        own_scheduler = task_context.scheduler_address()
         if address is None:
             address = own_scheduler or None
         no_keys_given = keys_dir is None and key_file is None and scheduler_key_file is None
         if no_keys_given and address is not None and address == own_scheduler:  # a task's client: its worker's keys
-            key_file, scheduler_key_file = processor_context.scheduler_key_files() or (None, None)
+            key_file, scheduler_key_file = task_context.scheduler_key_files() or (None, None)
         self._keys = PeerKeys.load("client", keys_dir, key_file, scheduler_key_file)
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
@@ -411,7 +411,7 @@ class Client:
         task.timeout_seconds = timeout_seconds
         task.profiling = self.profiling
         task.stream_output = self.stream_output
-        task.parent_task_id = processor_context.current_task_id()  # b"" outside a task
+        task.parent_task_id = task_context.current_task_id()  # b"" outside a task
         encoder.send_with_function(task, function_id, function)
         if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
             self._manager.fail_all(self._agent.error)
@@ -422,7 +422,7 @@ class Client:
         agent = self._agent
         if agent.take_credit(block=False):
             return
-        with processor_context.blocked():  # inside a task, let the worker run others meanwhile
+        with task_context.blocked():  # inside a task, let the worker run others meanwhile
             agent.take_credit()
         self._ensure_connected()  # it may have been disconnected, or lost the scheduler, meanwhile
 
@@ -443,7 +443,7 @@ class Client:
         targets = [task_ids[key] for key in plan.targets]
         runner_id, runner = self._encoder.graph_runner()
         graph_task = GraphTask(self._next_task_id(), nodes, targets, self.profiling, self.stream_output)
-        graph_task.parent_task_id = processor_context.current_task_id()
+        graph_task.parent_task_id = task_context.current_task_id()
         self._encoder.send_with_function(graph_task, runner_id, runner)
         return futures
 
@@ -473,7 +473,7 @@ def _gather(futures: list[ScalerFuture]) -> list[Any]:
     for future in futures:
         future._want()  # big results kept on the scheduler are fetched together, not one by one
     try:
-        with processor_context.blocked():
+        with task_context.blocked():
             return [future.result() for future in futures]
     except BaseException:
         for future in futures:
@@ -516,7 +516,7 @@ def _rebuild_client(
         if usable and client is not None and client._agent.error is None:
             return client
         profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
-        if address == processor_context.scheduler_address():
+        if address == task_context.scheduler_address():
             key_files = None  # Client() then picks the worker's keys
         key_file, scheduler_key_file = key_files or (None, None)
         client = Client(

@@ -21,8 +21,8 @@ holds no value yet. The value is fetched the first time someone needs it: ``resu
 ``append``). Until the fetch completes the base future stays pending, so those waits and
 callbacks fire exactly once, when the value is there.
 
-Inside a worker's processor, a wait that will block tells the worker (``processor_context``) so it
-can run other tasks meanwhile: a task that waits on its children never holds the only slot.
+Inside a worker's processor, a wait that will block tells the worker (``scaler.utility.task_context``)
+so it can run other tasks meanwhile: a task that waits on its children never holds the only slot.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaler.protocol.messages import TaskResult
-from scaler.worker import processor_context
+from scaler.utility import task_context
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         self._check_can_wait()
         if super().done():
             return
-        with processor_context.blocked(), self._condition:
+        with task_context.blocked(), self._condition:
             self._condition.wait_for(lambda: concurrent.futures.Future.done(self), timeout)
 
     def _check_can_wait(self) -> None:

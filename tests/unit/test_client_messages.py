@@ -29,7 +29,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
 )
-from scaler.worker import processor_context
+from scaler.utility import task_context
 
 
 class FakeAgent:
@@ -202,7 +202,7 @@ def test_tasks_and_graphs_name_the_task_they_are_submitted_from(
 ) -> None:
     client = make_client()
     client.submit(abs, -1)
-    monkeypatch.setattr(processor_context, "_current_task_id", b"parent")  # as inside a running task
+    monkeypatch.setattr(task_context, "_current_task_id", b"parent")  # as inside a running task
     client.submit(abs, -2)
     client.get({"a": (abs, -1)}, ["a"], block=False)
     assert [task.parent_task_id for task in sent(client, Task)] == [b"", b"parent"]
