@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scaler.client.future import ScalerFuture
+from scaler.client.future_stage import VALUE_ON_SCHEDULER, FutureStage, FutureStateError
 from scaler.errors import DisconnectedError, SerializationError, TaskNotFoundError
 from scaler.protocol.messages import (
     CancelConfirmType,
@@ -38,6 +39,8 @@ from scaler.protocol.messages import (
 )
 
 logger = logging.getLogger(__name__)
+
+_TRACKED = frozenset({FutureStage.SUBMITTED, FutureStage.CANCELING})  # a claimed future is never tracked
 
 DecodeResult = Callable[[TaskResult], tuple[bool, Any]]  # (ok, value or exception)
 OnFinish = Callable[[], None]
@@ -54,7 +57,7 @@ class ClientFutureManager:
     ) -> None:
         self._send = send
         self._decode_result = decode_result
-        self._cancel_would_block = cancel_would_block
+        self.cancel_would_block = cancel_would_block  # True on the thread that delivers answers
         self._futures: dict[bytes, ScalerFuture] = {}
         self._on_finish: dict[bytes, OnFinish] = {}  # task id -> called once the scheduler is done with it
         # Results kept on the scheduler, by object id: weakly until someone asks, so a dropped
@@ -69,7 +72,7 @@ class ClientFutureManager:
         ``on_finish`` is called once the task no longer runs on the cluster (its result or
         cancel confirmation arrived, or the client left); it must not block.
         """
-        future = ScalerFuture(task_id, self._request_cancel, self._cancel_would_block, self._request_fetch, profiling)
+        future = ScalerFuture(task_id, self, profiling)
         with self._lock:
             self._futures[task_id] = future
             if on_finish is not None:
@@ -98,7 +101,7 @@ class ClientFutureManager:
             logger.debug("task %s: result for a future no longer pending", result.task_id.hex())
             self._free_result(object_id)
             return
-        cancel_requested = future._take_for_settling()
+        cancel_requested = future._claim()
         if cancel_requested is None:
             self._free_result(object_id)
             return
@@ -113,13 +116,9 @@ class ClientFutureManager:
             release.atexit = False
             with self._lock:
                 self._delayed[object_id] = future
-            future._set_delayed(result, release)
+            future._keep(result, release)
             return
-        ok, value = self._decode(result)
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        future._settle(*self._decode(result))
 
     def on_object_response(self, response: ObjectResponse) -> None:
         """Complete the futures whose kept results were fetched, then free those results."""
@@ -130,8 +129,9 @@ class ClientFutureManager:
                 self._delayed.pop(object_id, None)
             if future is None:
                 continue
-            result = future._delayed_result()
-            assert result is not None
+            result = future._kept_result()
+            if result is None:  # only a future that is kept is ever fetched
+                raise FutureStateError(f"object {object_id.hex()}: fetched for a future that keeps nothing")
             if found:
                 freed.append(object_id)
                 ok, value = self._decode(dataclasses.replace(result, payload=payload, result_object_id=b""))
@@ -160,7 +160,7 @@ class ClientFutureManager:
         if confirm.confirm is CancelConfirmType.CANCEL_NOT_FOUND:
             logger.debug("task %s: cancel found nothing to cancel (it had already finished)", task_id.hex())
         future = self._pop(task_id)
-        if future is not None and future._take_for_settling() is not None:
+        if future is not None and future._claim() is not None:
             future._settle_cancelled()
 
     def cancel_all(self) -> None:
@@ -170,7 +170,7 @@ class ClientFutureManager:
         fails with ``DisconnectedError``.
         """
         for future in self._take_all():
-            if future._take_for_settling() is not None:
+            if future._claim() is not None:
                 future._settle_cancelled()
         self._fail_delayed(DisconnectedError("the client disconnected before this task's result was fetched"))
 
@@ -181,12 +181,38 @@ class ClientFutureManager:
         for no result, and none can come any more.
         """
         for future in self._take_all():
-            cancel_requested = future._take_for_settling()
+            cancel_requested = future._claim()
             if cancel_requested:
                 future._settle_cancelled()
             elif cancel_requested is not None:
-                future.set_exception(error)
+                future._settle(False, error)
         self._fail_delayed(error)
+
+    def validate(self) -> None:
+        """Raise ``FutureStateError`` if a tracked future is where it should not be (for tests)."""
+        with self._lock:
+            pending = dict(self._futures)
+            finish_hooks = set(self._on_finish)
+            kept = dict(self._delayed)
+            fetching = dict(self._fetching)
+        problems = []
+        if not finish_hooks <= set(pending):
+            problems.append(f"finish hooks for tasks no longer pending: {sorted(finish_hooks - set(pending))}")
+        problems += [
+            f"pending task {t.hex()} is {f._stage.value}" for t, f in pending.items() if f._stage not in _TRACKED
+        ]
+        problems += [
+            f"kept result {o.hex()} is {f._stage.value}" for o, f in kept.items() if f._stage not in VALUE_ON_SCHEDULER
+        ]
+        problems += [
+            f"fetched result {o.hex()} is {f._stage.value}"
+            for o, f in fetching.items()
+            if f._stage is not FutureStage.FETCHING
+        ]
+        if problems:
+            raise FutureStateError("; ".join(problems))
+        for future in [*pending.values(), *kept.values(), *fetching.values()]:
+            future._validate()
 
     def _fail_delayed(self, error: BaseException) -> None:
         with self._lock:
@@ -220,11 +246,15 @@ class ClientFutureManager:
             callback()
         return futures
 
-    def _request_cancel(self, future: ScalerFuture) -> None:
+    # -- asked by the futures ------------------------------------------------------------------
+
+    def request_cancel(self, future: ScalerFuture) -> None:
+        """Send the one ``TaskCancel`` of a future whose cancel was just requested."""
         self._send(TaskCancel(future.task_id))
 
-    def _request_fetch(self, future: ScalerFuture) -> None:
-        result = future._delayed_result()
+    def request_fetch(self, future: ScalerFuture) -> None:
+        """Ask the scheduler for a kept result that someone now needs (once per future)."""
+        result = future._kept_result()
         if result is None:
             return
         object_id = result.result_object_id
