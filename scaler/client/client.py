@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from scaler.client import graph as graphs
-from scaler.client.agent import ClientAgent
+from scaler.client.agent import AgentFactory, ClientAgent
 from scaler.client.encoder import (
     AUTOMATIC_OBJECT_CACHE_BYTES,
     INLINE_ARGUMENT_BYTES,
@@ -107,6 +107,9 @@ class Client:
     ``key_file`` (this client's ``.key_secret``) and ``scheduler_key_file`` (the scheduler's
     ``.key``) name the files directly and win over ``keys_dir``. Inside a task, a client of the
     task's own scheduler uses its worker's keys. A refused key raises ``AuthenticationError``.
+
+    ``agent_factory`` makes the thread that owns the socket (``ClientAgent``); tests pass a
+    stand-in that records what the client sends.
     """
 
     asynchronous = False  # for dask: ``dask.compute(obj, scheduler=client)`` uses ``client.get``
@@ -123,6 +126,8 @@ class Client:
         keys_dir: PathLike | None = None,
         key_file: PathLike | None = None,
         scheduler_key_file: PathLike | None = None,
+        *,
+        agent_factory: AgentFactory = ClientAgent,
     ) -> None:
         require_libzmq()
         self._pid = os.getpid()  # a Client belongs to the process that made it (see _ensure_usable)
@@ -159,7 +164,7 @@ class Client:
         self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
         self._manager = ClientFutureManager(self._send, self._decode_result, self._on_agent_thread)
-        self._agent = ClientAgent(
+        self._agent = agent_factory(
             self.address,
             identity,
             self._manager,
@@ -369,7 +374,8 @@ class Client:
             self._agent.send(message)
 
     def _on_agent_thread(self) -> bool:
-        return threading.current_thread() is self._agent
+        agent: object = self._agent  # a ClientAgent is a thread; a test's stand-in never is
+        return threading.current_thread() is agent
 
     def _on_shutdown_response(self, response: ClientShutdownResponse) -> None:
         self._shutdown_answer = response

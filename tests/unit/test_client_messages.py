@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from scaler.client import client as client_module
 from scaler.client.client import INLINE_ARGUMENT_BYTES, Client
 from scaler.client.graph import GraphSerializer, run_graph_node
 from scaler.client.object_reference import ObjectReference
@@ -59,12 +58,11 @@ class FakeAgent:
 
 
 @pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(client_module, "ClientAgent", FakeAgent)
+def make_client() -> Iterator[Any]:
     made: list[Client] = []
 
     def make(**options: Any) -> Client:
-        client = Client("tcp://127.0.0.1:1", **options)
+        client = Client("tcp://127.0.0.1:1", agent_factory=FakeAgent, **options)
         made.append(client)
         return client
 
