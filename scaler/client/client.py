@@ -17,13 +17,12 @@ private ``SchedulerClusterCombo`` and shuts it down on ``disconnect()``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
-import pickle
 import struct
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,22 +37,11 @@ from scaler.client.encoder import (
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
+from scaler.client.registry import rebuild_client, register_original
+from scaler.client.results import decode_result
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.config.client import ClientConfig
-from scaler.errors import (
-    AuthenticationError,
-    ClientForkedError,
-    DeserializeObjectError,
-    DisconnectedError,
-    MissingObjects,
-    NoWorkerError,
-    ProcessorDiedError,
-    RemoteTraceback,
-    ShutdownRefusedError,
-    TaskRejectedError,
-    TaskTimeoutError,
-    WorkerDiedError,
-)
+from scaler.errors import AuthenticationError, ClientForkedError, DisconnectedError, ShutdownRefusedError
 from scaler.io.keys import PathLike
 from scaler.io.security import PeerKeys, require_libzmq
 from scaler.io.sockets import make_identity, validate_address
@@ -65,29 +53,12 @@ from scaler.protocol.messages import (
     GraphTask,
     Message,
     Task,
-    TaskResult,
-    TaskStatus,
 )
 from scaler.utility import task_context
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AUTOMATIC_OBJECT_CACHE_BYTES", "INLINE_ARGUMENT_BYTES", "Client"]
-
-_TEXT_ERRORS: dict[TaskStatus, type[Exception]] = {
-    TaskStatus.PROCESSOR_DIED: ProcessorDiedError,
-    TaskStatus.WORKER_DIED: WorkerDiedError,
-    TaskStatus.TIMEOUT: TaskTimeoutError,
-    TaskStatus.REJECTED: TaskRejectedError,
-    TaskStatus.NO_WORKER: NoWorkerError,
-    TaskStatus.MISSING_OBJECTS: MissingObjects,
-}
-
-# Clients rebuilt from a pickle (a Client passed to a task), by (address, token): one connection
-# per original client per process, reused by every task that receives it.
-_rebuilt: dict[tuple[str, bytes], Client] = {}
-_originals: weakref.WeakValueDictionary[tuple[str, bytes], Client] = weakref.WeakValueDictionary()
-_rebuilt_lock = threading.RLock()  # held while a rebuilt client connects, which registers itself
 
 
 class Client:
@@ -163,7 +134,8 @@ class Client:
         self._shutdown_answered = threading.Event()
         self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
-        self._manager = ClientFutureManager(self._send, self._decode_result, self._on_agent_thread)
+        decode = functools.partial(decode_result, self._serializer)
+        self._manager = ClientFutureManager(self._send, decode, self._on_agent_thread)
         self._agent = agent_factory(
             self.address,
             identity,
@@ -187,8 +159,7 @@ class Client:
                 f"no scaler scheduler answered at {self.address} within {timeout_seconds:g}s; "
                 f"start one with `scaler_scheduler {self.address}`, or use Client() for a local cluster"
             )
-        with _rebuilt_lock:
-            _originals[(self.address, self._token)] = self
+        register_original(self, self.address, self._token)
 
     # -- context manager and pickling ------------------------------------------------------------
 
@@ -201,7 +172,7 @@ class Client:
     def __reduce__(self) -> tuple[Any, ...]:
         settings = (self.profiling, self.timeout_seconds, self.heartbeat_interval_seconds, self._serializer)
         key_files = None if self._keys is None else (self._keys.key_file, self._keys.scheduler_key_file)
-        return _rebuild_client, (self.address, self._token, settings, self.stream_output, key_files)
+        return rebuild_client, (self.address, self._token, settings, self.stream_output, key_files)
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -361,6 +332,10 @@ class Client:
         if not self._agent.is_alive():  # it always sets an error first; this guards against the unforeseen
             raise DisconnectedError("this client's agent thread has ended; create a new Client")
 
+    def _reusable(self) -> bool:
+        """Whether a pickle of this client may unpickle as this very object (see ``registry.py``)."""
+        return self._pid == os.getpid() and not self._disconnected and self._agent.error is None
+
     def _check_process(self) -> None:
         """A forked child inherits the Client object but not its agent thread: refuse, rather than hang."""
         if os.getpid() != self._pid:
@@ -453,26 +428,6 @@ class Client:
         self._encoder.send_with_function(graph_task, runner_id, runner)
         return futures
 
-    # -- internals: results --------------------------------------------------------------------
-
-    def _decode_result(self, result: TaskResult) -> tuple[bool, Any]:
-        status = result.status
-        if status is TaskStatus.SUCCESS:
-            try:
-                return True, self._serializer.deserialize(result.payload)
-            except Exception as error:
-                text = f"task {result.task_id.hex()}: cannot deserialize its result: {error}"
-                return False, DeserializeObjectError(text)
-        if status is TaskStatus.FAILED:
-            try:
-                remote_error, text = pickle.loads(result.payload)
-            except Exception as error:
-                unreadable = f"task {result.task_id.hex()} failed, and its error cannot be read: {error}"
-                return False, DeserializeObjectError(unreadable)
-            remote_error.__cause__ = RemoteTraceback(text)
-            return False, remote_error
-        return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))
-
 
 def _gather(futures: list[ScalerFuture]) -> list[Any]:
     """Wait for every result in order; on the first error, cancel the rest and raise it."""
@@ -501,40 +456,3 @@ def _countdown(count: int, then: Callable[[], None]) -> Callable[[], None]:
             then()
 
     return tick
-
-
-def _rebuild_client(
-    address: str,
-    token: bytes,
-    settings: tuple[bool, float, float, Serializer],
-    stream_output: bool,
-    key_files: tuple[str, str] | None = None,
-) -> Client:
-    """Unpickle a ``Client``: the original if it lives in this process, else one shared connection.
-
-    Keys travel as the paths of their files. Inside a task of the same scheduler, the worker's
-    own keys are used instead: the original client's files are rarely on the worker's host.
-    """
-    key = (address, token)
-    with _rebuilt_lock:
-        client = _originals.get(key) or _rebuilt.get(key)
-        usable = client is not None and client._pid == os.getpid() and not client._disconnected
-        if usable and client is not None and client._agent.error is None:
-            return client
-        profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
-        if address == task_context.scheduler_address():
-            key_files = None  # Client() then picks the worker's keys
-        key_file, scheduler_key_file = key_files or (None, None)
-        client = Client(
-            address,
-            profiling,
-            timeout_seconds,
-            heartbeat_interval_seconds,
-            serializer,
-            stream_output,
-            key_file=key_file,
-            scheduler_key_file=scheduler_key_file,
-        )
-        client._token = token
-        _rebuilt[key] = client
-        return client
