@@ -23,7 +23,7 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from scaler.client import graph as graphs
@@ -46,7 +46,6 @@ from scaler.io.keys import PathLike
 from scaler.io.security import PeerKeys, require_libzmq
 from scaler.io.sockets import make_identity, validate_address
 from scaler.protocol.messages import (
-    ArgumentKind,
     ClientDisconnect,
     ClientShutdownResponse,
     DisconnectType,
@@ -248,18 +247,11 @@ class Client:
         As a dask scheduler (``dask.compute(obj, scheduler=client.get)``) it takes dask's graph and
         nested list of keys, and returns the values shaped like ``keys``, as dask expects.
         """
-        from_dask = graphs.dask_graph(graph, keys)
-        if from_dask is not None:
-            futures = self._submit_graph(from_dask, graphs.flatten_keys(keys))
-            return graphs.pack_results(keys, dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
-        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
-            raise TypeError(f"keys must be a list of graph keys, got {keys!r}")
-        if not isinstance(graph, Mapping):
-            raise TypeError(f"graph must be a dict of key -> value or task, got {type(graph).__name__}")
-        futures = self._submit_graph(graph, list(keys))
-        if not block:
+        request = graphs.plan_request(graph, keys)  # raises before anything is sent
+        futures = self._send_graph(request.plan)
+        if not block and not request.from_dask:
             return futures
-        return dict(zip(futures, _gather(list(futures.values()))))  # noqa: B905
+        return request.pack(dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -409,23 +401,20 @@ class Client:
 
     # -- internals: graphs ---------------------------------------------------------------------
 
-    def _submit_graph(self, graph: Mapping[Any, Any], keys: list[Any]) -> dict[Any, ScalerFuture]:
+    def _send_graph(self, plan: graphs.GraphPlan) -> dict[Any, ScalerFuture]:
+        """Encode a planned graph, make its targets' futures, and send it as one ``GraphTask``."""
         self._ensure_connected()
-        plan = graphs.plan_graph(graph, keys)  # raises before anything is sent
         if not plan.targets:
             return {}
-        task_ids = {node.key: self._next_task_id() for node in plan.nodes}
-        big: dict[bytes, bytes] = {}
-        nodes = [self._encoder.graph_node(node, task_ids, big) for node in plan.nodes]
-        check_message_size(sum(len(a.data) for node in nodes for a in node.args if a.kind is ArgumentKind.INLINE))
-        unpin = self._encoder.pin_automatic(big)
+        encoded = self._encoder.graph(plan, self._next_task_id)  # raises before anything is sent
+        unpin = self._encoder.pin_automatic(encoded.big)
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
+        task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
         targets = [task_ids[key] for key in plan.targets]
-        runner_id, runner = self._encoder.graph_runner()
-        graph_task = GraphTask(self._next_task_id(), nodes, targets, self.profiling, self.stream_output)
+        graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
         graph_task.parent_task_id = task_context.current_task_id()
-        self._encoder.send_with_function(graph_task, runner_id, runner)
+        self._encoder.send_with_function(graph_task, *encoded.runner)
         return futures
 
 

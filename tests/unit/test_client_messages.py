@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scaler.client.client import INLINE_ARGUMENT_BYTES, Client
-from scaler.client.graph import GraphSerializer, run_graph_node
+from scaler.client.graph_runner import GraphSerializer, run_graph_node
 from scaler.client.object_reference import ObjectReference
 from scaler.protocol.messages import (
     ArgumentKind,
