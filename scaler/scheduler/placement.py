@@ -16,8 +16,8 @@ from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import ArgumentKind, BalanceRequest, Message, ObjectContent, Task
 from scaler.scheduler.balancer import plan_balance
 from scaler.scheduler.object_store import ObjectStore
-from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import TaskEvent, TaskRecord, TaskState
+from scaler.utility.task_queue import TaskQueue
 
 
 @dataclass(slots=True)

@@ -63,9 +63,9 @@ from scaler.protocol.messages import (
 from scaler.scheduler.graph_table import GraphRecord, graph_problem
 from scaler.scheduler.object_store import ObjectStore
 from scaler.scheduler.placement import Placement, WorkerRecord
-from scaler.scheduler.task_queue import TaskQueue
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 from scaler.scheduler.task_tree import TaskTree
+from scaler.utility.task_queue import TaskQueue
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,13 @@
 
 ::
 
-    scheduler ◀──DEALER──▶ agent.py (poll loop) ──▶ state.py (WorkerState: pure)
-                              │ pipe per processor
+    scheduler ◀──DEALER──▶ agent.py (poll loop on io/transport.py's DealerTransport)
+                              │        └──▶ state.py (WorkerState: pure)
+                              │               ├─ processor_table.py: each processor's lifecycle
+                              │               │  (starting, idle, running, parked) and its indexes
+                              │               ├─ caches.py: function/object bytes, who holds what
+                              │               └─ utility/task_queue.py: the queued tasks
+                              │ pipe per processor (processes.py: start, hold, reap)
                               ▼
                            processor.py ── runs one task: functions and objects cached by id,
                               │            profiling.py, output.py (TaskLog lines)

@@ -178,7 +178,7 @@ def test_task_waits_until_the_first_processor_is_started() -> None:
     state = make()
     assert state.start(0.0) == [StartProcessor(1)]
     assert state.on_task(task(b"t1", FN_BYTES), 0.0) == []
-    assert state.queued_count() == 1
+    assert state.held_count() == 1
     assert state.running() == {}
     assert state.on_processor_started(1, 0.5) == [run(1, b"t1", FN_BYTES)]
     assert state.running() == {b"t1": 1}
@@ -200,7 +200,7 @@ def test_runs_one_task_at_a_time_and_queues_the_rest(ws: WorkerState) -> None:
         "output_passed_bytes": 0,
         "output_dropped_bytes": 0,
     }
-    assert ws.queued_count() == 3
+    assert ws.held_count() == 3
     assert ws.on_processor_result(1, result(b"t1"), 2.0) == [sent(b"t1"), run(1, b"t2")]
     assert ws.running() == {b"t2": 1}
     assert ws.on_processor_result(1, result(b"t2"), 3.0) == [sent(b"t2"), run(1, b"t3")]
@@ -275,7 +275,7 @@ def test_a_task_sent_again_with_another_priority_is_queued_once(ws: WorkerState)
     ws.on_task(task(b"u"), 0.0)
     ws.on_task(task(b"t", priority=3), 0.0)
     assert ws.queued_task_ids() == [b"t", b"u"]
-    assert ws.queued_count() == 3
+    assert ws.held_count() == 3
 
 
 def test_a_task_sent_again_while_its_old_attempt_runs_replaces_it(ws: WorkerState) -> None:
@@ -459,7 +459,7 @@ def test_cancel_of_a_queued_task(ws: WorkerState) -> None:
     ws.on_task(task(b"t3"), 0.0)
     assert ws.on_task_cancel(TaskCancel(b"t2"), 1.0) == [confirm(b"t2", CancelConfirmType.CANCELED)]
     assert ws.running() == {b"t1": 1}
-    assert ws.queued_count() == 2
+    assert ws.held_count() == 2
     assert ws.on_processor_result(1, result(b"t1"), 2.0) == [sent(b"t1"), run(1, b"t3")]
 
 
@@ -472,7 +472,7 @@ def test_cancel_of_the_running_task_kills_its_processor(ws: WorkerState) -> None
         confirm(b"t1", CancelConfirmType.CANCELED),
     ]
     assert ws.running() == {}
-    assert ws.queued_count() == 1
+    assert ws.held_count() == 1
     # Nothing runs until the new processor is up ...
     assert ws.on_task(task(b"t3"), 1.0) == []
     # ... and a late result or death notice from the killed processor is dropped.
@@ -701,7 +701,7 @@ def test_recursion_parks_one_processor_per_level(ws: WorkerState) -> None:
         assert ws.on_processor_started(depth + 1, depth) == []
         assert ws.on_task(task(b"d%d" % depth), depth) == [run(depth + 1, b"d%d" % depth, FN_BYTES)]
     assert ws.statistics()["blocked"] == 4
-    assert ws.queued_count() == 5
+    assert ws.held_count() == 5
     # Unwind: each level's result unblocks its parent, which then finishes.
     assert ws.on_processor_result(5, result(b"d4"), 10.0) == [sent(b"d4")]
     for depth in range(3, -1, -1):
@@ -923,7 +923,7 @@ def test_a_restarted_scheduler_voids_everything_the_old_one_gave(ws: WorkerState
         KillProcessor(2, "the scheduler restarted"),
         StartProcessor(3),
     ]
-    assert ws.queued_count() == 0
+    assert ws.held_count() == 0
     assert ws.statistics()["functions"] == 0
     assert ws.statistics()["objects"] == 0
     assert ws.on_processor_started(3, 2.5) == []
@@ -993,7 +993,7 @@ def test_a_draining_worker_whose_running_task_is_cancelled_exits(ws: WorkerState
 
 def test_validate_catches_a_broken_invariant(ws: WorkerState) -> None:
     ws.on_task(task(b"t1", FN_BYTES), 0.0)
-    ws._unblocked = 0
+    ws._processors.unblocked = 0
     with pytest.raises(AssertionError):
         ws.validate()
-    ws._unblocked = 1
+    ws._processors.unblocked = 1

@@ -249,7 +249,7 @@ class WorkerMachine(RuleBasedStateMachine):
             else:
                 break
             self.state.validate()
-        assert self.state.queued_count() == 0, "every task ran to its end"
+        assert self.state.held_count() == 0, "every task ran to its end"
         for task_id in self.sent:
             expected = 0 if task_id in self.voided else 1
             assert self.outcomes[task_id] == expected, (task_id, self.outcomes[task_id])

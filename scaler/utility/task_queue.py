@@ -1,7 +1,9 @@
-"""The scheduler's queue of tasks waiting for a worker: highest priority first, then oldest.
+"""A queue of tasks waiting to run: highest priority first, then oldest.
 
-Removal is lazy: ``discard`` forgets an id and ``pop`` skips it, so cancelling a queued task
-costs O(1). A task handed back by a dead or leaving worker goes in ``front`` of its priority.
+The scheduler queues the tasks waiting for a worker in one, and each worker agent the tasks
+waiting for a processor. Removal is lazy: ``discard`` forgets an id and ``pop`` skips it, so
+cancelling a queued task costs O(1). A task handed back by a dead or leaving worker goes in
+``front`` of its priority.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ class TaskQueue:
                 return task_id
         return None
 
+    def clear(self) -> None:
+        """Forget every task."""
+        self._heap.clear()
+        self._live.clear()
+
     def ids(self) -> list[bytes]:
         """The queued ids, in no particular order."""
         return list(self._live)
+
+    def ordered_ids(self) -> list[bytes]:
+        """The queued ids in the order ``pop`` would take them (for inspection: it sorts)."""
+        return sorted(self._live, key=self._live.__getitem__)

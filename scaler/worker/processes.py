@@ -1,0 +1,167 @@
+"""The worker agent's processes: starting processor subprocesses, holding them, and sampling usage.
+
+The agent (``agent.py``) owns one ``ProcessorHandle`` per live processor, keyed by the id the
+state (``state.py``) gave it. ``ProcessorStarter`` starts them on a helper thread from a
+pre-imported fork server, so the agent keeps answering while one boots. ``ResourceSampler``
+reads the agent's CPU and memory for its heartbeats.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+
+from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
+from scaler.worker.processor import run_processor
+
+
+def _process_context() -> Any:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["scaler.worker.processor"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class ProcessorHandle:
+    """The agent's handle on one processor subprocess: the process and the agent's end of its pipe.
+
+    Not to be confused with ``ProcessorRecord`` (``processor_table.py``), which is what the pure
+    state knows of the same processor.
+    """
+
+    def __init__(
+        self,
+        context: Any,
+        processor_id: int,
+        scheduler_address: str,
+        key_files: tuple[str, str] | None = None,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    ) -> None:
+        agent_end, processor_end = multiprocessing.Pipe(duplex=True)
+        self.processor_id = processor_id
+        self.connection: Connection = agent_end
+        self.process: BaseProcess = context.Process(
+            target=run_processor,
+            args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
+            name=f"scaler-processor-{processor_id}",
+            daemon=True,
+        )
+        self.process.start()
+        processor_end.close()
+        self.fd = agent_end.fileno()
+        self.sentinel = self.process.sentinel
+
+    def kill(self) -> None:
+        """SIGKILL it: it runs no further user code once this returns. Reaping is left to ``reaped``."""
+        self.connection.close()
+        if self.process.is_alive():
+            self.process.kill()
+
+    def reaped(self) -> bool:
+        """True once its exit has been collected (never blocks); frees its process handle then."""
+        if self.process.is_alive():
+            return False
+        self.process.close()
+        return True
+
+    def reap(self, timeout: float = 5.0) -> None:
+        """Wait up to ``timeout`` seconds for it to exit (after ``kill``)."""
+        self.process.join(timeout=timeout)
+
+
+class ProcessorStarter:
+    """Starts processors on a helper thread so the agent keeps answering while one boots.
+
+    The first start also boots the fork server (a second or so on a busy machine); later ones
+    fork from it in milliseconds. ``fd`` becomes readable when a started processor is ready.
+    Starts run one after another, in the order asked.
+    """
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        key_files: tuple[str, str] | None = None,
+        output_limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
+    ) -> None:
+        self._context = _process_context()
+        self._scheduler_address = scheduler_address
+        self._key_files = key_files
+        self._output_limits = output_limits
+        self._read, self._write = os.pipe()
+        self.fd = self._read
+        self._thread: threading.Thread | None = None
+        self._waiting: collections.deque[int] = collections.deque()
+        self._started: ProcessorHandle | None = None
+        self._error: BaseException | None = None
+
+    def start(self, processor_id: int) -> None:
+        """Start a processor under this id (after any start already on its way)."""
+        self._waiting.append(processor_id)
+        self._next()
+
+    def _next(self) -> None:
+        if self._thread is None and self._waiting:
+            processor_id = self._waiting.popleft()
+            self._thread = threading.Thread(
+                target=self._run, args=(processor_id,), name="processor-starter", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, processor_id: int) -> None:
+        try:
+            self._started = ProcessorHandle(
+                self._context, processor_id, self._scheduler_address, self._key_files, self._output_limits
+            )
+        except BaseException as error:  # noqa: BLE001 - reported to the agent's loop
+            self._error = error
+        os.write(self._write, b"x")
+
+    def take(self) -> ProcessorHandle:
+        """Collect the started processor (call when ``fd`` is readable)."""
+        os.read(self._read, 1)
+        assert self._thread is not None
+        self._thread.join()
+        self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"could not start a processor: {error}") from error
+        started, self._started = self._started, None
+        assert started is not None
+        self._next()
+        return started
+
+    def close(self) -> None:
+        """Wait for a start in progress and kill what it started."""
+        self._waiting.clear()
+        if self._thread is not None:
+            self._thread.join()
+            if self._started is not None:
+                self._started.kill()
+                self._started.reap()
+        os.close(self._read)
+        os.close(self._write)
+
+
+class ResourceSampler:
+    """CPU and memory of the agent, read at most once per heartbeat: psutil reads /proc, which is slow."""
+
+    def __init__(self, interval: float) -> None:
+        self._process = psutil.Process()
+        self._interval = interval
+        self._next = 0.0
+        self._last = (0.0, 0)
+
+    def sample(self, now: float) -> tuple[float, int]:
+        """``(cpu_percent, rss_bytes)``, read again only once ``interval`` has passed."""
+        if now >= self._next:
+            self._next = now + self._interval
+            self._last = (self._process.cpu_percent(), self._process.memory_info().rss)
+        return self._last
