@@ -1,8 +1,10 @@
-"""The client's agent thread: it alone owns the socket to the scheduler, and only moves frames.
+"""The client's agent thread: it alone owns the connection to the scheduler, and only moves frames.
 
-User threads hand messages to ``send``, which queues them and wakes the agent through a pipe;
-the agent sends everything queued as one frame, so a burst of ``submit`` calls costs few
-syscalls. Incoming results, cancel confirmations and fetched objects go to the
+The connection is a ``DealerTransport`` (``scaler/io/transport.py``, shared with the worker and,
+as a ROUTER, the scheduler): its receive drain, batched sends, handshake monitor and set-up.
+User threads hand messages to ``send``, which queues them and wakes the agent through a
+``Waker`` pipe; the agent sends everything queued as one frame, so a burst of ``submit`` calls
+costs few syscalls. Incoming results, cancel confirmations and fetched objects go to the
 ``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``; credits,
 heartbeat echoes and the scheduler's goodbyes go to the ``ClientSession`` (``session.py``), which
 decides when heartbeats are due and when the scheduler is lost. The agent carries out what the
@@ -16,26 +18,19 @@ without a loss or a ``stop()`` loses it too.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
-
-import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.output import TaskOutputPrinter
 from scaler.client.session import ClientSession, FailAll, Instruction, NotifyConnected, Send, WakeSubmitters
 from scaler.errors import AuthenticationError, DisconnectedError, ProtocolError
-from scaler.io.security import HANDSHAKE_EVENTS, HandshakeWatch, PeerKeys
-from scaler.io.sockets import Socket, connect_dealer
-from scaler.protocol.codec import decode, encode_frames
+from scaler.io.security import HandshakeWatch, PeerKeys
+from scaler.io.transport import DealerTransport, Waker
 from scaler.protocol.messages import (
     ClientDropped,
     ClientHeartbeatEcho,
@@ -50,8 +45,6 @@ from scaler.protocol.messages import (
 )
 
 logger = logging.getLogger(__name__)
-
-_MAX_FRAMES_PER_TURN = 1000
 
 
 class Agent(Protocol):
@@ -116,14 +109,10 @@ class ClientAgent(threading.Thread):
         # (waiting on this condition while there is none).
         self.credit_changed = threading.Condition()
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        # Closed when the agent object goes, not when its thread ends: a late send (a dropped
-        # future freeing its result, on any thread) must never write to a reused descriptor.
-        weakref.finalize(self, _close_pipe, self._wake_read, self._wake_write)
+        # Its pipe closes when the agent object goes, not when its thread ends: a late send (a
+        # dropped future freeing its result, on any thread) must never write to a reused descriptor.
+        self._waker = Waker()
         self._output = TaskOutputPrinter()
-        self._wake_pending = False
         self._stop_requested = False
         self._handlers: dict[type[Message], Callable[[Any], None]] = {
             TaskResult: self._on_task_result,
@@ -150,16 +139,12 @@ class ClientAgent(threading.Thread):
     def send(self, message: Message) -> None:
         """Queue a message for the scheduler (any thread)."""
         self._outbox.put(message)
-        if not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(BlockingIOError):  # the pipe is full: the agent is awake anyway
-                os.write(self._wake_write, b"x")
+        self._waker.wake()
 
     def stop(self) -> None:
         """Flush what is queued, then end the thread; from the agent's own thread (a callback), just ask."""
         self._stop_requested = True
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_write, b"x")
+        self._waker.wake(always=True)
         if threading.current_thread() is not self:
             self.join(timeout=10)
 
@@ -185,28 +170,22 @@ class ClientAgent(threading.Thread):
 
     def run(self) -> None:
         """The agent loop."""
-        context = zmq.Context()
-        sock: Socket | None = None
-        monitor: Socket | None = None
+        transport: DealerTransport | None = None
         try:  # the set-up too: a failure there must reach Client() now, not after its timeout
-            sock = connect_dealer(context, self.address, self.identity, self.keys)
-            monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
-            poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
-            poller.register(self._wake_read, zmq.POLLIN)
+            transport = DealerTransport(self.address, self.identity, self.keys, name="client")
+            transport.register(self._waker.fd)
             while True:
                 self._apply(self._session(self.session.tick, time.monotonic()))
                 stopping = self._stop_requested
-                self._flush(sock)
+                self._flush(transport)
                 if stopping:
                     break
                 wait = max(0.0, self.session.next_tick() - time.monotonic())
-                events = dict(poller.poll(int(wait * 1000) + 1))
-                if monitor in events:
-                    self._on_handshakes(monitor, sock)
-                if sock in events:
-                    self._receive(sock)
+                events = transport.poll(int(wait * 1000) + 1)
+                if transport.monitor in events:
+                    self._on_handshakes(transport)
+                if transport.socket in events:
+                    self._receive(transport)
         except BaseException as error:  # never die silently, whatever the type: what was pending must still end
             logger.exception("client agent failed")
             self._lose(f"the client's agent thread failed ({error!r}); see the log")
@@ -216,22 +195,11 @@ class ClientAgent(threading.Thread):
             if self.error is not None:
                 self.manager.fail_all(self.error)  # tasks submitted since the loss, too
             self._wake_submitters()  # a submit still waiting for credit must wake and find the client closed
-            if monitor is not None and sock is not None:
-                sock.disable_monitor()
-                monitor.close(linger=0)
-            if sock is not None:
-                sock.close(linger=500)
-            context.term()
+            if transport is not None:
+                transport.close()
 
-    def _flush(self, sock: Socket) -> None:
-        # Drain the pipe before clearing the flag: a send() in between then writes a fresh byte
-        # that wakes the next poll, instead of a byte this drain would swallow.
-        try:
-            while True:
-                os.read(self._wake_read, 4096)
-        except BlockingIOError:
-            pass
-        self._wake_pending = False
+    def _flush(self, transport: DealerTransport) -> None:
+        self._waker.clear()  # before taking the queue: a send() after this wakes the next poll
         batch: list[Message] = []
         while True:
             try:
@@ -241,25 +209,15 @@ class ClientAgent(threading.Thread):
         if not batch:
             return
         if self.error is None:
-            try:
-                for frame in encode_frames(batch):
-                    sock.send(frame, zmq.NOBLOCK)
-            except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
-                logger.debug("client has no connection to send on; dropped %d messages", len(batch))
+            transport.send(batch)
         else:
             self.manager.fail_all(self.error)  # tasks submitted after the loss must not wait forever
 
-    def _receive(self, sock: Socket) -> None:
+    def _receive(self, transport: DealerTransport) -> None:
         heard = False
-        for _ in range(_MAX_FRAMES_PER_TURN):
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                messages = decode(frame)
-            except ProtocolError as error:
-                self._apply(self._session(self.session.on_bad_frame, error))
+        for messages in transport.receive():
+            if isinstance(messages, ProtocolError):
+                self._apply(self._session(self.session.on_bad_frame, messages))
                 continue
             heard = True
             for message in messages:
@@ -281,17 +239,12 @@ class ClientAgent(threading.Thread):
     def _on_session_message(self, message: Message) -> None:
         self._apply(self._session(self.session.on_message, message, time.monotonic()))
 
-    def _on_handshakes(self, monitor: Socket, sock: Socket) -> None:
-        while True:
-            try:
-                event = recv_monitor_message(monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            refused = self.handshakes.on_event(event["event"], event["value"])
+    def _on_handshakes(self, transport: DealerTransport) -> None:
+        for event, value in transport.monitor_events():
+            refused = self.handshakes.on_event(event, value)
             if refused is not None and self.error is None:
                 self._apply(self._session(self.session.on_refused, refused))
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.disconnect(self.address)  # stop knocking: the answer will not change
+                transport.disconnect()  # stop knocking: the answer will not change
 
     # -- carrying out the session's instructions -------------------------------------------------
 
@@ -325,8 +278,3 @@ class ClientAgent(threading.Thread):
     def _wake_submitters(self) -> None:
         with self.credit_changed:
             self.credit_changed.notify_all()
-
-
-def _close_pipe(read_end: int, write_end: int) -> None:
-    os.close(read_end)
-    os.close(write_end)
