@@ -105,9 +105,9 @@ class ClientAgent(threading.Thread):
         self.handshakes = HandshakeWatch(address, keys, "client")  # read by other threads only after join
         self.connected = threading.Event()  # the scheduler has answered, or is known to be lost
         self.session = ClientSession(address, heartbeat_interval_seconds, timeout_seconds, time.monotonic())
-        # Guards the session: the agent changes it, and submitting threads take credits from it
-        # (waiting on this condition while there is none).
-        self.credit_changed = threading.Condition()
+        # Guards the session: the agent changes it, and submitting threads take credits from it,
+        # waiting on this condition while there is none.
+        self._session_changed = threading.Condition()
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         # Its pipe closes when the agent object goes, not when its thread ends: a late send (a
         # dropped future freeing its result, on any thread) must never write to a reused descriptor.
@@ -156,14 +156,14 @@ class ClientAgent(threading.Thread):
         A wait also ends when the scheduler is lost or the agent ends; the caller then finds out.
         """
         on_agent_thread = threading.current_thread() is self
-        with self.credit_changed:
+        with self._session_changed:
             if self.session.take_credit(may_owe=on_agent_thread):
                 return True
             if not block:
                 return False
             logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
             while not self.session.take_credit() and self.session.error is None and self.is_alive():
-                self.credit_changed.wait(1.0)
+                self._session_changed.wait(1.0)
             return True
 
     # -- the loop --------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ class ClientAgent(threading.Thread):
     # -- carrying out the session's instructions -------------------------------------------------
 
     def _session(self, call: Callable[..., tuple[Instruction, ...]], *args: Any) -> tuple[Instruction, ...]:
-        with self.credit_changed:  # submitting threads read the session's credits under it
+        with self._session_changed:  # submitting threads read the session's credits under it
             return call(*args)
 
     def _apply(self, instructions: Iterable[Instruction]) -> None:
@@ -276,5 +276,5 @@ class ClientAgent(threading.Thread):
         self.manager.fail_all(error)
 
     def _wake_submitters(self) -> None:
-        with self.credit_changed:
-            self.credit_changed.notify_all()
+        with self._session_changed:
+            self._session_changed.notify_all()

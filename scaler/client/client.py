@@ -301,7 +301,7 @@ class Client:
         self._check_process()
         return {
             "pending": self._manager.pending_count(),
-            "results_kept_on_scheduler": self._manager.delayed_count(),
+            "results_kept_on_scheduler": self._manager.kept_count(),
             **self._encoder.statistics(),
         }
 

@@ -16,7 +16,7 @@ Its private access to the base class (``_condition``, ``_waiters``, ``_done_call
   ``False``; a result arriving after the request → discarded and cancelled, ``True``;
   timeout → ``False``, while a late answer still cancels the future.
 
-Delayed results: when the scheduler keeps a big result, the future is ``done()`` at once but
+Kept results: when the scheduler keeps a big result, the future is ``done()`` at once but
 holds no value yet. The value is fetched the first time someone needs it: ``result()``,
 ``exception()``, ``add_done_callback`` (so ``await``), ``concurrent.futures.wait`` and
 ``as_completed`` (whose waiters are appended to ``_waiters``: a list that asks for the fetch on
@@ -208,7 +208,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
                 self._move(FutureEvent.CANCEL)
         if send:
             self._owner.request_cancel(self)
-        if self._owner.cancel_would_block() or _on_event_loop():
+        if self._owner.on_delivery_thread() or _on_event_loop():
             # On the thread that delivers answers, waiting would deadlock; on an event loop (an
             # awaiting task was cancelled) it would stall every coroutine. The answer still settles it.
             timeout = 0
@@ -242,7 +242,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         if broken:
             raise FutureStateError(f"task {self._task_id.hex()}: the future {broken} ({stage.value})")
 
-    # -- delayed results -----------------------------------------------------------------------
+    # -- kept results -------------------------------------------------------------------------
 
     def _want(self) -> None:
         """Someone needs the value: fetch it now if the scheduler kept it (once), or as soon as it does.
@@ -273,7 +273,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
             self._condition.wait_for(lambda: concurrent.futures.Future.done(self), timeout)
 
     def _check_can_wait(self) -> None:
-        if self._stage in VALUE_ON_SCHEDULER and self._owner.cancel_would_block():
+        if self._stage in VALUE_ON_SCHEDULER and self._owner.on_delivery_thread():
             raise RuntimeError(
                 f"task {self._task_id.hex()}: its result is kept on the scheduler and must be fetched, which "
                 f"cannot happen while the client's agent thread waits for it (in a done-callback); "

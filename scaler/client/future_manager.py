@@ -53,16 +53,16 @@ class ClientFutureManager:
         self,
         send: Callable[[Message], None],
         decode_result: DecodeResult,
-        cancel_would_block: Callable[[], bool] = lambda: False,
+        on_delivery_thread: Callable[[], bool] = lambda: False,
     ) -> None:
         self._send = send
         self._decode_result = decode_result
-        self.cancel_would_block = cancel_would_block  # True on the thread that delivers answers
+        self.on_delivery_thread = on_delivery_thread  # a wait there for an answer would never end
         self._futures: dict[bytes, ScalerFuture] = {}
         self._on_finish: dict[bytes, OnFinish] = {}  # task id -> called once the scheduler is done with it
         # Results kept on the scheduler, by object id: weakly until someone asks, so a dropped
         # future frees its result; strongly while the fetch is in flight.
-        self._delayed: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
+        self._kept: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
         self._fetching: dict[bytes, ScalerFuture] = {}
         self._lock = threading.Lock()
 
@@ -89,9 +89,11 @@ class ClientFutureManager:
         """How many futures still wait for an answer."""
         return len(self._futures)
 
-    def delayed_count(self) -> int:
+    def kept_count(self) -> int:
         """How many results are kept on the scheduler, not yet fetched, for live futures."""
-        return len(self._delayed)
+        return len(self._kept)
+
+    delayed_count = kept_count  # the name it had before results were called "kept" everywhere
 
     def on_task_result(self, result: TaskResult) -> None:
         """Settle a future with its result, or cancel it if a cancel was requested first."""
@@ -115,7 +117,7 @@ class ClientFutureManager:
             release = weakref.finalize(future, self._free_result, object_id)
             release.atexit = False
             with self._lock:
-                self._delayed[object_id] = future
+                self._kept[object_id] = future
             future._keep(result, release)
             return
         future._settle(*self._decode(result))
@@ -126,7 +128,7 @@ class ClientFutureManager:
         for object_id, payload, found in zip(response.object_ids, response.payloads, response.found):  # noqa: B905
             with self._lock:
                 future = self._fetching.pop(object_id, None)
-                self._delayed.pop(object_id, None)
+                self._kept.pop(object_id, None)
             if future is None:
                 continue
             result = future._kept_result()
@@ -172,7 +174,7 @@ class ClientFutureManager:
         for future in self._take_all():
             if future._claim() is not None:
                 future._settle_cancelled()
-        self._fail_delayed(DisconnectedError("the client disconnected before this task's result was fetched"))
+        self._fail_kept(DisconnectedError("the client disconnected before this task's result was fetched"))
 
     def fail_all(self, error: BaseException) -> None:
         """End every pending future with ``error`` (the scheduler is gone).
@@ -186,14 +188,14 @@ class ClientFutureManager:
                 future._settle_cancelled()
             elif cancel_requested is not None:
                 future._settle(False, error)
-        self._fail_delayed(error)
+        self._fail_kept(error)
 
     def validate(self) -> None:
         """Raise ``FutureStateError`` if a tracked future is where it should not be (for tests)."""
         with self._lock:
             pending = dict(self._futures)
             finish_hooks = set(self._on_finish)
-            kept = dict(self._delayed)
+            kept = dict(self._kept)
             fetching = dict(self._fetching)
         problems = []
         if not finish_hooks <= set(pending):
@@ -214,10 +216,10 @@ class ClientFutureManager:
         for future in [*pending.values(), *kept.values(), *fetching.values()]:
             future._validate()
 
-    def _fail_delayed(self, error: BaseException) -> None:
+    def _fail_kept(self, error: BaseException) -> None:
         with self._lock:
-            futures = list(self._delayed.values()) + list(self._fetching.values())
-            self._delayed.clear()
+            futures = list(self._kept.values()) + list(self._fetching.values())
+            self._kept.clear()
             self._fetching.clear()
         for future in set(futures):
             future._finish_fetch(False, error)
@@ -259,7 +261,7 @@ class ClientFutureManager:
             return
         object_id = result.result_object_id
         with self._lock:
-            if object_id not in self._delayed:  # lost with the client; _fail_delayed settles it
+            if object_id not in self._kept:  # lost with the client; _fail_kept settles it
                 return
             self._fetching[object_id] = future
         self._send(ObjectRequest([object_id]))
