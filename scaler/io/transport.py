@@ -39,7 +39,6 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from scaler.errors import ProtocolError, ProtocolVersionError
-from scaler.io.rate_limited_log import RateLimitedLog
 from scaler.io.security import (
     HANDSHAKE_EVENTS,
     HANDSHAKE_FAILED_EVENTS,
@@ -51,6 +50,7 @@ from scaler.io.sockets import Socket, bind_router, connect_dealer
 from scaler.io.zap import AllowListAuthenticator
 from scaler.protocol.codec import decode, encode_frames, encode_one
 from scaler.protocol.messages import Message
+from scaler.utility.rate_limited_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
@@ -152,18 +152,24 @@ class RouterTransport(_Transport):
                 self._peers_by_descriptor[descriptor] = source
             if len(rest) != 1:
                 self.bad_frames += 1
-                self.bad_frame_log.warning("%s dropped a message of %d frames (expected 2)", self.name, len(rest) + 1)
+                self.bad_frame_log.warning(
+                    time.monotonic(), "%s dropped a message of %d frames (expected 2)", self.name, len(rest) + 1
+                )
                 continue
             try:
                 messages = decode(rest[0])
             except ProtocolVersionError as error:
                 self.bad_frames += 1
-                self.bad_frame_log.warning("%s dropped a frame from %r: %s", self.name, source[:64], error)
+                self.bad_frame_log.warning(
+                    time.monotonic(), "%s dropped a frame from %r: %s", self.name, source[:64], error
+                )
                 yield source, error
                 continue
             except ProtocolError as error:
                 self.bad_frames += 1
-                self.bad_frame_log.warning("%s dropped a bad frame from %r: %s", self.name, source[:64], error)
+                self.bad_frame_log.warning(
+                    time.monotonic(), "%s dropped a bad frame from %r: %s", self.name, source[:64], error
+                )
                 yield source, error
                 continue
             yield source, messages
@@ -184,7 +190,7 @@ class RouterTransport(_Transport):
             if kind & HANDSHAKE_FAILED_EVENTS:  # its value is an error code, not a descriptor
                 refusal = describe_refused_handshake(kind, value)
                 if refusal is not None:
-                    self._refused.warning("%s refused a connection: %s", self.name, refusal)
+                    self._refused.warning(time.monotonic(), "%s refused a connection: %s", self.name, refusal)
                 else:
                     logger.debug("%s: a handshake failed (event %d, value %d)", self.name, kind, value)
                 continue

@@ -241,7 +241,9 @@ class WorkerAgent:
                 logger.error("worker cannot talk to the scheduler at %s: %s", self.address, messages)
                 return [ExitWorker(str(messages))]
             if isinstance(messages, ProtocolError):
-                self._transport.bad_frame_log.warning("worker dropped a bad frame from the scheduler: %s", messages)
+                self._transport.bad_frame_log.warning(
+                    now, "worker dropped a bad frame from the scheduler: %s", messages
+                )
                 continue
             for message in messages:
                 handler = handlers.get(type(message))
