@@ -1,37 +1,38 @@
-"""The client's agent thread: it alone owns the socket to the scheduler.
+"""The client's agent thread: it alone owns the connection to the scheduler, and only moves frames.
 
-User threads hand messages to ``send``, which queues them and wakes the agent through a pipe;
-the agent sends everything queued as one frame, so a burst of ``submit`` calls costs few
-syscalls. Incoming results, cancel confirmations and fetched objects go to the
-``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``. The agent
-also sends heartbeats and declares the scheduler lost when it has been silent for
-``timeout_seconds``. A monitor on the socket reports handshakes: one the scheduler refuses
-(keys) ends the connection at once with an ``AuthenticationError`` rather than a silent wait.
+The connection is a ``DealerTransport`` (``scaler/io/transport.py``, shared with the worker and,
+as a ROUTER, the scheduler): its receive drain, batched sends, handshake monitor and set-up.
+User threads hand messages to ``send``, which queues them and wakes the agent through a
+``Waker`` pipe; the agent sends everything queued as one frame, so a burst of ``submit`` calls
+costs few syscalls. Incoming results, cancel confirmations and fetched objects go to the
+``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``; credits,
+heartbeat echoes and the scheduler's goodbyes go to the ``ClientSession`` (``session.py``), which
+decides when heartbeats are due and when the scheduler is lost. The agent carries out what the
+session returns. A monitor on the socket reports handshakes: one the scheduler refuses (keys)
+ends the connection at once with an ``AuthenticationError`` rather than a silent wait.
+
+Whatever happens to the thread, nothing pending waits forever: a failure of the loop (any
+exception, ``SystemExit`` included) loses the scheduler with that cause, and a thread that ends
+without a loss or a ``stop()`` loses it too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
 import threading
 import time
-import weakref
-from collections.abc import Callable
-
-import zmq
-from zmq.utils.monitor import recv_monitor_message
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.output import TaskOutputPrinter
-from scaler.errors import AuthenticationError, DisconnectedError, ProtocolError, ProtocolVersionError
-from scaler.io.security import HANDSHAKE_EVENTS, HandshakeWatch, PeerKeys
-from scaler.io.sockets import Socket, connect_dealer
-from scaler.protocol.codec import decode, encode_frames
+from scaler.client.session import ClientSession, FailAll, Instruction, NotifyConnected, Send, WakeSubmitters
+from scaler.errors import AuthenticationError, DisconnectedError, ProtocolError
+from scaler.io.security import HandshakeWatch, PeerKeys
+from scaler.io.transport import DealerTransport, Waker
 from scaler.protocol.messages import (
     ClientDropped,
-    ClientHeartbeat,
     ClientHeartbeatEcho,
     ClientShutdownResponse,
     Message,
@@ -45,7 +46,42 @@ from scaler.protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-_MAX_FRAMES_PER_TURN = 1000
+
+class Agent(Protocol):
+    """What a ``Client`` needs of its agent: ``ClientAgent``, or a test's stand-in."""
+
+    connected: threading.Event  # set once the scheduler answered, or is known to be lost
+    handshakes: HandshakeWatch
+
+    @property
+    def error(self) -> DisconnectedError | None:
+        """Why the scheduler is lost, once it is."""
+
+    @property
+    def heard_anything(self) -> bool:
+        """Some frame, even an unreadable one, came from the address."""
+
+    def start(self) -> None:
+        """Start moving messages."""
+
+    def is_alive(self) -> bool:
+        """Whether it still moves messages."""
+
+    def send(self, message: Message) -> None:
+        """Queue a message for the scheduler (any thread)."""
+
+    def stop(self) -> None:
+        """Flush what is queued, then stop."""
+
+    def take_credit(self, block: bool = True) -> bool:
+        """Use one backpressure credit for a task about to be sent."""
+
+
+# (address, identity, manager, heartbeat interval, timeout, on_shutdown_response, keys) -> agent
+AgentFactory = Callable[
+    [str, bytes, ClientFutureManager, float, float, Callable[[ClientShutdownResponse], None], "PeerKeys | None"],
+    Agent,
+]
 
 
 class ClientAgent(threading.Thread):
@@ -65,100 +101,105 @@ class ClientAgent(threading.Thread):
         self.address = address
         self.identity = identity
         self.manager = manager
-        self.heartbeat_interval_seconds = heartbeat_interval_seconds
-        self.timeout_seconds = timeout_seconds
         self.keys = keys
         self.handshakes = HandshakeWatch(address, keys, "client")  # read by other threads only after join
         self.connected = threading.Event()  # the scheduler has answered, or is known to be lost
-        self.heard_anything = False  # some frame, even an undecodable one, came from the address
-        self.error: DisconnectedError | None = None  # set once the scheduler is lost
-        # Backpressure: how many more tasks the scheduler lets this client send (None: no limit).
-        self.credits: int | None = None
-        self.credit_changed = threading.Condition()
-        self._on_shutdown_response = on_shutdown_response
+        self.session = ClientSession(address, heartbeat_interval_seconds, timeout_seconds, time.monotonic())
+        # Guards the session: the agent changes it, and submitting threads take credits from it,
+        # waiting on this condition while there is none.
+        self._session_changed = threading.Condition()
         self._outbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        # Closed when the agent object goes, not when its thread ends: a late send (a dropped
-        # future freeing its result, on any thread) must never write to a reused descriptor.
-        weakref.finalize(self, _close_pipe, self._wake_read, self._wake_write)
+        # Its pipe closes when the agent object goes, not when its thread ends: a late send (a
+        # dropped future freeing its result, on any thread) must never write to a reused descriptor.
+        self._waker = Waker()
         self._output = TaskOutputPrinter()
-        self._wake_pending = False
         self._stop_requested = False
-        self._scheduler_id: bytes | None = None
+        self._handlers: dict[type[Message], Callable[[Any], None]] = {
+            TaskResult: self._on_task_result,
+            ObjectResponse: manager.on_object_response,
+            TaskCancelConfirm: manager.on_task_cancel_confirm,
+            TaskLog: self._output.on_task_log,
+            ClientShutdownResponse: on_shutdown_response,
+            TaskCredit: self._on_session_message,
+            ClientHeartbeatEcho: self._on_session_message,
+            SchedulerShutdown: self._on_session_message,
+            ClientDropped: self._on_session_message,
+        }
+
+    @property
+    def error(self) -> DisconnectedError | None:
+        """Why the scheduler is lost, once it is."""
+        return self.session.error
+
+    @property
+    def heard_anything(self) -> bool:
+        """Some frame, even an unreadable one, came from the address."""
+        return self.session.heard_anything
 
     def send(self, message: Message) -> None:
         """Queue a message for the scheduler (any thread)."""
         self._outbox.put(message)
-        if not self._wake_pending:
-            self._wake_pending = True
-            with contextlib.suppress(BlockingIOError):  # the pipe is full: the agent is awake anyway
-                os.write(self._wake_write, b"x")
+        self._waker.wake()
 
     def stop(self) -> None:
         """Flush what is queued, then end the thread; from the agent's own thread (a callback), just ask."""
         self._stop_requested = True
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_write, b"x")
+        self._waker.wake(always=True)
         if threading.current_thread() is not self:
             self.join(timeout=10)
 
+    def take_credit(self, block: bool = True) -> bool:
+        """Use one credit for a task about to be sent; unless ``block`` is False, wait while there is none.
+
+        Returns False only when not blocking and no credit is left. On the agent's own thread (a
+        done-callback that submits) it never waits: that thread is the one that receives credits.
+        A wait also ends when the scheduler is lost or the agent ends; the caller then finds out.
+        """
+        on_agent_thread = threading.current_thread() is self
+        with self._session_changed:
+            if self.session.take_credit(may_owe=on_agent_thread):
+                return True
+            if not block:
+                return False
+            logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
+            while not self.session.take_credit() and self.session.error is None and self.is_alive():
+                self._session_changed.wait(1.0)
+            return True
+
+    # -- the loop --------------------------------------------------------------------------------
+
     def run(self) -> None:
         """The agent loop."""
-        context = zmq.Context()
-        sock: Socket | None = None
-        monitor: Socket | None = None
+        transport: DealerTransport | None = None
         try:  # the set-up too: a failure there must reach Client() now, not after its timeout
-            sock = connect_dealer(context, self.address, self.identity, self.keys)
-            monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
-            poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            poller.register(monitor, zmq.POLLIN)
-            poller.register(self._wake_read, zmq.POLLIN)
-            last_heard = time.monotonic()
-            next_heartbeat = 0.0
+            transport = DealerTransport(self.address, self.identity, self.keys, name="client")
+            transport.register(self._waker.fd)
             while True:
-                now = time.monotonic()
-                if now >= next_heartbeat:
-                    self.send(ClientHeartbeat(time.time()))
-                    next_heartbeat = now + self.heartbeat_interval_seconds
+                self._apply(self._session(self.session.tick, time.monotonic()))
                 stopping = self._stop_requested
-                self._flush(sock)
+                self._flush(transport)
                 if stopping:
                     break
-                events = dict(poller.poll(int(max(0.0, next_heartbeat - time.monotonic()) * 1000) + 1))
-                if monitor in events:
-                    self._on_handshakes(monitor, sock)
-                if sock in events and self._receive(sock):
-                    last_heard = time.monotonic()
-                elif self.error is None and time.monotonic() - last_heard > self.timeout_seconds:
-                    silence = f"no answer from the scheduler at {self.address} for {self.timeout_seconds:g}s"
-                    self._lose_scheduler(silence)
+                wait = max(0.0, self.session.next_tick() - time.monotonic())
+                events = transport.poll(int(wait * 1000) + 1)
+                if transport.monitor in events:
+                    self._on_handshakes(transport)
+                if transport.socket in events:
+                    self._receive(transport)
         except BaseException as error:  # never die silently, whatever the type: what was pending must still end
             logger.exception("client agent failed")
-            self._lose_scheduler(f"the client's agent thread failed ({error!r}); see the log")
+            self._lose(f"the client's agent thread failed ({error!r}); see the log")
         finally:
-            if self.error is None and not self._stop_requested:  # no path ends here, but nothing may wait forever
-                self._lose_scheduler("the client's agent thread ended")
+            if not self._stop_requested:  # no path ends here without a loss, but nothing may wait forever
+                self._lose("the client's agent thread ended")
+            if self.error is not None:
+                self.manager.fail_all(self.error)  # tasks submitted since the loss, too
             self._wake_submitters()  # a submit still waiting for credit must wake and find the client closed
-            if monitor is not None:
-                assert sock is not None
-                sock.disable_monitor()
-                monitor.close(linger=0)
-            if sock is not None:
-                sock.close(linger=500)
-            context.term()
+            if transport is not None:
+                transport.close()
 
-    def _flush(self, sock: Socket) -> None:
-        # Drain the pipe before clearing the flag: a send() in between then writes a fresh byte
-        # that wakes the next poll, instead of a byte this drain would swallow.
-        try:
-            while True:
-                os.read(self._wake_read, 4096)
-        except BlockingIOError:
-            pass
-        self._wake_pending = False
+    def _flush(self, transport: DealerTransport) -> None:
+        self._waker.clear()  # before taking the queue: a send() after this wakes the next poll
         batch: list[Message] = []
         while True:
             try:
@@ -168,112 +209,72 @@ class ClientAgent(threading.Thread):
         if not batch:
             return
         if self.error is None:
-            try:
-                for frame in encode_frames(batch):
-                    sock.send(frame, zmq.NOBLOCK)
-            except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
-                logger.debug("client has no connection to send on; dropped %d messages", len(batch))
+            transport.send(batch)
         else:
             self.manager.fail_all(self.error)  # tasks submitted after the loss must not wait forever
 
-    def _receive(self, sock: Socket) -> bool:
+    def _receive(self, transport: DealerTransport) -> None:
         heard = False
-        for _ in range(_MAX_FRAMES_PER_TURN):
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self.heard_anything = True
-            try:
-                messages = decode(frame)
-            except ProtocolVersionError as error:
-                self._lose_scheduler(str(error))
-                continue
-            except ProtocolError as error:
-                # Only the scheduler can send here, so this is a broken stream, and the frame may
-                # have held results: fail what is pending rather than let it wait forever.
-                self._lose_scheduler(f"the client could not read a frame from the scheduler ({error})")
+        for messages in transport.receive():
+            if isinstance(messages, ProtocolError):
+                self._apply(self._session(self.session.on_bad_frame, messages))
                 continue
             heard = True
-            self.connected.set()
             for message in messages:
                 self._dispatch(message)
-        return heard
+        if heard:  # after the messages' callbacks: a slow callback is not the scheduler's silence
+            self._apply(self._session(self.session.on_heard, time.monotonic()))
 
     def _dispatch(self, message: Message) -> None:
-        if isinstance(message, TaskResult):
-            self.manager.on_task_result(message)
-            self._output.on_task_done(message.task_id)
-        elif isinstance(message, ObjectResponse):
-            self.manager.on_object_response(message)
-        elif isinstance(message, TaskLog):
-            self._output.on_task_log(message)
-        elif isinstance(message, TaskCancelConfirm):
-            self.manager.on_task_cancel_confirm(message)
-        elif isinstance(message, TaskCredit):
-            with self.credit_changed:
-                self.credits = (self.credits or 0) + message.count
-                self.credit_changed.notify_all()
-        elif isinstance(message, ClientShutdownResponse):
-            self._on_shutdown_response(message)
-        elif isinstance(message, ClientHeartbeatEcho):
-            if self._scheduler_id is None:
-                self._scheduler_id = message.scheduler_id
-            elif message.scheduler_id != self._scheduler_id:
-                self._lose_scheduler("the scheduler restarted, and the tasks it held are lost")
-        elif isinstance(message, SchedulerShutdown):
-            self._lose_scheduler(f"the scheduler shut down: {message.reason}")
-        elif isinstance(message, ClientDropped):
-            self._lose_scheduler(f"the scheduler dropped this client: {message.reason}")
+        handler = self._handlers.get(type(message))
+        if handler is None:  # decode() knows every type; one without a handler here is not for clients
+            logger.warning("client ignored a %s from the scheduler", type(message).__name__)
+            return
+        handler(message)
 
-    def _on_handshakes(self, monitor: Socket, sock: Socket) -> None:
-        while True:
-            try:
-                event = recv_monitor_message(monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            refused = self.handshakes.on_event(event["event"], event["value"])
+    def _on_task_result(self, result: TaskResult) -> None:
+        self.manager.on_task_result(result)
+        self._output.on_task_done(result.task_id)
+
+    def _on_session_message(self, message: Message) -> None:
+        self._apply(self._session(self.session.on_message, message, time.monotonic()))
+
+    def _on_handshakes(self, transport: DealerTransport) -> None:
+        for event, value in transport.monitor_events():
+            refused = self.handshakes.on_event(event, value)
             if refused is not None and self.error is None:
-                self._lose_scheduler(refused)
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.disconnect(self.address)  # stop knocking: the answer will not change
+                self._apply(self._session(self.session.on_refused, refused))
+                transport.disconnect()  # stop knocking: the answer will not change
 
-    def take_credit(self, block: bool = True) -> bool:
-        """Use one credit for a task about to be sent; unless ``block`` is False, wait while there is none.
+    # -- carrying out the session's instructions -------------------------------------------------
 
-        Returns False only when not blocking and no credit is left. On the agent's own thread (a
-        done-callback that submits) it never waits: that thread is the one that receives credits.
-        The count may then go below zero, which later credits make up.
-        """
-        with self.credit_changed:
-            if self.credits is None:
-                return True
-            if self.credits <= 0 and threading.current_thread() is not self:
-                if not block:
-                    return False
-                logger.debug("submit waits: this client has as many tasks queued as the scheduler allows")
-                while self.credits <= 0 and self.error is None and self.is_alive():
-                    self.credit_changed.wait(1.0)
-            self.credits -= 1
-            return True
+    def _session(self, call: Callable[..., tuple[Instruction, ...]], *args: Any) -> tuple[Instruction, ...]:
+        with self._session_changed:  # submitting threads read the session's credits under it
+            return call(*args)
+
+    def _apply(self, instructions: Iterable[Instruction]) -> None:
+        for instruction in instructions:
+            if isinstance(instruction, Send):
+                self.send(instruction.message)
+            elif isinstance(instruction, WakeSubmitters):
+                self._wake_submitters()
+            elif isinstance(instruction, NotifyConnected):
+                self.connected.set()
+            elif isinstance(instruction, FailAll):
+                self._fail_all(instruction.error)
+
+    def _lose(self, reason: str) -> None:
+        self._apply(self._session(self.session.lose, reason))
+
+    def _fail_all(self, error: DisconnectedError) -> None:
+        if isinstance(error, AuthenticationError):
+            logger.error("client refused by its scheduler: %s", error)
+        else:
+            logger.error("client lost its scheduler: %s", error)
+        self.connected.set()  # wake anyone waiting for the first answer
+        self._wake_submitters()  # and any submit waiting for credit: its task now fails at once
+        self.manager.fail_all(error)
 
     def _wake_submitters(self) -> None:
-        with self.credit_changed:
-            self.credit_changed.notify_all()
-
-    def _lose_scheduler(self, reason: str | AuthenticationError) -> None:
-        if self.error is None:
-            if isinstance(reason, AuthenticationError):
-                logger.error("client refused by its scheduler: %s", reason)
-                self.error = reason
-            else:
-                logger.error("client lost its scheduler: %s", reason)
-                self.error = DisconnectedError(reason)
-            self.connected.set()  # wake anyone waiting for the first answer
-            self._wake_submitters()  # and any submit waiting for credit: its task now fails at once
-        self.manager.fail_all(self.error)
-
-
-def _close_pipe(read_end: int, write_end: int) -> None:
-    os.close(read_end)
-    os.close(write_end)
+        with self._session_changed:
+            self._session_changed.notify_all()

@@ -17,18 +17,17 @@ private ``SchedulerClusterCombo`` and shuts it down on ``disconnect()``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
-import pickle
 import struct
 import threading
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from scaler.client import graph as graphs
-from scaler.client.agent import ClientAgent
+from scaler.client.agent import AgentFactory, ClientAgent
 from scaler.client.encoder import (
     AUTOMATIC_OBJECT_CACHE_BYTES,
     INLINE_ARGUMENT_BYTES,
@@ -38,56 +37,27 @@ from scaler.client.encoder import (
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
+from scaler.client.registry import rebuild_client, register_original
+from scaler.client.results import decode_result
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.config.client import ClientConfig
-from scaler.errors import (
-    AuthenticationError,
-    ClientForkedError,
-    DeserializeObjectError,
-    DisconnectedError,
-    MissingObjects,
-    NoWorkerError,
-    ProcessorDiedError,
-    RemoteTraceback,
-    ShutdownRefusedError,
-    TaskRejectedError,
-    TaskTimeoutError,
-    WorkerDiedError,
-)
+from scaler.errors import AuthenticationError, ClientForkedError, DisconnectedError, ShutdownRefusedError
 from scaler.io.keys import PathLike
 from scaler.io.security import PeerKeys, require_libzmq
 from scaler.io.sockets import make_identity, validate_address
 from scaler.protocol.messages import (
-    ArgumentKind,
     ClientDisconnect,
     ClientShutdownResponse,
     DisconnectType,
     GraphTask,
     Message,
     Task,
-    TaskResult,
-    TaskStatus,
 )
-from scaler.worker import processor_context
+from scaler.utility import task_context
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AUTOMATIC_OBJECT_CACHE_BYTES", "INLINE_ARGUMENT_BYTES", "Client"]
-
-_TEXT_ERRORS: dict[TaskStatus, type[Exception]] = {
-    TaskStatus.PROCESSOR_DIED: ProcessorDiedError,
-    TaskStatus.WORKER_DIED: WorkerDiedError,
-    TaskStatus.TIMEOUT: TaskTimeoutError,
-    TaskStatus.REJECTED: TaskRejectedError,
-    TaskStatus.NO_WORKER: NoWorkerError,
-    TaskStatus.MISSING_OBJECTS: MissingObjects,
-}
-
-# Clients rebuilt from a pickle (a Client passed to a task), by (address, token): one connection
-# per original client per process, reused by every task that receives it.
-_rebuilt: dict[tuple[str, bytes], Client] = {}
-_originals: weakref.WeakValueDictionary[tuple[str, bytes], Client] = weakref.WeakValueDictionary()
-_rebuilt_lock = threading.RLock()  # held while a rebuilt client connects, which registers itself
 
 
 class Client:
@@ -107,6 +77,9 @@ class Client:
     ``key_file`` (this client's ``.key_secret``) and ``scheduler_key_file`` (the scheduler's
     ``.key``) name the files directly and win over ``keys_dir``. Inside a task, a client of the
     task's own scheduler uses its worker's keys. A refused key raises ``AuthenticationError``.
+
+    ``agent_factory`` makes the thread that owns the socket (``ClientAgent``); tests pass a
+    stand-in that records what the client sends.
     """
 
     asynchronous = False  # for dask: ``dask.compute(obj, scheduler=client)`` uses ``client.get``
@@ -123,16 +96,18 @@ class Client:
         keys_dir: PathLike | None = None,
         key_file: PathLike | None = None,
         scheduler_key_file: PathLike | None = None,
+        *,
+        agent_factory: AgentFactory = ClientAgent,
     ) -> None:
         require_libzmq()
         self._pid = os.getpid()  # a Client belongs to the process that made it (see _ensure_usable)
         self._combo: Any = None
-        own_scheduler = processor_context.scheduler_address()
+        own_scheduler = task_context.scheduler_address()
         if address is None:
             address = own_scheduler or None
         no_keys_given = keys_dir is None and key_file is None and scheduler_key_file is None
         if no_keys_given and address is not None and address == own_scheduler:  # a task's client: its worker's keys
-            key_file, scheduler_key_file = processor_context.scheduler_key_files() or (None, None)
+            key_file, scheduler_key_file = task_context.scheduler_key_files() or (None, None)
         self._keys = PeerKeys.load("client", keys_dir, key_file, scheduler_key_file)
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
@@ -158,8 +133,9 @@ class Client:
         self._shutdown_answered = threading.Event()
         self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
-        self._manager = ClientFutureManager(self._send, self._decode_result, self._on_agent_thread)
-        self._agent = ClientAgent(
+        decode = functools.partial(decode_result, self._serializer)
+        self._manager = ClientFutureManager(self._send, decode, self._on_agent_thread)
+        self._agent = agent_factory(
             self.address,
             identity,
             self._manager,
@@ -182,8 +158,7 @@ class Client:
                 f"no scaler scheduler answered at {self.address} within {timeout_seconds:g}s; "
                 f"start one with `scaler_scheduler {self.address}`, or use Client() for a local cluster"
             )
-        with _rebuilt_lock:
-            _originals[(self.address, self._token)] = self
+        register_original(self, self.address, self._token)
 
     # -- context manager and pickling ------------------------------------------------------------
 
@@ -196,7 +171,7 @@ class Client:
     def __reduce__(self) -> tuple[Any, ...]:
         settings = (self.profiling, self.timeout_seconds, self.heartbeat_interval_seconds, self._serializer)
         key_files = None if self._keys is None else (self._keys.key_file, self._keys.scheduler_key_file)
-        return _rebuild_client, (self.address, self._token, settings, self.stream_output, key_files)
+        return rebuild_client, (self.address, self._token, settings, self.stream_output, key_files)
 
     # -- submitting ----------------------------------------------------------------------------
 
@@ -272,18 +247,11 @@ class Client:
         As a dask scheduler (``dask.compute(obj, scheduler=client.get)``) it takes dask's graph and
         nested list of keys, and returns the values shaped like ``keys``, as dask expects.
         """
-        from_dask = graphs.dask_graph(graph, keys)
-        if from_dask is not None:
-            futures = self._submit_graph(from_dask, graphs.flatten_keys(keys))
-            return graphs.pack_results(keys, dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
-        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
-            raise TypeError(f"keys must be a list of graph keys, got {keys!r}")
-        if not isinstance(graph, Mapping):
-            raise TypeError(f"graph must be a dict of key -> value or task, got {type(graph).__name__}")
-        futures = self._submit_graph(graph, list(keys))
-        if not block:
+        request = graphs.plan_request(graph, keys)  # raises before anything is sent
+        futures = self._send_graph(request.plan)
+        if not block and not request.from_dask:
             return futures
-        return dict(zip(futures, _gather(list(futures.values()))))  # noqa: B905
+        return request.pack(dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -333,7 +301,7 @@ class Client:
         self._check_process()
         return {
             "pending": self._manager.pending_count(),
-            "results_kept_on_scheduler": self._manager.delayed_count(),
+            "results_kept_on_scheduler": self._manager.kept_count(),
             **self._encoder.statistics(),
         }
 
@@ -356,6 +324,10 @@ class Client:
         if not self._agent.is_alive():  # it always sets an error first; this guards against the unforeseen
             raise DisconnectedError("this client's agent thread has ended; create a new Client")
 
+    def _reusable(self) -> bool:
+        """Whether a pickle of this client may unpickle as this very object (see ``registry.py``)."""
+        return self._pid == os.getpid() and not self._disconnected and self._agent.error is None
+
     def _check_process(self) -> None:
         """A forked child inherits the Client object but not its agent thread: refuse, rather than hang."""
         if os.getpid() != self._pid:
@@ -369,7 +341,8 @@ class Client:
             self._agent.send(message)
 
     def _on_agent_thread(self) -> bool:
-        return threading.current_thread() is self._agent
+        agent: object = self._agent  # a ClientAgent is a thread; a test's stand-in never is
+        return threading.current_thread() is agent
 
     def _on_shutdown_response(self, response: ClientShutdownResponse) -> None:
         self._shutdown_answer = response
@@ -411,7 +384,7 @@ class Client:
         task.timeout_seconds = timeout_seconds
         task.profiling = self.profiling
         task.stream_output = self.stream_output
-        task.parent_task_id = processor_context.current_task_id()  # b"" outside a task
+        task.parent_task_id = task_context.current_task_id()  # b"" outside a task
         encoder.send_with_function(task, function_id, function)
         if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
             self._manager.fail_all(self._agent.error)
@@ -422,50 +395,27 @@ class Client:
         agent = self._agent
         if agent.take_credit(block=False):
             return
-        with processor_context.blocked():  # inside a task, let the worker run others meanwhile
+        with task_context.blocked():  # inside a task, let the worker run others meanwhile
             agent.take_credit()
         self._ensure_connected()  # it may have been disconnected, or lost the scheduler, meanwhile
 
     # -- internals: graphs ---------------------------------------------------------------------
 
-    def _submit_graph(self, graph: Mapping[Any, Any], keys: list[Any]) -> dict[Any, ScalerFuture]:
+    def _send_graph(self, plan: graphs.GraphPlan) -> dict[Any, ScalerFuture]:
+        """Encode a planned graph, make its targets' futures, and send it as one ``GraphTask``."""
         self._ensure_connected()
-        plan = graphs.plan_graph(graph, keys)  # raises before anything is sent
         if not plan.targets:
             return {}
-        task_ids = {node.key: self._next_task_id() for node in plan.nodes}
-        big: dict[bytes, bytes] = {}
-        nodes = [self._encoder.graph_node(node, task_ids, big) for node in plan.nodes]
-        check_message_size(sum(len(a.data) for node in nodes for a in node.args if a.kind is ArgumentKind.INLINE))
-        unpin = self._encoder.pin_automatic(big)
+        encoded = self._encoder.graph(plan, self._next_task_id)  # raises before anything is sent
+        unpin = self._encoder.pin_automatic(encoded.big)
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
+        task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
         targets = [task_ids[key] for key in plan.targets]
-        runner_id, runner = self._encoder.graph_runner()
-        graph_task = GraphTask(self._next_task_id(), nodes, targets, self.profiling, self.stream_output)
-        graph_task.parent_task_id = processor_context.current_task_id()
-        self._encoder.send_with_function(graph_task, runner_id, runner)
+        graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
+        graph_task.parent_task_id = task_context.current_task_id()
+        self._encoder.send_with_function(graph_task, *encoded.runner)
         return futures
-
-    # -- internals: results --------------------------------------------------------------------
-
-    def _decode_result(self, result: TaskResult) -> tuple[bool, Any]:
-        status = result.status
-        if status is TaskStatus.SUCCESS:
-            try:
-                return True, self._serializer.deserialize(result.payload)
-            except Exception as error:
-                text = f"task {result.task_id.hex()}: cannot deserialize its result: {error}"
-                return False, DeserializeObjectError(text)
-        if status is TaskStatus.FAILED:
-            try:
-                remote_error, text = pickle.loads(result.payload)
-            except Exception as error:
-                unreadable = f"task {result.task_id.hex()} failed, and its error cannot be read: {error}"
-                return False, DeserializeObjectError(unreadable)
-            remote_error.__cause__ = RemoteTraceback(text)
-            return False, remote_error
-        return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))
 
 
 def _gather(futures: list[ScalerFuture]) -> list[Any]:
@@ -473,7 +423,7 @@ def _gather(futures: list[ScalerFuture]) -> list[Any]:
     for future in futures:
         future._want()  # big results kept on the scheduler are fetched together, not one by one
     try:
-        with processor_context.blocked():
+        with task_context.blocked():
             return [future.result() for future in futures]
     except BaseException:
         for future in futures:
@@ -495,40 +445,3 @@ def _countdown(count: int, then: Callable[[], None]) -> Callable[[], None]:
             then()
 
     return tick
-
-
-def _rebuild_client(
-    address: str,
-    token: bytes,
-    settings: tuple[bool, float, float, Serializer],
-    stream_output: bool,
-    key_files: tuple[str, str] | None = None,
-) -> Client:
-    """Unpickle a ``Client``: the original if it lives in this process, else one shared connection.
-
-    Keys travel as the paths of their files. Inside a task of the same scheduler, the worker's
-    own keys are used instead: the original client's files are rarely on the worker's host.
-    """
-    key = (address, token)
-    with _rebuilt_lock:
-        client = _originals.get(key) or _rebuilt.get(key)
-        usable = client is not None and client._pid == os.getpid() and not client._disconnected
-        if usable and client is not None and client._agent.error is None:
-            return client
-        profiling, timeout_seconds, heartbeat_interval_seconds, serializer = settings
-        if address == processor_context.scheduler_address():
-            key_files = None  # Client() then picks the worker's keys
-        key_file, scheduler_key_file = key_files or (None, None)
-        client = Client(
-            address,
-            profiling,
-            timeout_seconds,
-            heartbeat_interval_seconds,
-            serializer,
-            stream_output,
-            key_file=key_file,
-            scheduler_key_file=scheduler_key_file,
-        )
-        client._token = token
-        _rebuilt[key] = client
-        return client

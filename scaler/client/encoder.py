@@ -17,11 +17,13 @@ import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
 from scaler.client import graph as graphs
+from scaler.client.graph_runner import GraphSerializer, encode_expression, run_graph_node
 from scaler.client.object_reference import ObjectReference
 from scaler.client.objects import ClientObjects
 from scaler.client.serializer import Serializer
@@ -45,6 +47,16 @@ AUTOMATIC_OBJECT_CACHE_BYTES = 256 * 1024 * 1024  # unpinned automatic objects k
 _FUNCTION_CACHE_SIZE = 256
 
 Big = dict[bytes, bytes]  # automatic objects a task or graph needs: id -> payload
+
+
+@dataclass
+class EncodedGraph:
+    """A planned graph as messages, not sent yet: its nodes, their task ids, and the data to upload."""
+
+    nodes: list[GraphNode]
+    task_ids: dict[Any, bytes]  # graph key -> task id
+    big: Big  # automatic objects the nodes name
+    runner: tuple[bytes, bytes]  # (function id, pickled runner) every node runs
 
 
 class TaskEncoder:
@@ -84,7 +96,7 @@ class TaskEncoder:
     def graph_runner(self) -> tuple[bytes, bytes]:
         """The one function every graph node runs, with the serializer graph nodes travel with."""
         if self._graph_runner is None:
-            self._graph_runner = _pickle_function(graphs.run_graph_node, graphs.GraphSerializer(self.serializer))
+            self._graph_runner = _pickle_function(run_graph_node, GraphSerializer(self.serializer))
         return self._graph_runner
 
     def send_with_function(self, message: Task | GraphTask, function_id: bytes, function: bytes) -> None:
@@ -149,10 +161,18 @@ class TaskEncoder:
         big[object_id] = payload
         return TaskArgument(name, ArgumentKind.OBJECT, object_id)
 
+    def graph(self, plan: graphs.GraphPlan, new_task_id: Callable[[], bytes]) -> EncodedGraph:
+        """Encode every node of a plan; raises (``SerializationError``) before anything is sent."""
+        task_ids = {node.key: new_task_id() for node in plan.nodes}
+        big: Big = {}
+        nodes = [self.graph_node(node, task_ids, big) for node in plan.nodes]
+        check_message_size(sum(len(a.data) for node in nodes for a in node.args if a.kind is ArgumentKind.INLINE))
+        return EncodedGraph(nodes, task_ids, big, self.graph_runner())
+
     def graph_node(self, node: graphs.NodePlan, task_ids: dict[Any, bytes], big: Big) -> GraphNode:
         """One planned graph node as a ``GraphNode``: its expression, then its dependencies and data."""
         try:
-            expression = graphs.encode_expression(node.expression)
+            expression = encode_expression(node.expression)
         except Exception as error:
             raise SerializationError(f"cannot pickle the task of graph key {node.key!r}: {error}") from error
         arguments = [self.payload_argument("", expression, big)]

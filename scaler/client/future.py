@@ -1,9 +1,11 @@
 """``ScalerFuture``: a real ``concurrent.futures.Future`` whose ``cancel()`` asks the scheduler.
 
-The future's outcome is set only by ``ClientFutureManager`` (through ``_settle_*``, ``_set_delayed``
-and ``_finish_fetch``), always through the public hooks of ``concurrent.futures.Future`` and with
-callbacks run outside locks. Its private access to the base class (``_condition``,
-``_waiters``, ``_done_callbacks`` and ``_invoke_callbacks``) is in this module only.
+The future's outcome is set only by its ``ClientFutureManager`` (through ``_claim``, ``_settle*``,
+``_keep`` and ``_finish_fetch``), always through the public hooks of ``concurrent.futures.Future``
+and with callbacks run outside locks. Where the task's answer stands is one ``FutureStage``
+(``future_stage.py``), moved only along its transition table, under the base class's condition.
+Its private access to the base class (``_condition``, ``_waiters``, ``_done_callbacks`` and
+``_invoke_callbacks``) is in this module only.
 
 ``cancel(timeout=None)``:
 
@@ -14,15 +16,18 @@ callbacks run outside locks. Its private access to the base class (``_condition`
   ``False``; a result arriving after the request → discarded and cancelled, ``True``;
   timeout → ``False``, while a late answer still cancels the future.
 
-Delayed results: when the scheduler keeps a big result, the future is ``done()`` at once but
+Kept results: when the scheduler keeps a big result, the future is ``done()`` at once but
 holds no value yet. The value is fetched the first time someone needs it: ``result()``,
 ``exception()``, ``add_done_callback`` (so ``await``), ``concurrent.futures.wait`` and
 ``as_completed`` (whose waiters are appended to ``_waiters``: a list that asks for the fetch on
 ``append``). Until the fetch completes the base future stays pending, so those waits and
-callbacks fire exactly once, when the value is there.
+callbacks fire exactly once, when the value is there. Whoever needs the value before the result
+arrives is in ``_waiters`` too: ``result()``, a callback or ``Client.map`` puts a no-op waiter
+there, so "someone wants it" is "``_waiters`` is not empty", and a pending future that nobody
+waits on carries no flag at all.
 
-Inside a worker's processor, a wait that will block tells the worker (``processor_context``) so it
-can run other tasks meanwhile: a task that waits on its children never holds the only slot.
+Inside a worker's processor, a wait that will block tells the worker (``scaler.utility.task_context``)
+so it can run other tasks meanwhile: a task that waits on its children never holds the only slot.
 """
 
 from __future__ import annotations
@@ -33,12 +38,26 @@ import logging
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from scaler.client.future_stage import (
+    AWAITING_ANSWER,
+    VALUE_ON_SCHEDULER,
+    FutureEvent,
+    FutureStage,
+    FutureStateError,
+    next_stage,
+)
 from scaler.protocol.messages import TaskResult
-from scaler.worker import processor_context
+from scaler.utility import task_context
+
+if TYPE_CHECKING:
+    from scaler.client.future_manager import ClientFutureManager
 
 logger = logging.getLogger(__name__)
+
+_SUBMITTED, _CANCELING, _SETTLING = FutureStage.SUBMITTED, FutureStage.CANCELING, FutureStage.SETTLING
+_KEPT, _FETCHING, _SETTLED = FutureStage.KEPT, FutureStage.FETCHING, FutureStage.SETTLED
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,20 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class _Demand:
+    """A waiter that only says "someone needs the value"; the base class notifies it, and it ignores that."""
+
+    __slots__ = ()
+
+    def add_result(self, future: object) -> None:
+        """Nothing to do: the one who asked reads the future itself."""
+
+    add_exception = add_cancelled = add_result
+
+
+_DEMAND = _Demand()
 
 
 class _FetchingWaiters(list):  # type: ignore[type-arg]
@@ -77,29 +110,18 @@ class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
 
     _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]]  # the base class's, untyped there
+    _waiters: list[Any]
 
     # Defaults as class attributes: a future is made per task, and most never change them.
-    _cancel_in_flight = False
-    _settling = False  # the manager has taken its outcome; cancel can no longer win
-    _delayed: TaskResult | None = None  # a result the scheduler keeps until fetched
-    _fetch_requested = False
-    _wanted = False  # someone waits for the value, or has a callback on it
+    _stage = FutureStage.SUBMITTED
+    _kept: TaskResult | None = None  # a result the scheduler keeps until fetched
     _release: weakref.finalize[Any, Any] | None = None  # frees an unfetched result
     _profile: ProfileResult | None = None
 
-    def __init__(
-        self,
-        task_id: bytes,
-        request_cancel: Callable[[ScalerFuture], None],
-        cancel_would_block: Callable[[], bool],
-        request_fetch: Callable[[ScalerFuture], None] | None = None,
-        profiling: bool = False,
-    ) -> None:
+    def __init__(self, task_id: bytes, owner: ClientFutureManager, profiling: bool = False) -> None:
         super().__init__()
         self._task_id = task_id
-        self._request_cancel = request_cancel
-        self._cancel_would_block = cancel_would_block
-        self._request_fetch = request_fetch
+        self._owner = owner
         self._profiling = profiling
 
     @property
@@ -117,7 +139,8 @@ class ScalerFuture(concurrent.futures.Future[Any]):
 
     def done(self) -> bool:
         """True once the task has ended, including when its big result still waits on the scheduler."""
-        return self._delayed is not None or super().done()
+        stage = self._stage
+        return stage is _KEPT or stage is _FETCHING or super().done()
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's value, fetched from the scheduler first if it kept it; see ``concurrent.futures``."""
@@ -180,36 +203,61 @@ class ScalerFuture(concurrent.futures.Future[Any]):
                 return True
             if self.done():
                 return False
-            send = not self._cancel_in_flight and not self._settling
-            self._cancel_in_flight = True
+            send = self._stage is _SUBMITTED  # CANCELING: one request is enough; SETTLING: too late
+            if send:
+                self._move(FutureEvent.CANCEL)
         if send:
-            self._request_cancel(self)
-        if self._cancel_would_block() or _on_event_loop():
+            self._owner.request_cancel(self)
+        if self._owner.on_delivery_thread() or _on_event_loop():
             # On the thread that delivers answers, waiting would deadlock; on an event loop (an
             # awaiting task was cancelled) it would stall every coroutine. The answer still settles it.
             timeout = 0
         with self._condition:
-            self._condition.wait_for(lambda: self.done() or not self._cancel_in_flight, timeout)
+            self._condition.wait_for(lambda: self.done() or self._stage is _SUBMITTED, timeout)
             return self.cancelled()
 
     def __await__(self) -> Generator[Any, None, Any]:
         """Make ``await future`` work in asyncio code."""
         return asyncio.wrap_future(self).__await__()
 
-    # -- delayed results -----------------------------------------------------------------------
+    # -- the stage -------------------------------------------------------------------------------
+
+    def _move(self, event: FutureEvent) -> None:
+        """Apply ``event`` along the transition table; the caller holds the condition."""
+        self._stage = next_stage(self._stage, event, self._task_id)
+
+    def _validate(self) -> None:
+        """Raise ``FutureStateError`` if the stage and the base future disagree (for tests)."""
+        with self._condition:
+            stage, settled = self._stage, super().done()
+            broken = ""
+            if stage in AWAITING_ANSWER and settled:
+                broken = "has an outcome while it still awaits its answer"
+            elif stage in VALUE_ON_SCHEDULER and (settled or self._kept is None):
+                broken = "is kept on the scheduler without a kept result, or with an outcome already"
+            elif stage is _KEPT and (self._waiters or self._done_callbacks):
+                broken = "is wanted, but its kept result is not being fetched"
+            elif stage is _SETTLED and not settled:
+                broken = "is settled without an outcome"
+        if broken:
+            raise FutureStateError(f"task {self._task_id.hex()}: the future {broken} ({stage.value})")
+
+    # -- kept results -------------------------------------------------------------------------
 
     def _want(self) -> None:
-        """Someone needs the value: fetch it now if the scheduler kept it (once).
+        """Someone needs the value: fetch it now if the scheduler kept it (once), or as soon as it does.
 
         Also used by ``Client`` before it waits on many futures, so their fetches overlap.
         """
         with self._condition:
-            self._wanted = True
-            fetch = self._delayed is not None and not self._fetch_requested and not super().done()
+            stage = self._stage
+            fetch = stage is _KEPT
             if fetch:
-                self._fetch_requested = True
-        if fetch and self._request_fetch is not None:
-            self._request_fetch(self)
+                self._move(FutureEvent.FETCH)
+            elif stage in AWAITING_ANSWER and _DEMAND not in self._waiters:
+                self._waiters.append(_DEMAND)  # _keep() fetches at once for a future with waiters
+        if fetch:
+            self._owner.request_fetch(self)
 
     def _wait_for_value(self, timeout: float | None) -> None:
         """Wait until the base future holds the outcome (or ``timeout``); the caller then reads it.
@@ -221,11 +269,11 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         self._check_can_wait()
         if super().done():
             return
-        with processor_context.blocked(), self._condition:
+        with task_context.blocked(), self._condition:
             self._condition.wait_for(lambda: concurrent.futures.Future.done(self), timeout)
 
     def _check_can_wait(self) -> None:
-        if self._delayed is not None and not super().done() and self._cancel_would_block():
+        if self._stage in VALUE_ON_SCHEDULER and self._owner.on_delivery_thread():
             raise RuntimeError(
                 f"task {self._task_id.hex()}: its result is kept on the scheduler and must be fetched, which "
                 f"cannot happen while the client's agent thread waits for it (in a done-callback); "
@@ -234,52 +282,67 @@ class ScalerFuture(concurrent.futures.Future[Any]):
 
     # -- used by ClientFutureManager only ------------------------------------------------------
 
-    def _take_for_settling(self) -> bool | None:
-        """Claim the outcome: return whether a cancel was requested, or None if already done."""
+    def _claim(self) -> bool | None:
+        """Claim the outcome: return whether a cancel was requested, or None if already claimed."""
         with self._condition:
-            if self.done() or self._settling:
+            stage = self._stage
+            if stage is not _SUBMITTED and stage is not _CANCELING:
                 return None
-            self._settling = True
-            return self._cancel_in_flight
+            self._move(FutureEvent.CLAIM)
+            return stage is _CANCELING
+
+    def _settle(self, ok: bool, value: Any) -> None:
+        """Set the claimed outcome: a value, or an exception."""
+        with self._condition:
+            self._move(FutureEvent.SETTLE)
+        if ok:
+            self.set_result(value)
+        else:
+            self.set_exception(value)
 
     def _settle_cancelled(self) -> None:
+        with self._condition:
+            self._move(FutureEvent.SETTLE)
         concurrent.futures.Future.cancel(self)
         self.set_running_or_notify_cancel()  # wakes wait() and as_completed()
 
     def _cancel_refused(self) -> None:
         with self._condition:
-            self._cancel_in_flight = False
-            self._condition.notify_all()
+            if self._stage is _CANCELING:
+                self._move(FutureEvent.REFUSE)
+                self._condition.notify_all()
 
     def _set_profile(self, result: TaskResult) -> None:
         if self._profiling:
             self._profile = ProfileResult(result.duration_seconds, result.cpu_seconds, result.peak_memory_bytes)
 
-    def _set_delayed(self, result: TaskResult, release: weakref.finalize[Any, Any]) -> None:
-        """The scheduler kept the result: the future is done, and fetches when someone asks."""
+    def _keep(self, result: TaskResult, release: weakref.finalize[Any, Any]) -> None:
+        """The scheduler kept the claimed result: the future is done, and fetches when someone asks."""
         with self._condition:
+            self._move(FutureEvent.KEEP)
             self._release = release
-            self._delayed = result
+            self._kept = result
             # From now on, a waiter of wait() or as_completed() asks for the value; one already
             # waiting asks now. Swapped under the condition, which those functions hold to append.
-            self._wanted = self._wanted or bool(self._waiters)
+            fetch = bool(self._waiters)
             self._waiters = _FetchingWaiters(self, self._waiters)
-            fetch = self._wanted and not self._fetch_requested
             if fetch:
-                self._fetch_requested = True
+                self._move(FutureEvent.FETCH)
             self._condition.notify_all()  # a blocked cancel() sees done()
-        if fetch and self._request_fetch is not None:
-            self._request_fetch(self)
+        if fetch:
+            self._owner.request_fetch(self)
 
-    def _delayed_result(self) -> TaskResult | None:
-        return self._delayed
+    def _kept_result(self) -> TaskResult | None:
+        return self._kept
 
     def _finish_fetch(self, ok: bool, value: Any) -> None:
         """Set the fetched value (or the error met fetching it); the result no longer needs freeing."""
         if self._release is not None:
             self._release.detach()
-        if super().done():
-            return
+        with self._condition:
+            if self._stage not in VALUE_ON_SCHEDULER:
+                return
+            self._move(FutureEvent.SETTLE)
         if ok:
             self.set_result(value)
         else:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scaler.client.future import ScalerFuture
+from scaler.client.future_stage import VALUE_ON_SCHEDULER, FutureStage, FutureStateError
 from scaler.errors import DisconnectedError, SerializationError, TaskNotFoundError
 from scaler.protocol.messages import (
     CancelConfirmType,
@@ -39,6 +40,8 @@ from scaler.protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
+_TRACKED = frozenset({FutureStage.SUBMITTED, FutureStage.CANCELING})  # a claimed future is never tracked
+
 DecodeResult = Callable[[TaskResult], tuple[bool, Any]]  # (ok, value or exception)
 OnFinish = Callable[[], None]
 
@@ -50,16 +53,16 @@ class ClientFutureManager:
         self,
         send: Callable[[Message], None],
         decode_result: DecodeResult,
-        cancel_would_block: Callable[[], bool] = lambda: False,
+        on_delivery_thread: Callable[[], bool] = lambda: False,
     ) -> None:
         self._send = send
         self._decode_result = decode_result
-        self._cancel_would_block = cancel_would_block
+        self.on_delivery_thread = on_delivery_thread  # a wait there for an answer would never end
         self._futures: dict[bytes, ScalerFuture] = {}
         self._on_finish: dict[bytes, OnFinish] = {}  # task id -> called once the scheduler is done with it
         # Results kept on the scheduler, by object id: weakly until someone asks, so a dropped
         # future frees its result; strongly while the fetch is in flight.
-        self._delayed: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
+        self._kept: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
         self._fetching: dict[bytes, ScalerFuture] = {}
         self._lock = threading.Lock()
 
@@ -69,7 +72,7 @@ class ClientFutureManager:
         ``on_finish`` is called once the task no longer runs on the cluster (its result or
         cancel confirmation arrived, or the client left); it must not block.
         """
-        future = ScalerFuture(task_id, self._request_cancel, self._cancel_would_block, self._request_fetch, profiling)
+        future = ScalerFuture(task_id, self, profiling)
         with self._lock:
             self._futures[task_id] = future
             if on_finish is not None:
@@ -86,9 +89,11 @@ class ClientFutureManager:
         """How many futures still wait for an answer."""
         return len(self._futures)
 
-    def delayed_count(self) -> int:
+    def kept_count(self) -> int:
         """How many results are kept on the scheduler, not yet fetched, for live futures."""
-        return len(self._delayed)
+        return len(self._kept)
+
+    delayed_count = kept_count  # the name it had before results were called "kept" everywhere
 
     def on_task_result(self, result: TaskResult) -> None:
         """Settle a future with its result, or cancel it if a cancel was requested first."""
@@ -98,7 +103,7 @@ class ClientFutureManager:
             logger.debug("task %s: result for a future no longer pending", result.task_id.hex())
             self._free_result(object_id)
             return
-        cancel_requested = future._take_for_settling()
+        cancel_requested = future._claim()
         if cancel_requested is None:
             self._free_result(object_id)
             return
@@ -112,14 +117,10 @@ class ClientFutureManager:
             release = weakref.finalize(future, self._free_result, object_id)
             release.atexit = False
             with self._lock:
-                self._delayed[object_id] = future
-            future._set_delayed(result, release)
+                self._kept[object_id] = future
+            future._keep(result, release)
             return
-        ok, value = self._decode(result)
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        future._settle(*self._decode(result))
 
     def on_object_response(self, response: ObjectResponse) -> None:
         """Complete the futures whose kept results were fetched, then free those results."""
@@ -127,11 +128,12 @@ class ClientFutureManager:
         for object_id, payload, found in zip(response.object_ids, response.payloads, response.found):  # noqa: B905
             with self._lock:
                 future = self._fetching.pop(object_id, None)
-                self._delayed.pop(object_id, None)
+                self._kept.pop(object_id, None)
             if future is None:
                 continue
-            result = future._delayed_result()
-            assert result is not None
+            result = future._kept_result()
+            if result is None:  # only a future that is kept is ever fetched
+                raise FutureStateError(f"object {object_id.hex()}: fetched for a future that keeps nothing")
             if found:
                 freed.append(object_id)
                 ok, value = self._decode(dataclasses.replace(result, payload=payload, result_object_id=b""))
@@ -160,7 +162,7 @@ class ClientFutureManager:
         if confirm.confirm is CancelConfirmType.CANCEL_NOT_FOUND:
             logger.debug("task %s: cancel found nothing to cancel (it had already finished)", task_id.hex())
         future = self._pop(task_id)
-        if future is not None and future._take_for_settling() is not None:
+        if future is not None and future._claim() is not None:
             future._settle_cancelled()
 
     def cancel_all(self) -> None:
@@ -170,9 +172,9 @@ class ClientFutureManager:
         fails with ``DisconnectedError``.
         """
         for future in self._take_all():
-            if future._take_for_settling() is not None:
+            if future._claim() is not None:
                 future._settle_cancelled()
-        self._fail_delayed(DisconnectedError("the client disconnected before this task's result was fetched"))
+        self._fail_kept(DisconnectedError("the client disconnected before this task's result was fetched"))
 
     def fail_all(self, error: BaseException) -> None:
         """End every pending future with ``error`` (the scheduler is gone).
@@ -181,17 +183,43 @@ class ClientFutureManager:
         for no result, and none can come any more.
         """
         for future in self._take_all():
-            cancel_requested = future._take_for_settling()
+            cancel_requested = future._claim()
             if cancel_requested:
                 future._settle_cancelled()
             elif cancel_requested is not None:
-                future.set_exception(error)
-        self._fail_delayed(error)
+                future._settle(False, error)
+        self._fail_kept(error)
 
-    def _fail_delayed(self, error: BaseException) -> None:
+    def validate(self) -> None:
+        """Raise ``FutureStateError`` if a tracked future is where it should not be (for tests)."""
         with self._lock:
-            futures = list(self._delayed.values()) + list(self._fetching.values())
-            self._delayed.clear()
+            pending = dict(self._futures)
+            finish_hooks = set(self._on_finish)
+            kept = dict(self._kept)
+            fetching = dict(self._fetching)
+        problems = []
+        if not finish_hooks <= set(pending):
+            problems.append(f"finish hooks for tasks no longer pending: {sorted(finish_hooks - set(pending))}")
+        problems += [
+            f"pending task {t.hex()} is {f._stage.value}" for t, f in pending.items() if f._stage not in _TRACKED
+        ]
+        problems += [
+            f"kept result {o.hex()} is {f._stage.value}" for o, f in kept.items() if f._stage not in VALUE_ON_SCHEDULER
+        ]
+        problems += [
+            f"fetched result {o.hex()} is {f._stage.value}"
+            for o, f in fetching.items()
+            if f._stage is not FutureStage.FETCHING
+        ]
+        if problems:
+            raise FutureStateError("; ".join(problems))
+        for future in [*pending.values(), *kept.values(), *fetching.values()]:
+            future._validate()
+
+    def _fail_kept(self, error: BaseException) -> None:
+        with self._lock:
+            futures = list(self._kept.values()) + list(self._fetching.values())
+            self._kept.clear()
             self._fetching.clear()
         for future in set(futures):
             future._finish_fetch(False, error)
@@ -220,16 +248,20 @@ class ClientFutureManager:
             callback()
         return futures
 
-    def _request_cancel(self, future: ScalerFuture) -> None:
+    # -- asked by the futures ------------------------------------------------------------------
+
+    def request_cancel(self, future: ScalerFuture) -> None:
+        """Send the one ``TaskCancel`` of a future whose cancel was just requested."""
         self._send(TaskCancel(future.task_id))
 
-    def _request_fetch(self, future: ScalerFuture) -> None:
-        result = future._delayed_result()
+    def request_fetch(self, future: ScalerFuture) -> None:
+        """Ask the scheduler for a kept result that someone now needs (once per future)."""
+        result = future._kept_result()
         if result is None:
             return
         object_id = result.result_object_id
         with self._lock:
-            if object_id not in self._delayed:  # lost with the client; _fail_delayed settles it
+            if object_id not in self._kept:  # lost with the client; _fail_kept settles it
                 return
             self._fetching[object_id] = future
         self._send(ObjectRequest([object_id]))

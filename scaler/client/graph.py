@@ -1,14 +1,18 @@
-"""Task graphs for ``Client.get``: validation, culling and the node runner; pure, no I/O.
+"""Task graphs for ``Client.get``: the plan, the first step of their one road; pure, no I/O.
 
-Data flow::
+A graph's road through the client::
 
-    {key: value or (fn, *args)} + keys
-        -> plan_graph: cull to what ``keys`` need, reject missing/duplicate keys and cycles
-        -> one NodePlan per needed key, in dependency order: an expression whose ``_Arg(i)``
-           placeholders stand for the node's arguments (``Dependency`` = another key's value,
-           ``Literal`` = data sent with the node, serialized with the client's serializer)
-        -> Client: one GraphNode per NodePlan, all run by ``run_graph_node`` (sent once)
-        -> worker: run_graph_node(expression, *argument values) = evaluate(expression, values)
+    Client.get(graph, keys)
+      1. plan (here):    plan_request -> GraphRequest: dask or not, keys checked, the graph
+                         culled to what ``keys`` need (missing/duplicate keys and cycles raise),
+                         one NodePlan per needed key in dependency order, each an expression
+                         whose ``Arg(i)`` placeholders stand for the node's arguments
+                         (``Dependency`` = another key's value, ``Literal`` = data)
+      2. encode:         TaskEncoder.graph(plan) -> EncodedGraph: one GraphNode per NodePlan,
+                         all run by ``run_graph_node`` (``graph_runner.py``), big data as objects
+      3. send:           Client: futures for the targets, one GraphTask
+      4. pack:           GraphRequest.pack(values): ``{key: value}``, or shaped like dask's keys
+    worker: run_graph_node(expression, *argument values) = evaluate(expression, values)
 
 Two graph formats are read. Dask's legacy format: a value is data, a key of the graph (an
 alias), or a task tuple ``(callable, *args)`` whose args may be keys, nested task tuples, or
@@ -16,130 +20,22 @@ lists, tuples and dicts of those. Dask's task-spec format (``dask._task_spec`` `
 ``Alias``, ``DataNode``...), which dask hands to custom schedulers: a ``Task`` travels as it is
 and is called on the worker with its dependencies' values, as dask's own schedulers call it.
 
-The expression travels as ``EXPRESSION_MAGIC`` + cloudpickle, decoded on the worker by
-``GraphSerializer``; every other argument and every result goes through the client's own
-serializer, so a custom serializer sees all of a graph's data and none of its structure.
+What a node's expression is made of, and how a worker runs it, is ``graph_runner.py``.
 """
 
 from __future__ import annotations
 
 import graphlib
-import pickle
 import sys
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
+from scaler.client.graph_runner import Arg, Call, DaskCall, DictOf, ListOf, TupleOf
 from scaler.client.object_reference import ObjectReference
-from scaler.client.serializer import Serializer
 
-EXPRESSION_MAGIC = b"\xffscaler-graph-expression\x00"
 _SMALL_SCALARS = (type(None), bool, int, float, complex)
 _SMALL_TEXT = 256  # str/bytes up to this length stay inside the expression
-
-
-# -- expressions (evaluated on the worker) ---------------------------------------------------------
-
-
-class _Arg:
-    """The value of the node's ``index``-th argument."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _Arg, (self.index,)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Arg) and other.index == self.index
-
-    def __repr__(self) -> str:
-        return f"_Arg({self.index})"
-
-
-@dataclass(frozen=True)
-class _Call:
-    """``func(*args)``, each arg an expression."""
-
-    func: Any
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _ListOf:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _TupleOf:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _DictOf:
-    keys: tuple[Any, ...]
-    values: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _DaskCall:
-    """A dask task-spec node, called with ``{dependency key: value}`` like dask's own schedulers do."""
-
-    node: Any
-    keys: tuple[Any, ...]  # its dependencies, the node's first ``len(keys)`` arguments
-
-
-def evaluate(expression: Any, values: Sequence[Any]) -> Any:
-    """Compute an expression from its node's argument values."""
-    kind = type(expression)
-    if kind is _Arg:
-        return values[expression.index]
-    if kind is _Call:
-        return expression.func(*[evaluate(arg, values) for arg in expression.args])
-    if kind is _ListOf:
-        return [evaluate(item, values) for item in expression.items]
-    if kind is _TupleOf:
-        return tuple(evaluate(item, values) for item in expression.items)
-    if kind is _DictOf:
-        return dict(zip(expression.keys, [evaluate(value, values) for value in expression.values]))  # noqa: B905
-    if kind is _DaskCall:
-        return expression.node(dict(zip(expression.keys, values)))  # noqa: B905 - values may carry literals too
-    return expression  # a small scalar carried in the expression itself
-
-
-def run_graph_node(expression: Any, *values: Any) -> Any:
-    """The one function every graph node runs on a worker."""
-    return evaluate(expression, values)
-
-
-def encode_expression(expression: Any) -> bytes:
-    """The bytes of a node's expression argument, for ``GraphSerializer.deserialize``."""
-    payload: bytes = cloudpickle.dumps(expression, protocol=pickle.HIGHEST_PROTOCOL)
-    return EXPRESSION_MAGIC + payload
-
-
-class GraphSerializer(Serializer):
-    """The serializer graph nodes travel with: the client's own, plus node expressions."""
-
-    def __init__(self, inner: Serializer) -> None:
-        self.inner = inner
-
-    def serialize(self, obj: Any) -> bytes:
-        """Results and data go through the client's serializer."""
-        return self.inner.serialize(obj)
-
-    def deserialize(self, payload: bytes) -> Any:
-        """Expressions are recognized by their prefix; everything else is the client's serializer's."""
-        if bytes(payload[: len(EXPRESSION_MAGIC)]) == EXPRESSION_MAGIC:
-            return pickle.loads(memoryview(payload)[len(EXPRESSION_MAGIC) :])
-        return self.inner.deserialize(payload)
-
-
-# -- planning (on the client) -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -158,7 +54,7 @@ class Literal:
 
 @dataclass
 class NodePlan:
-    """One node to send: its expression and the arguments its ``_Arg`` placeholders name."""
+    """One node to send: its expression and the arguments its ``Arg`` placeholders name."""
 
     key: Any
     expression: Any
@@ -185,6 +81,41 @@ class _Pure:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+@dataclass
+class GraphRequest:
+    """What ``Client.get`` was asked: the plan, and how to shape the targets' values."""
+
+    plan: GraphPlan
+    dask_keys: Any = None  # dask's nested keys, when dask calls the client as its scheduler
+
+    @property
+    def from_dask(self) -> bool:
+        """Whether dask asked (it always blocks, and wants values shaped like its keys)."""
+        return self.dask_keys is not None
+
+    def pack(self, values: Mapping[Any, Any]) -> Any:
+        """The answer to give: ``{key: value}`` in the asked order, or dask's shape."""
+        if self.dask_keys is not None:
+            return pack_results(self.dask_keys, values)
+        return dict(values)
+
+
+def plan_request(graph: Any, keys: Any) -> GraphRequest:
+    """Plan what ``Client.get(graph, keys)`` asks, dask's calling convention included.
+
+    Raises ``TypeError`` for keys that are not a list or a graph that is not a mapping,
+    ``KeyError`` and ``graphlib.CycleError`` as ``plan_graph`` does; nothing is sent before.
+    """
+    from_dask = dask_graph(graph, keys)
+    if from_dask is not None:
+        return GraphRequest(plan_graph(from_dask, flatten_keys(keys)), dask_keys=keys)
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise TypeError(f"keys must be a list of graph keys, got {keys!r}")
+    if not isinstance(graph, Mapping):
+        raise TypeError(f"graph must be a dict of key -> value or task, got {type(graph).__name__}")
+    return GraphRequest(plan_graph(graph, list(keys)))
 
 
 def plan_graph(graph: Mapping[Any, Any], keys: Sequence[Any]) -> GraphPlan:
@@ -234,23 +165,23 @@ def _plan_node(graph: Mapping[Any, Any], key: Any, value: Any, dask_node: type |
             if index is None:
                 index = dependency_index[expression] = len(plan.arguments)
                 plan.arguments.append(Dependency(expression))
-            return _Arg(index)
+            return Arg(index)
         kind = type(expression)
         if kind is ObjectReference:
             return _literal(plan, expression)
         if kind is tuple and expression and callable(expression[0]):
-            return _Call(expression[0], tuple(_materialize(plan, convert(arg)) for arg in expression[1:]))
+            return Call(expression[0], tuple(_materialize(plan, convert(arg)) for arg in expression[1:]))
         if kind is list or kind is tuple:
             items = [convert(item) for item in expression]
             if all(isinstance(item, _Pure) for item in items):
                 return _Pure(expression)
             built = tuple(_materialize(plan, item) for item in items)
-            return _ListOf(built) if kind is list else _TupleOf(built)
+            return ListOf(built) if kind is list else TupleOf(built)
         if kind is dict:
             values = [convert(item) for item in expression.values()]
             if all(isinstance(item, _Pure) for item in values):
                 return _Pure(expression)
-            return _DictOf(tuple(expression), tuple(_materialize(plan, item) for item in values))
+            return DictOf(tuple(expression), tuple(_materialize(plan, item) for item in values))
         return _Pure(expression)
 
     plan.expression = _materialize(plan, convert(value))
@@ -264,8 +195,8 @@ def _plan_dask_node(plan: NodePlan, node: Any) -> Any:
     dependencies = list(node.dependencies)
     plan.arguments.extend(Dependency(dependency) for dependency in dependencies)
     if kind == "Alias":
-        return _Arg(0)
-    return _DaskCall(node, tuple(dependencies))
+        return Arg(0)
+    return DaskCall(node, tuple(dependencies))
 
 
 def _materialize(plan: NodePlan, converted: Any) -> Any:
@@ -278,9 +209,9 @@ def _materialize(plan: NodePlan, converted: Any) -> Any:
     return _literal(plan, value)
 
 
-def _literal(plan: NodePlan, value: Any) -> _Arg:
+def _literal(plan: NodePlan, value: Any) -> Arg:
     plan.arguments.append(Literal(value))
-    return _Arg(len(plan.arguments) - 1)
+    return Arg(len(plan.arguments) - 1)
 
 
 def _is_hashable(value: Any) -> bool:

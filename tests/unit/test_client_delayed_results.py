@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import gc
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -76,8 +77,10 @@ class Harness:
 
 
 @pytest.fixture
-def harness() -> Harness:
-    return Harness()
+def harness() -> Iterator[Harness]:
+    made = Harness()
+    yield made
+    made.manager.validate()  # every test leaves the manager and its futures consistent
 
 
 def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
@@ -123,7 +126,7 @@ def test_result_fetches_once_then_deletes(harness: Harness) -> None:
 def test_a_result_call_waiting_before_the_result_arrives_fetches_at_once(harness: Harness) -> None:
     future = harness.create()
     thread, out = in_thread(future.result)
-    while not future._wanted:  # the thread is inside result()
+    while not future._waiters:  # the thread is inside result(), which waits for the value
         threading.Event().wait(0.001)
     harness.kept(future)
     assert harness.requested.wait(JOIN_SECONDS)

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from scaler.client import client as client_module
 from scaler.client.client import INLINE_ARGUMENT_BYTES, Client
-from scaler.client.graph import GraphSerializer, run_graph_node
+from scaler.client.graph_runner import GraphSerializer, run_graph_node
 from scaler.client.object_reference import ObjectReference
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -29,7 +28,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
 )
-from scaler.worker import processor_context
+from scaler.utility import task_context
 
 
 class FakeAgent:
@@ -59,12 +58,11 @@ class FakeAgent:
 
 
 @pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(client_module, "ClientAgent", FakeAgent)
+def make_client() -> Iterator[Any]:
     made: list[Client] = []
 
     def make(**options: Any) -> Client:
-        client = Client("tcp://127.0.0.1:1", **options)
+        client = Client("tcp://127.0.0.1:1", agent_factory=FakeAgent, **options)
         made.append(client)
         return client
 
@@ -202,7 +200,7 @@ def test_tasks_and_graphs_name_the_task_they_are_submitted_from(
 ) -> None:
     client = make_client()
     client.submit(abs, -1)
-    monkeypatch.setattr(processor_context, "_current_task_id", b"parent")  # as inside a running task
+    monkeypatch.setattr(task_context, "_current_task_id", b"parent")  # as inside a running task
     client.submit(abs, -2)
     client.get({"a": (abs, -1)}, ["a"], block=False)
     assert [task.parent_task_id for task in sent(client, Task)] == [b"", b"parent"]

@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -68,8 +68,10 @@ class Harness:
 
 
 @pytest.fixture
-def harness() -> Harness:
-    return Harness()
+def harness() -> Iterator[Harness]:
+    made = Harness()
+    yield made
+    made.manager.validate()  # every test leaves the manager and its futures consistent
 
 
 class CancelThread:

@@ -284,6 +284,12 @@ class FutureMachine(RuleBasedStateMachine):
         assert self.sent == self.expected_sent
 
     @invariant()
+    def manager_and_futures_are_valid(self) -> None:
+        self.manager.validate()
+        for task in self.tasks:
+            task.future._validate()
+
+    @invariant()
     def manager_tracks_exactly_the_pending_futures(self) -> None:
         assert self.manager.pending_count() == sum(task.outcome is Outcome.PENDING for task in self.tasks)
 

@@ -13,18 +13,8 @@ from typing import Any
 
 import pytest
 
-from scaler.client.graph import (
-    EXPRESSION_MAGIC,
-    Dependency,
-    GraphSerializer,
-    Literal,
-    dask_graph,
-    encode_expression,
-    flatten_keys,
-    pack_results,
-    plan_graph,
-    run_graph_node,
-)
+from scaler.client.graph import Dependency, Literal, dask_graph, flatten_keys, pack_results, plan_graph
+from scaler.client.graph_runner import EXPRESSION_MAGIC, GraphSerializer, encode_expression, run_graph_node
 from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
 

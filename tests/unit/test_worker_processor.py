@@ -50,8 +50,7 @@ def agent_end() -> collections.abc.Iterator[Connection]:
     try:
         yield agent
     finally:
-        processor_context._connection = None
-        processor_context._blocked_depth = 0
+        processor_context.uninstall()
         if saved is None:
             os.environ.pop(processor_context.SCHEDULER_ADDRESS_VARIABLE, None)
         else:
