@@ -239,8 +239,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.handle(worker, WorkerHeartbeat(self.now, len(self.held[worker]), 0.0, 0))
         assert worker in self.state.workers
 
-    @rule(slot=st.integers(0, CLIENT_SLOTS - 1), function=st.sampled_from(FUNCTION_IDS))
-    def submit(self, slot: int, function: bytes) -> None:
+    def new_task(self, slot: int, function: bytes) -> tuple[bytes, bytes, bytes]:
+        """Book a task about to be submitted by client ``slot``; return (client, task id, function bytes to send)."""
         client = self.client_id(slot)
         self.task_counter += 1
         task_id = b"task-%d" % self.task_counter
@@ -251,6 +251,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.submitted.setdefault(client, []).append(task_id)
         self.owner[task_id] = client
         self.terminal[task_id] = []
+        return client, task_id, function_bytes
+
+    @rule(slot=st.integers(0, CLIENT_SLOTS - 1), function=st.sampled_from(FUNCTION_IDS))
+    def submit(self, slot: int, function: bytes) -> None:
+        client, task_id, function_bytes = self.new_task(slot, function)
         self.handle(client, Task(task_id, function, function_bytes, [], 0))
         assert task_id in self.state.tasks
 
@@ -265,16 +270,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         """A client inside a task's processor submits a task naming it as parent (it may be long gone)."""
         held = sorted(task_id for tasks in self.held.values() for task_id in tasks)
         parent = pick(held if on_a_worker and held else sorted(self.owner), index)
-        client = self.client_id(slot)
-        self.task_counter += 1
-        task_id = b"task-%d" % self.task_counter
-        functions = self.sent_functions.setdefault(client, set())
-        function_bytes = b"" if function in functions else FUNCTIONS[function]
-        functions.add(function)
-        self.connected.add(client)
-        self.submitted.setdefault(client, []).append(task_id)
-        self.owner[task_id] = client
-        self.terminal[task_id] = []
+        client, task_id, function_bytes = self.new_task(slot, function)
         self.parent_of[task_id] = parent
         self.handle(client, Task(task_id, function, function_bytes, [], 0, parent_task_id=parent))
         record = self.state.tasks.get(task_id)
