@@ -119,6 +119,7 @@ class Task(Message):
     stream_output: bool = False
     objects: list[ObjectContent] = field(default_factory=list)
     parent_task_id: bytes = b""
+    function_name: str = ""  # for the status feed and logs: the scheduler never unpickles ``function``
 
 
 @dataclass(slots=True)
@@ -136,6 +137,11 @@ class TaskResult(Message):
     duration_seconds: float = 0.0  # profiling, measured in the processor; zeros when not asked
     cpu_seconds: float = 0.0
     peak_memory_bytes: int = 0
+    load_seconds: float = 0.0  # profiling: the processor fetching and unpickling the function and arguments
+    serialize_seconds: float = 0.0  # profiling: the processor pickling the result
+    result_bytes: int = 0  # profiling: the pickled result's size
+    queue_wait_seconds: float = 0.0  # profiling, filled in by the scheduler: submitted -> started
+    transfer_seconds: float = 0.0  # profiling, filled in by the scheduler: sent to a worker -> started there
 
 
 @dataclass(slots=True)
@@ -210,6 +216,9 @@ class WorkerHeartbeat(Message):
     cpu_percent: float
     rss_bytes: int
     capabilities: dict[str, int] = field(default_factory=dict)
+    processors_running: int = 0  # for the status feed: processors running a task
+    processors_parked: int = 0  # running a task that waits on its own children
+    processors_idle: int = 0
 
 
 @dataclass(slots=True)
@@ -283,6 +292,7 @@ class GraphNode(Record):
     function: bytes
     args: list[TaskArgument]
     dependencies: list[bytes]  # task ids of the nodes whose results it needs
+    function_name: str = ""
 
 
 @dataclass(slots=True)
@@ -375,6 +385,164 @@ class ProcessorBlocked(Message):
     blocked: bool
 
 
+# -- the status feed ------------------------------------------------------------------------------
+# The scheduler publishes ``StatusSnapshot`` every status interval and ``StatusEvents`` once per
+# loop turn that had any, on its monitor socket (PUB); a client asks for one snapshot with
+# ``StatusRequest`` on its own connection. Times named ``time`` are the scheduler's monotonic
+# clock; each message carries ``now`` (that clock) and ``wall_time`` (epoch seconds) at sending,
+# so a reader converts: wall = wall_time - (now - time).
+
+
+class WorkerState(enum.IntEnum):
+    """A worker as the status feed shows it."""
+
+    ACTIVE = 0
+    DRAINING = 1  # stopping gracefully: it gets nothing new and leaves once it holds nothing
+    LOST = 2  # its heartbeats are late; it is declared dead if they stay away past the worker timeout
+
+
+class TaskEventKind(enum.IntEnum):
+    """What happened to a task, in a ``StatusEvents`` message."""
+
+    SUBMITTED = 0
+    STARTED = 1
+    FINISHED = 2
+    FAILED = 3
+    CANCELLED = 4
+    RETRIED = 5  # its worker died while running it, and it runs again
+
+
+class PeerEventKind(enum.IntEnum):
+    """What happened to a worker or a client, in a ``StatusEvents`` message."""
+
+    WORKER_JOINED = 0
+    WORKER_LEFT = 1
+    WORKER_DIED = 2
+    WORKER_DRAINING = 3
+    CLIENT_JOINED = 4
+    CLIENT_LEFT = 5
+
+
+@dataclass(slots=True)
+class SchedulerStatus(Record):
+    """The scheduler's own figures in a snapshot."""
+
+    scheduler_id: bytes
+    version: str
+    uptime_seconds: float
+    cpu_percent: float
+    rss_bytes: int
+    messages_in_per_second: float
+    messages_out_per_second: float
+    tasks_by_state: dict[str, int]  # live tasks: waiting, queued, assigned, running, balancing, canceling
+    tasks_total: dict[str, int]  # since start: submitted, finished, failed, cancelled, retried
+    objects: int
+    object_bytes: int
+    feed_dropped: int  # status messages the monitor socket could not send (a slow subscriber), since start
+
+
+@dataclass(slots=True)
+class ClientStatus(Record):
+    """One connected client in a snapshot."""
+
+    client_id: bytes
+    queued: int
+    running: int
+    done: int  # since it connected
+    failed: int
+    cancelled: int
+    credits_in_use: int
+    connected_seconds: float
+
+
+@dataclass(slots=True)
+class RunningTask(Record):
+    """A task a worker runs now."""
+
+    task_id: bytes
+    function_name: str
+    client_id: bytes
+    running_seconds: float
+
+
+@dataclass(slots=True)
+class WorkerStatus(Record):
+    """One connected worker in a snapshot."""
+
+    worker_id: bytes
+    state: WorkerState
+    capabilities: dict[str, int]
+    queued: int  # tasks it holds that have not started
+    running: list[RunningTask]
+    processors_running: int
+    processors_parked: int
+    processors_idle: int
+    cpu_percent: float
+    rss_bytes: int
+    heartbeat_age_seconds: float
+    done: int  # tasks it finished since it joined
+
+
+@dataclass(slots=True)
+class StatusRequest(Message):
+    """Client -> scheduler: send me one ``StatusSnapshot`` (``Client.status()``)."""
+
+    TYPE: ClassVar[int] = 25
+    request_id: int
+
+
+@dataclass(slots=True)
+class StatusSnapshot(Message):
+    """The whole cluster at one moment: published every status interval, and the answer to a ``StatusRequest``."""
+
+    TYPE: ClassVar[int] = 26
+    request_id: int  # the StatusRequest it answers; 0 on the feed
+    now: float
+    wall_time: float
+    scheduler: SchedulerStatus
+    clients: list[ClientStatus]
+    workers: list[WorkerStatus]
+
+
+@dataclass(slots=True)
+class TaskEventRecord(Record):
+    """One thing that happened to a task; times and sizes are zeros where they do not apply."""
+
+    kind: TaskEventKind
+    time: float
+    task_id: bytes
+    client_id: bytes
+    worker_id: bytes  # empty while it has none
+    function_name: str
+    attempt: int
+    queue_wait_seconds: float  # STARTED and later: submitted -> started
+    run_seconds: float  # FINISHED, FAILED, CANCELLED, RETRIED: started -> ended
+    peak_memory_bytes: int  # FINISHED and FAILED with profiling on
+    detail: str  # FAILED: how (the TaskStatus name); RETRIED: why
+
+
+@dataclass(slots=True)
+class PeerEventRecord(Record):
+    """A worker or a client came, went or changed."""
+
+    kind: PeerEventKind
+    time: float
+    peer_id: bytes
+    detail: str
+
+
+@dataclass(slots=True)
+class StatusEvents(Message):
+    """What happened in one turn of the scheduler's loop (only turns that had events send one)."""
+
+    TYPE: ClassVar[int] = 27
+    now: float
+    wall_time: float
+    tasks: list[TaskEventRecord]
+    peers: list[PeerEventRecord]
+    dropped: int  # events left out since the last message: the feed keeps at most a bounded number a turn
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Task,
     TaskResult,
@@ -400,4 +568,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ProcessorBlocked,
     TaskStarted,
     TaskCredit,
+    StatusRequest,
+    StatusSnapshot,
+    StatusEvents,
 )

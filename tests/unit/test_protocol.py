@@ -29,6 +29,7 @@ from scaler.protocol.messages import (
     ClientHeartbeat,
     ClientHeartbeatEcho,
     ClientShutdownResponse,
+    ClientStatus,
     DisconnectRequest,
     DisconnectResponse,
     DisconnectType,
@@ -41,20 +42,31 @@ from scaler.protocol.messages import (
     ObjectInstructionType,
     ObjectRequest,
     ObjectResponse,
+    PeerEventKind,
+    PeerEventRecord,
     ProcessorBlocked,
     Record,
+    RunningTask,
     SchedulerShutdown,
+    SchedulerStatus,
+    StatusEvents,
+    StatusRequest,
+    StatusSnapshot,
     Task,
     TaskArgument,
     TaskCancel,
     TaskCancelConfirm,
     TaskCredit,
+    TaskEventKind,
+    TaskEventRecord,
     TaskLog,
     TaskResult,
     TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
+    WorkerState,
+    WorkerStatus,
 )
 from scaler.protocol.version import PROTOCOL_VERSION
 
@@ -74,13 +86,16 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         True,
         [ObjectContent(b"o1", b"payload")],
         b"parent-task",
+        "module.function",
     ),
-    TaskResult: lambda: TaskResult(b"task-1", TaskStatus.FAILED, b"\xff" * 10, 2, b"obj", 0.5, 0.25, 2**33),
+    TaskResult: lambda: TaskResult(
+        b"task-1", TaskStatus.FAILED, b"\xff" * 10, 2, b"obj", 0.5, 0.25, 2**33, 0.125, 0.0625, 2**20, 1.5, 0.001
+    ),
     TaskCancel: lambda: TaskCancel(b"task-1"),
     TaskCancelConfirm: lambda: TaskCancelConfirm(b"task-1", CancelConfirmType.CANCEL_NOT_FOUND),
     ClientHeartbeat: lambda: ClientHeartbeat(1700000000.25),
     ClientHeartbeatEcho: lambda: ClientHeartbeatEcho(-0.5, b"scheduler-1"),
-    WorkerHeartbeat: lambda: WorkerHeartbeat(12.5, 7, 99.9, 2**40, {"gpu": 1, "big-memory": -1}),
+    WorkerHeartbeat: lambda: WorkerHeartbeat(12.5, 7, 99.9, 2**40, {"gpu": 1, "big-memory": -1}, 2, 1, 3),
     WorkerHeartbeatEcho: lambda: WorkerHeartbeatEcho(0.0, b""),
     ClientDisconnect: lambda: ClientDisconnect(DisconnectType.SHUTDOWN),
     ClientShutdownResponse: lambda: ClientShutdownResponse(False, "protected mode \u2014 refuse"),
@@ -92,7 +107,7 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         b"graph-1",
         [
             GraphNode(b"n1", b"fn", b"", [TaskArgument("", ArgumentKind.INLINE, b"1")], []),
-            GraphNode(b"n2", b"fn", b"f", [TaskArgument("", ArgumentKind.OBJECT, b"n1")], [b"n1"]),
+            GraphNode(b"n2", b"fn", b"f", [TaskArgument("", ArgumentKind.OBJECT, b"n1")], [b"n1"], "f"),
         ],
         [b"n2"],
         True,
@@ -108,6 +123,54 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
     ProcessorBlocked: lambda: ProcessorBlocked(True),
     TaskStarted: lambda: TaskStarted(b"task-1", 4),
     TaskCredit: lambda: TaskCredit(100000),
+    StatusRequest: lambda: StatusRequest(7),
+    StatusSnapshot: lambda: StatusSnapshot(
+        7,
+        1234.5,
+        1700000000.5,
+        SchedulerStatus(
+            b"scheduler-1",
+            "1.0",
+            60.0,
+            12.5,
+            2**27,
+            100.5,
+            99.5,
+            {"queued": 3, "running": 2},
+            {"submitted": 10, "finished": 5},
+            4,
+            2**20,
+            0,
+        ),
+        [ClientStatus(b"client-1", 3, 2, 5, 1, 0, 3, 59.5)],
+        [
+            WorkerStatus(
+                b"worker-1",
+                WorkerState.DRAINING,
+                {"gpu": 1},
+                1,
+                [RunningTask(b"task-1", "module.function", b"client-1", 0.5)],
+                1,
+                0,
+                1,
+                50.0,
+                2**26,
+                0.25,
+                17,
+            )
+        ],
+    ),
+    StatusEvents: lambda: StatusEvents(
+        1234.5,
+        1700000000.5,
+        [
+            TaskEventRecord(
+                TaskEventKind.FINISHED, 1234.25, b"task-1", b"client-1", b"worker-1", "f", 1, 0.5, 0.25, 2**20, ""
+            )
+        ],
+        [PeerEventRecord(PeerEventKind.WORKER_JOINED, 1234.0, b"worker-1", "")],
+        3,
+    ),
 }
 
 MESSAGE_IDS = [kind.__name__ for kind in ALL_MESSAGES]
@@ -388,6 +451,9 @@ def _wrong_values(annotation: Any) -> list[Any]:
     if isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
         invalid = max(annotation) + 1
         return [invalid, -1, 2**63, True, 0.0, str(int(min(annotation))), None]
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        count = len(dataclasses.fields(annotation))  # type: ignore[arg-type]
+        return [b"", "", None, {}, 0, [], [None] * count, [None] * (count + 1)]
     return []  # a new kind of field: test_every_field_annotation_has_wrong_values asks for cases
 
 
@@ -790,6 +856,52 @@ enum LogStream(STDOUT=1, STDERR=2)
 record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
 record ObjectContent(object_id: bytes, data: bytes)
 record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes])""",
+    6: """\
+1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent], parent_task_id: bytes, function_name: str)
+2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int, load_seconds: float, serialize_seconds: float, result_bytes: int, queue_wait_seconds: float, transfer_seconds: float)
+3 TaskCancel(task_id: bytes)
+4 TaskCancelConfirm(task_id: bytes, confirm: CancelConfirmType)
+5 ClientHeartbeat(timestamp: float)
+6 ClientHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+7 WorkerHeartbeat(timestamp: float, queued_tasks: int, cpu_percent: float, rss_bytes: int, capabilities: dict[str, int], processors_running: int, processors_parked: int, processors_idle: int)
+8 WorkerHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+9 ClientDisconnect(kind: DisconnectType)
+10 ClientShutdownResponse(accepted: bool, reason: str)
+11 DisconnectRequest(drain: bool)
+12 DisconnectResponse()
+13 SchedulerShutdown(reason: str)
+14 ClientDropped(reason: str)
+15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool, parent_task_id: bytes)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str, dropped_bytes: int)
+17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
+18 ObjectRequest(object_ids: list[bytes])
+19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
+20 BalanceRequest(task_ids: list[bytes])
+21 BalanceResponse(task_ids: list[bytes])
+22 ProcessorBlocked(blocked: bool)
+23 TaskStarted(task_id: bytes, attempt: int)
+24 TaskCredit(count: int)
+25 StatusRequest(request_id: int)
+26 StatusSnapshot(request_id: int, now: float, wall_time: float, scheduler: SchedulerStatus, clients: list[ClientStatus], workers: list[WorkerStatus])
+27 StatusEvents(now: float, wall_time: float, tasks: list[TaskEventRecord], peers: list[PeerEventRecord], dropped: int)
+enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5, NO_WORKER=6, MISSING_OBJECTS=7)
+enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
+enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
+enum ArgumentKind(INLINE=0, OBJECT=1)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2, DELETE_FUNCTIONS=3)
+enum LogStream(STDOUT=1, STDERR=2)
+record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
+record ObjectContent(object_id: bytes, data: bytes)
+record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes], function_name: str)
+enum WorkerState(ACTIVE=0, DRAINING=1, LOST=2)
+enum TaskEventKind(SUBMITTED=0, STARTED=1, FINISHED=2, FAILED=3, CANCELLED=4, RETRIED=5)
+enum PeerEventKind(WORKER_JOINED=0, WORKER_LEFT=1, WORKER_DIED=2, WORKER_DRAINING=3, CLIENT_JOINED=4, CLIENT_LEFT=5)
+record SchedulerStatus(scheduler_id: bytes, version: str, uptime_seconds: float, cpu_percent: float, rss_bytes: int, messages_in_per_second: float, messages_out_per_second: float, tasks_by_state: dict[str, int], tasks_total: dict[str, int], objects: int, object_bytes: int, feed_dropped: int)
+record ClientStatus(client_id: bytes, queued: int, running: int, done: int, failed: int, cancelled: int, credits_in_use: int, connected_seconds: float)
+record RunningTask(task_id: bytes, function_name: str, client_id: bytes, running_seconds: float)
+record WorkerStatus(worker_id: bytes, state: WorkerState, capabilities: dict[str, int], queued: int, running: list[RunningTask], processors_running: int, processors_parked: int, processors_idle: int, cpu_percent: float, rss_bytes: int, heartbeat_age_seconds: float, done: int)
+record TaskEventRecord(kind: TaskEventKind, time: float, task_id: bytes, client_id: bytes, worker_id: bytes, function_name: str, attempt: int, queue_wait_seconds: float, run_seconds: float, peak_memory_bytes: int, detail: str)
+record PeerEventRecord(kind: PeerEventKind, time: float, peer_id: bytes, detail: str)""",
 }
 
 
