@@ -208,34 +208,28 @@ class ClusterMetrics(Collector):
         if events.dropped:
             self._events_dropped.inc(events.dropped)
 
-    def _fresh(self) -> tuple[_Latest | None, float | None, float]:
-        """The latest snapshot if it is not stale, the last message's age (None before any), and now."""
+    def _read(self) -> tuple[_Latest | None, bool, float | None, float]:
+        """The latest snapshot (None before any), whether it is fresh, the last message's age, and now."""
         now = self._clock()
         with self._lock:
             latest, last_message_at = self._latest, self._last_message_at
-        if latest is not None and now - latest.received_at > self.stale_after_seconds:
-            latest = None
-        return latest, (None if last_message_at is None else now - last_message_at), now
+        fresh = latest is not None and now - latest.received_at <= self.stale_after_seconds
+        return latest, fresh, (None if last_message_at is None else now - last_message_at), now
 
     def health(self) -> dict[str, object]:
         """A summary for ``/health``: ``status`` is ``ok`` while snapshots arrive, else ``stale`` or ``waiting``."""
-        with self._lock:
-            ever = self._latest
-        latest, _, now = self._fresh()
+        latest, fresh, _, now = self._read()
         if latest is None:
-            return {
-                "status": "stale" if ever is not None else "waiting",
-                "scheduler_id": None if ever is None else peer_label(ever.snapshot.scheduler.scheduler_id),
-                "last_snapshot_age_seconds": None if ever is None else now - ever.received_at,
-            }
-        snapshot = latest.snapshot
-        return {
-            "status": "ok",
-            "scheduler_id": peer_label(snapshot.scheduler.scheduler_id),
+            return {"status": "waiting", "scheduler_id": None, "last_snapshot_age_seconds": None}
+        summary: dict[str, object] = {
+            "status": "ok" if fresh else "stale",
+            "scheduler_id": peer_label(latest.snapshot.scheduler.scheduler_id),
             "last_snapshot_age_seconds": now - latest.received_at,
-            "workers": len(snapshot.workers),
-            "clients": len(snapshot.clients),
         }
+        if fresh:  # a stale snapshot's counts would be a guess
+            summary["workers"] = len(latest.snapshot.workers)
+            summary["clients"] = len(latest.snapshot.clients)
+        return summary
 
     def describe(self) -> Iterable[Metric]:
         """The families ``collect`` yields, without samples: the registry checks names against them."""
@@ -243,8 +237,8 @@ class ClusterMetrics(Collector):
 
     def collect(self) -> Iterable[Metric]:
         """The feed's freshness and the latest snapshot's figures (none when it is stale)."""
-        latest, message_age, now = self._fresh()
-        return list(_families(latest, message_age, now))
+        latest, fresh, message_age, now = self._read()
+        return list(_families(latest if fresh else None, message_age, now))
 
 
 def _families(latest: _Latest | None, message_age: float | None, now: float) -> Iterator[Metric]:

@@ -318,6 +318,7 @@ def test_a_stale_snapshot_is_not_served(metrics: ClusterMetrics, registry: Colle
         assert gone not in names(samples)
     health = metrics.health()
     assert health["status"] == "stale" and health["last_snapshot_age_seconds"] == pytest.approx(10.1)
+    assert health["scheduler_id"] == "scheduler|h|1|aa" and "workers" not in health
 
     metrics.update(snapshot())
     samples = scrape(registry)
