@@ -168,11 +168,16 @@ class SimulatedHosts:
             f"table inet {_CHAOS_TABLE} {{\n"
             "  chain out {\n"
             "    type filter hook output priority 0;\n"
-            f'    oifname "eth0" numgen random mod 100 < {int(percent)} drop\n'
+            f'    oifname "eth0" numgen random mod 100 < {int(percent)} counter drop\n'
             "  }\n"
             "}\n"
         )
         subprocess.run(self.command(host, ["nft", "-f", "-"]), input=rules, text=True, check=True, timeout=30)
+
+    def dropped_packets(self, host: str) -> int:
+        """How many packets ``set_loss``'s rule has dropped on ``host`` so far."""
+        listed = self.run(host, ["nft", "list", "table", "inet", _CHAOS_TABLE]).stdout
+        return sum(int(count) for count in re.findall(r"counter packets (\d+)", listed))
 
     def clear_loss(self, host: str) -> None:
         """Remove ``set_loss``'s rule from ``host``, if it is there."""

@@ -56,10 +56,15 @@ def test_tasks_big_objects_and_a_graph_cross_the_hosts_correctly(deployment: Dep
     assert set(result["hosts"]) == set(deployment.worker_hosts), result["hosts"]  # both worker hosts took part
     assert result["big_argument_ok"] and result["big_result_ok"]
     assert result["graph_ok"]
+    lost = ""
+    if network == "1 % loss":
+        dropped = {host: deployment.testbed.dropped_packets(host) for host in hosts}
+        assert sum(dropped.values()) > 0, "the loss rule dropped nothing"
+        lost = f"; packets dropped per host {dropped}"
     figure(
         f"multihost {network}",
         f"{N_TASKS} tasks from host cli to workers on {', '.join(deployment.worker_hosts)}: "
         f"{result['tasks_per_second']:.0f} tasks/s ({result['seconds']:.2f} s, per host {result['hosts']}); "
         f"one task's round trip (median of 20): {result['round_trip_median'] * 1000:.1f} ms; "
-        f"8 MiB argument + 8 MiB result: {result['big_seconds']:.2f} s; 0 wrong",
+        f"8 MiB argument + 8 MiB result: {result['big_seconds']:.2f} s; 0 wrong{lost}",
     )
