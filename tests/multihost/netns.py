@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -138,10 +139,10 @@ class SimulatedHosts:
         return ["ip", "netns", "exec", self.hosts[host].namespace, *argv]
 
     def start(
-        self, host: str, argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: object
+        self, host: str, argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: Any
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``host``'s namespace; ``teardown()`` kills it if nobody else has."""
-        process = subprocess.Popen(self.command(host, argv), env=dict(env) if env is not None else None, **popen)  # type: ignore[call-overload]
+        process = subprocess.Popen(self.command(host, argv), env=dict(env) if env is not None else None, **popen)
         self._processes.append(process)
         return process
 

@@ -131,9 +131,10 @@ def batch(args: dict[str, Any]) -> None:
     with connect(args) as client:
         futures = [client.submit(sleep_square, i, seconds, args.get("ledger")) for i in range(n_tasks)]
         emit("submitted", n_tasks=n_tasks)
+        index_of: dict[concurrent.futures.Future[Any], int] = {future: i for i, future in enumerate(futures)}
         done: list[dict[str, Any]] = []
         for future in concurrent.futures.as_completed(futures, timeout=args.get("wait_seconds", 120)):
-            i = futures.index(future)
+            i = index_of[future]
             error = future.exception()
             if error is None:
                 value, where = future.result()
