@@ -22,6 +22,29 @@ N_TASKS = 2000
 BIG_BYTES = 8 * 1024 * 1024
 
 
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 9), timeout=1.0)
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_host_is_reachable_only_while_plugged_in(testbed: SimulatedHosts) -> None:
+    def probe() -> str:  # port 9 has no listener: "refused" means the host answered
+        return testbed.run("cli", [sys.executable, "-c", PROBE, testbed.hosts["w1"].address]).stdout.strip()
+
+    assert probe() == "ConnectionRefusedError"
+    testbed.unplug("w1")
+    try:
+        assert probe() == "TimeoutError"
+    finally:
+        testbed.plug("w1")
+    assert probe() == "ConnectionRefusedError"
+
+
 @pytest.mark.timeout(60)
 def test_a_scheduler_on_a_network_address_without_keys_refuses_to_start(testbed: SimulatedHosts) -> None:
     address = f"tcp://{testbed.hosts['sched'].address}:{SCHEDULER_PORT}"
