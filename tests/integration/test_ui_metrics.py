@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import zmq
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scaler import Client, SchedulerClusterCombo
 from scaler.monitor.feed import StatusFeed
 from scaler.protocol.codec import encode
 from scaler.protocol.messages import (
@@ -21,6 +27,8 @@ from scaler.protocol.messages import (
     WorkerStatus,
 )
 from scaler.ui.metrics import ClusterMetrics
+from tests.integration import tasks
+from tests.integration.conftest import descendants, wait_no_descendants
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -80,3 +88,114 @@ def test_metrics_from_a_pub_socket_through_status_feed() -> None:
         feed.close()
         publisher.close(linger=0)
         context.term()
+
+
+class FeedPump:
+    """Reads a StatusFeed on its own thread into ClusterMetrics, as scaler_ui does."""
+
+    def __init__(self, monitor_address: str, metrics: ClusterMetrics) -> None:
+        self.metrics = metrics
+        self.peer_events: list[tuple[str, str, str]] = []  # (kind, peer, detail): shown when an assertion fails
+        self._feed = StatusFeed(monitor_address)  # used by the pump's thread only, then closed by stop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed pump", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._feed.receive(0.1):
+                self.metrics.update(message)
+                if isinstance(message, StatusEvents):
+                    self.peer_events.extend((p.kind.name, p.peer_id.decode(), p.detail) for p in message.peers)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._feed.close()
+
+
+def workers(samples: Samples) -> float:
+    """Workers in any state (a busy machine can make a heartbeat late, and a worker briefly lost)."""
+    return sum(value(samples, "scaler_workers", state=state) for state in ("active", "draining", "lost"))
+
+
+def wait_for(registry: CollectorRegistry, done: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
+    """Scrape until ``done(samples)`` or ``timeout``; the last scrape."""
+    deadline = time.monotonic() + timeout
+    samples = scrape_text(generate_latest(registry).decode())
+    while not done(samples) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        samples = scrape_text(generate_latest(registry).decode())
+    return samples
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_metrics_match_what_a_real_cluster_did() -> None:
+    n_workers, n_tasks, n_failing = 2, 30, 7
+    registry = CollectorRegistry()
+    metrics = ClusterMetrics(registry)
+    before = descendants()
+    with SchedulerClusterCombo(n_workers=n_workers, logging_level="WARNING") as combo:
+        monitor_address = combo.get_monitor_address()
+        assert monitor_address is not None
+        pump = FeedPump(monitor_address, metrics)
+        try:
+            # every worker has joined, and the pump hears the feed before the first task: no event is missed
+            wait_for(registry, lambda s: s.get(("scaler_workers", (("state", "active"),))) == n_workers)
+            assert metrics.health()["status"] == "ok"
+            with Client(address=combo.get_address(), timeout_seconds=30) as client:
+                futures = [
+                    client.submit(tasks.raise_value_error, "boom")
+                    if i < n_failing
+                    else client.submit(tasks.sleep_return, 0.02, i)
+                    for i in range(n_tasks)
+                ]
+                concurrent.futures.wait(futures, timeout=60)
+                assert sum(future.exception() is not None for future in futures) == n_failing
+
+                finished = n_tasks - n_failing
+                samples = wait_for(
+                    registry,
+                    lambda s: (
+                        s.get(("scaler_tasks_total", (("state", "finished"),))) == finished
+                        and s.get(("scaler_tasks_total", (("state", "failed"),))) == n_failing
+                        and s.get(("scaler_task_duration_seconds_count", (("state", "failed"),))) == n_failing
+                    ),
+                )
+            assert value(samples, "scaler_tasks_total", state="finished") == finished
+            assert value(samples, "scaler_tasks_total", state="failed") == n_failing
+            assert value(samples, "scaler_tasks_total", state="submitted") == n_tasks
+            assert value(samples, "scaler_tasks_total", state="cancelled") == 0
+            assert workers(samples) == n_workers
+            assert value(samples, "scaler_scheduler_up") == 1
+            assert len([key for key in samples if key[0] == "scaler_worker_rss_bytes"]) == n_workers
+            assert value(samples, "scaler_status_events_dropped_total") == 0
+            assert value(samples, "scaler_task_duration_seconds_count", state="finished") == finished
+            assert value(samples, "scaler_task_duration_seconds_count", state="failed") == n_failing
+            # every finished task slept 0.02 s on its worker
+            assert value(samples, "scaler_task_duration_seconds_sum", state="finished") >= 0.02 * finished
+            assert value(samples, "scaler_task_queue_wait_seconds_count") == n_tasks
+            assert value(samples, "scaler_client_events_total", event="joined") == 1
+
+            # A worker that goes takes its series with it. SIGKILL, not SIGTERM: a drained worker's late
+            # heartbeat can register it again at the scheduler for a while (reported to the lead).
+            leaving = combo.worker_pids()[0]
+            os.kill(leaving, signal.SIGKILL)
+            after = wait_for(
+                registry,
+                lambda s: (
+                    len([key for key in s if key[0] == "scaler_worker_rss_bytes"]) == n_workers - 1
+                    and s.get(("scaler_worker_events_total", (("event", "died"),))) == 1
+                ),
+            )
+            assert workers(after) == n_workers - 1
+            per_worker = [dict(key[1])["worker"] for key in after if key[0] == "scaler_worker_rss_bytes"]
+            assert len(per_worker) == n_workers - 1
+            assert not [name for name in per_worker if f"|{leaving}|" in name]
+            assert value(after, "scaler_clients") == 0
+            assert value(after, "scaler_worker_events_total", event="died") == 1, pump.peer_events
+            assert value(after, "scaler_worker_events_total", event="left") == 0, pump.peer_events
+        finally:
+            pump.stop()
+    assert not wait_no_descendants(before)  # the killed worker's processors went with it
