@@ -17,7 +17,8 @@ restarted scheduler (a new ``scheduler_id``) starts its counters again from zero
 
 What only the events tell (how long tasks ran and waited, workers joining and dying) is counted
 here, from the moment this process started listening: histograms and counters that survive a
-scheduler restart. A snapshot older than ``stale_after_seconds`` is not served: a scheduler that went
+scheduler restart. A snapshot older than ``stale_after_seconds`` (or three of the scheduler's status
+intervals, if that is longer) is not served: a scheduler that went
 away shows as ``scaler_scheduler_up 0`` and no figures, rather than as its last figures frozen.
 """
 
@@ -106,6 +107,7 @@ class _Latest:
     snapshot: StatusSnapshot
     received_at: float  # this process's clock
     started_at: float  # the scheduler's start, in epoch seconds: its counters' ``_created``
+    interval: float  # seconds between this snapshot and the one before (0 for a scheduler's first)
 
 
 class ClusterMetrics(Collector):
@@ -113,7 +115,8 @@ class ClusterMetrics(Collector):
 
     Call ``update`` with every message the feed gives (from any one thread) and serve ``registry``
     (from any thread). ``stale_after_seconds`` is how long the latest snapshot is served after it
-    arrived; ``clock`` is a monotonic clock in seconds, replaced in tests.
+    arrived, stretched to three status intervals for a scheduler that sends them further apart;
+    ``clock`` is a monotonic clock in seconds, replaced in tests.
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class ClusterMetrics(Collector):
             previous = self._latest
             if previous is not None and previous.snapshot.scheduler.scheduler_id == scheduler.scheduler_id:
                 started_at = previous.started_at  # computed once: each snapshot's jitter would move it
+                interval = snapshot.now - previous.snapshot.now  # the scheduler's own clock
             else:
                 if previous is not None:
                     logger.info(
@@ -190,7 +194,8 @@ class ClusterMetrics(Collector):
                         peer_label(previous.snapshot.scheduler.scheduler_id),
                     )
                 started_at = snapshot.wall_time - scheduler.uptime_seconds
-            self._latest = _Latest(snapshot, now, started_at)
+                interval = 0.0
+            self._latest = _Latest(snapshot, now, started_at, interval)
 
     def _take_events(self, events: StatusEvents) -> None:
         for task in events.tasks:
@@ -213,7 +218,7 @@ class ClusterMetrics(Collector):
         now = self._clock()
         with self._lock:
             latest, last_message_at = self._latest, self._last_message_at
-        fresh = latest is not None and now - latest.received_at <= self.stale_after_seconds
+        fresh = latest is not None and now - latest.received_at <= max(self.stale_after_seconds, 3 * latest.interval)
         return latest, fresh, (None if last_message_at is None else now - last_message_at), now
 
     def health(self) -> dict[str, object]:

@@ -326,6 +326,21 @@ def test_a_stale_snapshot_is_not_served(metrics: ClusterMetrics, registry: Colle
     assert value(samples, "scaler_tasks_total", state="finished") == 80
 
 
+def test_a_scheduler_with_a_long_status_interval_is_not_stale_between_snapshots(
+    metrics: ClusterMetrics, registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    first = snapshot()
+    metrics.update(first)
+    clock.now += 30
+    later = snapshot()
+    later.now = first.now + 30  # --status-interval-seconds 30
+    metrics.update(later)
+    clock.now += 60  # two intervals on: the next snapshot is late, not lost
+    assert value(scrape(registry), "scaler_scheduler_up") == 1
+    clock.now += 31
+    assert value(scrape(registry), "scaler_scheduler_up") == 0
+
+
 def test_unknown_states_are_exported_and_odd_ids_become_hex(
     metrics: ClusterMetrics, registry: CollectorRegistry
 ) -> None:
