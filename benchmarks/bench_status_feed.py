@@ -13,6 +13,11 @@ as ``scaler_top`` and ``scaler_ui`` do. Runs alternate between the two clusters 
 ...) so that drift in the machine's load hits both alike; the report gives each run, the medians,
 and the ratio on / off of the median throughputs (the issue's goal: 0.97 or more). It also checks
 that the subscriber saw an event for every task, so the "on" runs did pay for the events.
+
+On a machine shared with other work the wall clock swings by more than the feed costs, so each
+run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
+process's client, and for "on" the subscriber): CPU per task, and the throughput ratio it implies
+on a machine the benchmark had to itself (off CPU / on CPU), move much less with other load.
 """
 
 from __future__ import annotations
@@ -70,6 +75,20 @@ def throughput(client: Any, tasks: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their live descendants."""
+    total = 0.0
+    for root in roots:
+        try:
+            process = psutil.Process(root)
+            for member in [process, *process.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -110,12 +129,25 @@ def main() -> None:
         for client in (off_client, on_client):
             throughput(client, options.warmup)
         results: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}  # CPU microseconds per task
         clients = {"off": off_client, "on": on_client}
+        here = os.getpid()
+        roots = {
+            "off": [off_cluster.scheduler_pid(), *off_cluster.worker_pids()],
+            "on": [on_cluster.scheduler_pid(), *on_cluster.worker_pids(), subscriber.pid],
+        }
         for round_number in range(options.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for kind in order:
+                before_cpu = cpu_seconds(roots[kind]) + _own_cpu(here)
                 results[kind].append(throughput(clients[kind], options.tasks))
-                print(f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s", flush=True)
+                time.sleep(0.3)  # the subscriber decodes the last events of the run
+                cpu[kind].append((cpu_seconds(roots[kind]) + _own_cpu(here) - before_cpu) / options.tasks * 1e6)
+                print(
+                    f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s, "
+                    f"{cpu[kind][-1]:>6,.0f} CPU us/task",
+                    flush=True,
+                )
         time.sleep(1.5)  # the last events and a snapshot reach the subscriber
         subscriber.terminate()
         counts: dict[str, Any] = json.loads(subscriber.communicate(timeout=30)[0] or "{}")
@@ -127,7 +159,10 @@ def main() -> None:
     )
     print(f"feed off:                      median {off:>9,.0f} tasks/s  (runs: {_runs(results['off'])})")
     print(f"feed on, subscriber decoding:  median {on:>9,.0f} tasks/s  (runs: {_runs(results['on'])})")
-    print(f"ratio on / off:                {on / off:.3f}")
+    print(f"ratio on / off:                {on / off:.3f}  (wall clock)")
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
+    print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
     print(
         f"subscriber: {counts.get('snapshots', 0)} snapshots, {counts.get('event_messages', 0):,} event messages, "
         f"{counts.get('task_events', 0):,} task events ({counts.get('finished_events', 0):,} finished of "
@@ -138,6 +173,11 @@ def main() -> None:
     if any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in left):
         print(f"processes left behind: {sorted(left)}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _own_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _runs(values: list[float]) -> str:

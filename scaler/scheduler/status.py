@@ -2,12 +2,13 @@
 
 ``StatusRecorder`` lives in the core (``SchedulerBook._status``). It keeps the totals a snapshot
 reports (tasks submitted, finished, failed, cancelled, retried since start) whether or not anyone
-watches, and, only while the shell says a subscriber listens (``recording``), the events of the
-current loop turn: one tuple per event, appended in the handler that saw it. ``take_events`` turns
-them into one ``StatusEvents`` per turn. Tuples, not ``TaskEventRecord``s: the msgpack packer writes a
-tuple exactly as it writes a record, and building a dataclass per event would cost the scheduler
-more than the rest of the feed together; the reader decodes them into typed records as usual. A
-turn keeps at most ``limit`` events, and counts the rest in ``dropped``.
+watches, and, only while the shell says a subscriber listens (``recording``), the events since
+they were last taken: one tuple per event, appended in the handler that saw it. ``take_events``
+turns them into one ``StatusEvents`` (the shell calls it at the end of a turn, at most every few
+tens of milliseconds; see ``server.py``). Tuples, not ``TaskEventRecord``s: the msgpack packer
+writes a tuple exactly as it writes a record, and building a dataclass per event would cost the
+scheduler more than the rest of the feed together; the reader decodes them into typed records as
+usual. A message keeps at most ``limit`` events, and counts the rest in ``dropped``.
 
 ``build_snapshot`` computes a ``StatusSnapshot`` from the stores at ``now``: no socket, no clock.
 The figures only the process knows (CPU, RSS, uptime, message rates, what the monitor socket
@@ -42,7 +43,7 @@ from scaler.scheduler.object_store import ObjectStore
 from scaler.scheduler.task_table import TaskRecord, TaskState
 from scaler.scheduler.workers import WorkerRecord
 
-MAX_EVENTS_PER_TURN = 10_000  # a turn's events past this are counted in ``dropped``, not sent
+MAX_EVENTS_PER_TURN = 20_000  # events past this in one message are counted in ``dropped``, not sent (~2.4 MB)
 LOST_AFTER_INTERVALS = 3.0  # a worker whose heartbeat is this many intervals late shows as LOST
 DEFAULT_HEARTBEAT_INTERVAL = 2.0  # assumed until a worker's second heartbeat shows its own
 

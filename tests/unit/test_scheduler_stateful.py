@@ -43,6 +43,7 @@ from scaler.protocol.messages import (
     TaskCancel,
     TaskCancelConfirm,
     TaskCredit,
+    TaskEventKind,
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
@@ -67,6 +68,7 @@ FUNCTION_IDS = sorted(FUNCTIONS)
 CLIENT_SLOTS = 2
 TERMINAL_CONFIRMS = (CancelConfirmType.CANCELED, CancelConfirmType.CANCEL_NOT_FOUND)
 FAILURES = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.PROCESSOR_DIED)
+_TERMINAL_EVENTS = (TaskEventKind.FINISHED, TaskEventKind.FAILED, TaskEventKind.CANCELLED)
 
 
 def payload(task_id: bytes, attempt: int) -> bytes:
@@ -81,6 +83,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.state = SchedulerState(CONFIG)
+        self.state.record_events(True)  # the status feed's events, checked against the tasks' lives
+        self.task_events: dict[bytes, list[TaskEventKind]] = {}  # task id -> its events, in order
         self.now = 0.0
         self.task_counter = 0
         # clients
@@ -431,6 +435,27 @@ class SchedulerMachine(RuleBasedStateMachine):
         for record in self.state.tasks.values():
             if record.client not in self.connected:
                 assert record.state is not TaskState.QUEUED
+
+    @invariant()
+    def the_status_feed_agrees_with_the_state(self) -> None:
+        snapshot = self.state.status(self.now)
+        tasks = self.state.tasks
+        assert sum(snapshot.scheduler.tasks_by_state.values()) == len(tasks)
+        totals = snapshot.scheduler.tasks_total
+        assert totals["submitted"] == totals["finished"] + totals["failed"] + totals["cancelled"] + len(tasks)
+        for client in snapshot.clients:
+            assert client.queued + client.running == len(self.state.clients[client.client_id].tasks)
+        for worker in snapshot.workers:
+            assert worker.queued + len(worker.running) == len(self.state.workers[worker.worker_id].tasks)
+        events = self.state.take_events(self.now, 0.0)
+        for event in events.tasks if events is not None else []:
+            kind, task_id = TaskEventKind(event[0]), event[2]  # type: ignore[index]
+            self.task_events.setdefault(task_id, []).append(kind)
+        for task_id, kinds in self.task_events.items():
+            assert kinds[0] is TaskEventKind.SUBMITTED and kinds.count(TaskEventKind.SUBMITTED) == 1
+            ends = [kind for kind in kinds if kind in _TERMINAL_EVENTS]
+            assert len(ends) == (0 if task_id in tasks else 1), f"task {task_id!r}: events {kinds}"
+            assert not ends or kinds[-1] is ends[0], "an event after the task ended"
 
     @invariant()
     def functions_belong_to_connected_clients(self) -> None:
