@@ -17,7 +17,13 @@ that the subscriber saw an event for every task, so the "on" runs did pay for th
 On a machine shared with other work the wall clock swings by more than the feed costs, so each
 run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
 process's client, and for "on" the subscriber): CPU per task, and the throughput ratio it implies
-on a machine the benchmark had to itself (off CPU / on CPU), move much less with other load.
+on a machine the benchmark had to itself (off CPU / on CPU).
+
+Last, it measures the feed's own CPU cost per task without sockets or other processes, which
+load disturbs least: the scheduler core pushing tasks through submit, dispatch, start and result
+with events off and on (taking and encoding them once per turn of 50 tasks), and a subscriber
+decoding those events; their sum, set against the end-to-end CPU per task, is the share of the
+feed in a CPU-bound run.
 """
 
 from __future__ import annotations
@@ -73,6 +79,64 @@ def throughput(client: Any, tasks: int) -> float:
     futures = [client.submit(noop, i) for i in range(tasks)]
     assert [future.result() for future in futures][-1] == tasks - 1
     return tasks / (time.perf_counter() - start)
+
+
+def core_costs(tasks: int = 50_000, burst: int = 50) -> tuple[float, float, float]:
+    """CPU microseconds per task: the scheduler core with events off, with events on, and decoding them."""
+    from scaler.protocol.codec import decode, encode_one
+    from scaler.protocol.content_id import content_id
+    from scaler.protocol.messages import (
+        ArgumentKind,
+        ClientHeartbeat,
+        Task,
+        TaskArgument,
+        TaskResult,
+        TaskStarted,
+        TaskStatus,
+        WorkerHeartbeat,
+    )
+    from scaler.scheduler.state import SchedulerConfig, SchedulerState, Send
+
+    def run(recording: bool) -> tuple[float, list[bytes]]:
+        function = b"f" * 200
+        function_id = content_id(function)
+        state = SchedulerState(SchedulerConfig(per_worker_queue_size=1000))
+        state.record_events(recording)
+        for number in range(2):
+            state.handle(b"worker|host|%d|0000" % number, WorkerHeartbeat(0.0, 0, 0.0, 0), 0.0)
+        client = b"client|host|1234|abcdef12"
+        state.handle(client, ClientHeartbeat(0.0), 0.0)
+        argument = [TaskArgument("", ArgumentKind.INLINE, b"1")]
+        frames: list[bytes] = []
+        sent, now = 0, 0.0
+        start = time.process_time()
+        while sent < tasks:
+            out = []
+            for _ in range(burst):
+                task = Task(sent.to_bytes(16, "big"), function_id, function if sent == 0 else b"", argument, 0)
+                task.function_name = "benchmarks.bench_status_feed.noop"
+                out += state.handle(client, task, now, dispatch=False)
+                sent += 1
+            out += state.dispatch()
+            for instruction in out:
+                if isinstance(instruction, Send) and isinstance(instruction.message, Task):
+                    worker, message = instruction.to, instruction.message
+                    state.handle(worker, TaskStarted(message.task_id, message.attempt), now, dispatch=False)
+                    result = TaskResult(message.task_id, TaskStatus.SUCCESS, b"r", message.attempt)
+                    state.handle(worker, result, now, dispatch=False)
+            state.dispatch()
+            events = state.take_events(now, now) if recording else None
+            if events is not None:
+                frames.append(encode_one(events))
+            now += 0.001
+        return (time.process_time() - start) / tasks * 1e6, frames
+
+    off = min(run(False)[0] for _ in range(3))
+    on, frames = min((run(True) for _ in range(3)), key=lambda pair: pair[0])
+    start = time.process_time()
+    for frame in frames:
+        decode(frame)
+    return off, on, (time.process_time() - start) / tasks * 1e6
 
 
 def cpu_seconds(roots: list[int]) -> float:
@@ -163,6 +227,16 @@ def main() -> None:
     cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
     print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
+    core_off, core_on, decoding = core_costs()
+    added = core_on - core_off + decoding
+    print(
+        f"feed's own CPU per task:       scheduler core {core_off:.1f} us off, {core_on:.1f} us on "
+        f"(+{core_on - core_off:.1f}); a subscriber decoding {decoding:.1f} us"
+    )
+    print(
+        f"  = {added:.1f} us of the {cpu_off:,.0f} us a task costs with the feed off: "
+        f"ratio {cpu_off / (cpu_off + added):.3f} when CPU-bound"
+    )
     print(
         f"subscriber: {counts.get('snapshots', 0)} snapshots, {counts.get('event_messages', 0):,} event messages, "
         f"{counts.get('task_events', 0):,} task events ({counts.get('finished_events', 0):,} finished of "
