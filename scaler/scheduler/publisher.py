@@ -29,6 +29,10 @@ OFF = "none"
 SEND_HIGH_WATER_MARK = 50
 
 
+class MonitorBindError(RuntimeError):
+    """The monitor address the scheduler was given cannot be bound."""
+
+
 def resolve_monitor_address(scheduler_address: str, monitor_address: str | None) -> str | None:
     """Where the feed goes: ``monitor_address`` itself, None for ``"none"``, else beside the scheduler.
 

@@ -33,7 +33,7 @@ from scaler.io.security import SchedulerKeys, is_loopback
 from scaler.io.transport import TICK_SECONDS, RouterTransport, Ticker
 from scaler.protocol.codec import encode_one
 from scaler.protocol.messages import Message
-from scaler.scheduler.publisher import StatusPublisher, resolve_monitor_address
+from scaler.scheduler.publisher import MonitorBindError, StatusPublisher, resolve_monitor_address
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
 from scaler.scheduler.status import ShellFigures
 
@@ -124,7 +124,10 @@ class SchedulerServer:
             self._publisher = StatusPublisher(transport.context, self.monitor_address, self.keys)
         except zmq.ZMQError as error:
             if self._monitor_address_given:
-                raise
+                raise MonitorBindError(
+                    f"cannot publish the status feed on {self.monitor_address}: {error}; pick another "
+                    f"--monitor-address, or 'none' to run without the feed"
+                ) from None
             logger.warning(
                 "scheduler: no status feed: cannot bind %s (%s); pick one with --monitor-address",
                 self.monitor_address,
