@@ -63,8 +63,8 @@ class SchedulerConfig(LoggingSettings):
     )
     monitor_address: str | None = setting(
         None,
-        help="publish the status feed (for scaler_top, scaler_ui, StatusFeed) here; default: the scheduler's port "
-        "+ 2 on the same host (beside an ipc:// path, that path + '.monitor'); 'none' turns the feed off",
+        help="publish the status feed (read by scaler_top, scaler_ui and StatusFeed) here, or 'none' to turn it "
+        "off (default: the scheduler's port + 2 on the same host; beside an ipc:// path, that path + '.monitor')",
         group="scheduler",
         scaler_flags=("--monitor-address", "-ma"),
         scaler_meaning="mapped: the same default (the scheduler's port + 2); 'none' turns the feed off. Its messages "
