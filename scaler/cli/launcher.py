@@ -31,6 +31,7 @@ from scaler.config.roles import ROLES, SECTIONS, Role, load_config
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import ConfigError, check_sections, read_toml
 from scaler.io.security import SchedulerKeys, check_bind
+from scaler.monitor.feed import monitor_address_for
 
 logger = logging.getLogger("scaler.launcher")
 
@@ -89,7 +90,7 @@ def plan(path: str) -> list[Child]:
         elif not config.address:
             if scheduler_address is None or not role.needs_scheduler_address:
                 raise ConfigError(f"{path}: [{role.section}] needs the scheduler's address, or a [scheduler] section")
-            command.append(scheduler_address)
+            command.append(monitor_address_for(scheduler_address) if role.needs_monitor_address else scheduler_address)
         stop_seconds = _STOP_SECONDS + getattr(config, "grace_period_seconds", 0.0)
         children.append(Child(role, command, stop_seconds))
     if not children:

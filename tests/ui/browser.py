@@ -1,0 +1,86 @@
+"""Headless Chromium for the dashboard's browser tests: Debian's chromium and chromium-driver, no network.
+
+Selenium is given both binaries, so selenium-manager never runs (it would try to download a driver).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS_ENV = "SCALER_DOCS_SCREENSHOTS"  # e.g. docs/images/monitoring: also write the screenshots there
+
+
+def require_chromium() -> None:
+    """Skip the test, saying why, when chromium, chromium-driver or selenium is missing."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not (os.path.exists(path) and os.access(path, os.X_OK))]
+    if missing:
+        reason = f"browser test skipped: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        print("browser test skipped: selenium is not installed (pip install 'scaler[test]')")
+        pytest.skip("selenium is not installed")
+
+
+def start_chromium(profile_dir: Path, width: int = 1400, height: int = 900) -> Any:
+    """A headless Chromium with a fresh profile in ``profile_dir``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile_dir}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "the condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as error:  # the page is still loading or re-rendering
+            last_error = error
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+
+
+def save_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
+    """Save a PNG of the page under ``tmp_path``, and under $SCALER_DOCS_SCREENSHOTS when it is set."""
+    path = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(path))
+    docs = os.environ.get(SCREENSHOTS_ENV)
+    if docs:
+        Path(docs).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(docs) / f"{name}.png")
+    return path
