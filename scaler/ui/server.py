@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 
 import uvicorn
@@ -75,12 +76,21 @@ def serve(config: UIConfig, keys: PeerKeys | None = None) -> None:
         threading.Thread(target=_stop_when, args=(parent_gone, server), daemon=True).start()
     shown = f"[{host}]" if ":" in host else host
     logger.info("scaler_ui: serving http://%s:%d/ from the status feed %s", shown, port, config.address)
+    # uvicorn turns SIGINT/SIGTERM into a graceful stop, then raises the signal again once stopped,
+    # for the handlers it found; handlers that only note it make Ctrl-C and SIGTERM an exit with 0.
+    previous = {sig: signal.signal(sig, _noted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run()
     finally:
         dashboard.stopping.set()
         reader.join(timeout=5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         logger.info("scaler_ui: stopped")
+
+
+def _noted(sig: int, frame: object) -> None:
+    logger.debug("scaler_ui: signal %d after the server stopped", sig)
 
 
 def _stop_when(event: threading.Event, server: uvicorn.Server) -> None:

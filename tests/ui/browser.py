@@ -5,9 +5,15 @@ Selenium is given both binaries, so selenium-manager never runs (it would try to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,3 +90,44 @@ def save_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
         Path(docs).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, Path(docs) / f"{name}.png")
     return path
+
+
+class DashboardProcess:
+    """``scaler_ui`` in a subprocess, reading ``monitor_address``, serving on a free loopback port."""
+
+    def __init__(self, monitor_address: str, *extra: str, log_path: Path | None = None):
+        from scaler.io.sockets import free_tcp_address
+
+        self.port = int(free_tcp_address().rpartition(":")[2])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "wb") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scaler.cli.ui", monitor_address, "--ui-address", f"127.0.0.1:{self.port}", *extra],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until /health answers 200 (the dashboard serves, and the feed is heard)."""
+
+        def healthy() -> bool:
+            assert self.process.poll() is None, f"scaler_ui exited with {self.process.returncode}"
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                    return json.load(response)["feed_heard"] and response.status == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        wait_for(healthy, timeout, "the dashboard to serve and hear the feed")
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Send ``sig`` (SIGINT: as Ctrl-C; SIGTERM: as the launcher); kill after a deadline."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()

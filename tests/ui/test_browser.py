@@ -1,0 +1,141 @@
+"""The dashboard in a real browser (headless Chromium through Selenium), as a person would use it.
+
+Each view is opened, its content checked, and a screenshot saved under the test's tmp_path (and under
+$SCALER_DOCS_SCREENSHOTS, e.g. docs/images/monitoring, when set). Skipped only when chromium or
+chromium-driver is missing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scaler.io.sockets import free_tcp_address
+from tests.ui.browser import DashboardProcess, require_chromium, save_screenshot, start_chromium, wait_for
+from tests.ui.fakes import FakeCluster, FakeFeedPublisher
+
+WORKERS = [b"worker|alpha|101|a1b2c3d4", b"worker|beta|102|e5f6a7b8"]
+
+
+def text_of(driver: Any, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def column(driver: Any, index: int) -> list[str]:
+    """The texts of the tasks table's column ``index`` (from 1), read in one go: the table re-renders live."""
+    script = "return [...document.querySelectorAll(arguments[0])].map((cell) => cell.textContent.trim());"
+    return driver.execute_script(script, f"#tasks-table tbody tr td:nth-child({index})")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    require_chromium()
+    driver = start_chromium(tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def fake_feed() -> Iterator[str]:
+    address = free_tcp_address()
+    publisher = FakeFeedPublisher(address, FakeCluster(WORKERS), interval=0.5).start()
+    try:
+        yield address
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_every_view_against_a_fake_feed(browser: Any, fake_feed: str, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    dashboard = DashboardProcess(fake_feed, log_path=tmp_path / "ui.log")
+    try:
+        dashboard.wait_healthy()
+        browser.get(dashboard.url + "/#overview")
+        wait_for(lambda: text_of(browser, "#s-workers") == "2", what="2 workers in the header")
+        first = int(text_of(browser, "#s-finished").replace(",", ""))
+        wait_for(lambda: int(text_of(browser, "#s-finished").replace(",", "")) > first + 2, what="a rising count")
+        assert "live" in text_of(browser, "#feed-status")
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-rate polyline"), what="the rate graph")
+        save_screenshot(browser, tmp_path, "dashboard-overview")
+
+        browser.find_element(By.CSS_SELECTOR, 'a[data-view="workers"]').click()
+        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#workers-table tbody tr")) == 2, what="2 rows")
+        table = text_of(browser, "#workers-table")
+        assert "worker|alpha|101|a1b2c3d4" in table and "worker|beta|102|e5f6a7b8" in table
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#workers-table svg.spark polyline"), what="sparklines")
+        save_screenshot(browser, tmp_path, "dashboard-workers")
+
+        browser.find_element(By.CSS_SELECTOR, 'a[data-view="stream"]').click()
+        wait_for(lambda: "simulate" in text_of(browser, "#stream-legend"), what="the functions' legend")
+        assert "on 2 workers" in text_of(browser, "#stream-count")
+        save_screenshot(browser, tmp_path, "dashboard-stream")
+
+        browser.get(dashboard.url + "/#tasks")
+        wait_for(lambda: "finished" in column(browser, 4), what="a finished task in the table")
+        browser.find_element(By.CSS_SELECTOR, 'th[data-sort="function"]').click()
+        wait_for(
+            lambda: (
+                "sorted-asc" in browser.find_element(By.CSS_SELECTOR, 'th[data-sort="function"]').get_attribute("class")
+            )
+        )
+        wait_for(
+            lambda: column(browser, 3) == sorted(column(browser, 3)) and len(set(column(browser, 3))) > 1,
+            what="sorted by function",
+        )
+        browser.find_element(By.CSS_SELECTOR, 'th[data-sort="function"]').click()
+        wait_for(lambda: column(browser, 3) == sorted(column(browser, 3), reverse=True), what="sorted backwards")
+        Select(browser.find_element(By.ID, "tasks-state")).select_by_value("failed")
+        wait_for(lambda: column(browser, 4) and set(column(browser, 4)) == {"failed"}, what="only failed tasks")
+        Select(browser.find_element(By.ID, "tasks-state")).select_by_value("")
+        browser.find_element(By.ID, "tasks-filter").send_keys("load_csv")
+        wait_for(lambda: column(browser, 3) and set(column(browser, 3)) == {"■ load_csv"}, what="only load_csv tasks")
+        assert "page 1 of" in text_of(browser, "#tasks-page")
+        save_screenshot(browser, tmp_path, "dashboard-tasks")
+
+        browser.find_element(By.CSS_SELECTOR, 'a[data-view="clients"]').click()
+        wait_for(lambda: "client|laptop|100|c0ffee00" in text_of(browser, "#clients-table"), what="the client")
+        save_screenshot(browser, tmp_path, "dashboard-clients")
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        dashboard.stop()
+    assert dashboard.process.returncode == 0
+    assert all(
+        (tmp_path / f"dashboard-{view}.png").stat().st_size > 10_000
+        for view in ("overview", "workers", "stream", "tasks", "clients")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_token_page(browser: Any, fake_feed: str, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+
+    dashboard = DashboardProcess(fake_feed, "--ui-token", "open-sesame", log_path=tmp_path / "ui.log")
+    try:
+        dashboard.wait_healthy()
+        browser.get(dashboard.url + "/")
+        wait_for(lambda: browser.find_elements(By.ID, "token"), what="the token page")
+        assert "needs its token" in browser.page_source
+        save_screenshot(browser, tmp_path, "dashboard-token")
+        browser.find_element(By.ID, "token").send_keys("wrong")
+        browser.find_element(By.ID, "login-submit").click()
+        wait_for(lambda: "That is not the token" in browser.page_source, what="the refusal")
+        browser.find_element(By.ID, "token").send_keys("open-sesame")
+        browser.find_element(By.ID, "login-submit").click()
+        wait_for(lambda: text_of(browser, "#s-workers") == "2", what="the dashboard, after the token")
+    finally:
+        dashboard.stop(signal.SIGTERM)
+    assert dashboard.process.returncode == 0
