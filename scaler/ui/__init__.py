@@ -1,4 +1,4 @@
-"""``scaler_ui``: the web dashboard, an optional extra (``pip install 'scaler[ui]'``).
+"""``scaler_ui``: the web dashboard (Starlette on uvicorn), an optional extra: ``pip install 'scaler[ui]'``.
 
 ```
 scheduler ──PUB──▶ StatusFeed ──▶ FeedReader thread ──▶ Dashboard (lock) ─┬─ DashboardModel (model.py, pure)

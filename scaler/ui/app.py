@@ -58,7 +58,7 @@ class Dashboard:
     ):
         self.model = model
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = ClusterMetrics(self.registry)
+        self.metrics = ClusterMetrics(self.registry, stale_after_seconds=feed_silent_seconds, clock=clock)
         self.feed_silent_seconds = feed_silent_seconds
         self.stopping = threading.Event()  # set on shutdown: live update streams end
         self._clock = clock
@@ -96,10 +96,13 @@ class Dashboard:
         with self._lock:
             heard = self._heard_any
         healthy = silent <= self.feed_silent_seconds
+        metrics = self.metrics.health()  # the scheduler it hears, and its counts while they are fresh
+        metrics.pop("status", None)
         return healthy, {
             "status": "ok" if healthy else "feed silent",
             "feed_silent_seconds": round(silent, 3),
             "feed_heard": heard,
+            **metrics,
         }
 
     def metrics_text(self) -> bytes:
