@@ -37,6 +37,10 @@ function fmtTime(epoch) {
 function fmtNumber(x, digits) {
   return Number(x || 0).toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 1 : digits });
 }
+function shortId(id) {
+  // A client's task ids share a prefix and end with a counter: show a bit of both.
+  return id.length > 14 ? id.slice(0, 6) + "…" + id.slice(-6) : id;
+}
 function colorOf(name) {
   let h = 0;
   for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
@@ -207,7 +211,7 @@ async function renderWorkers() {
   for (const w of workers) {
     const running = w.running.length
       ? w.running.map((task) => el("div", {}, el("b", {}, task.function || "?"), " ",
-        el("span", { class: "mono muted" }, task.task_id.slice(0, 8)), " ", fmtSeconds(task.running_seconds)))
+        el("span", { class: "mono muted" }, shortId(task.task_id)), " ", fmtSeconds(task.running_seconds)))
       : [el("span", { class: "muted" }, "idle")];
     body.append(el("tr", { "data-worker": w.worker },
       el("td", { class: "mono" }, w.worker),
@@ -295,13 +299,13 @@ function streamTooltip(event) {
   const hit = (canvas._hits || []).find((h) => px >= h.x0 && px <= h.x1 && py >= h.y0 && py <= h.y1);
   if (!hit) { tip.style.display = "none"; return; }
   const r = hit.run;
-  tip.textContent = `${r.function} · ${r.state} · ${fmtSeconds(r.end - r.start)} · ${r.task_id.slice(0, 12)}`;
+  tip.textContent = `${r.function} · ${r.state} · ${fmtSeconds(r.end - r.start)} · ${shortId(r.task_id)}`;
   tip.style.left = (px + 12) + "px";
   tip.style.top = (py + 12) + "px";
   tip.style.display = "block";
 }
 
-// -- tasks: server-side filter, sort and pages ------------------------------------------------
+// -- tasks: server-side filter, sort and pages --------------------------------------------
 
 async function renderTasks() {
   const t = state.tasks;
@@ -326,7 +330,7 @@ async function renderTasks() {
   }
   const body = document.querySelector("#tasks-table tbody");
   body.replaceChildren(...data.rows.map((r) => el("tr", { "data-task": r.task_id },
-    el("td", { class: "mono", title: r.task_id }, r.task_id.slice(0, 12)),
+    el("td", { class: "mono", title: r.task_id }, shortId(r.task_id)),
     el("td", { class: "mono", title: r.client }, r.client.length > 30 ? "…" + r.client.slice(-29) : r.client),
     el("td", {}, el("i", { class: "dot", style: "color:" + colorOf(r.function) }, "■ "), r.function),
     el("td", { title: r.detail }, el("span", { class: "state " + r.state }, r.state)),
