@@ -404,6 +404,7 @@ function show(view) {
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
 document.getElementById("stream-window").addEventListener("change", refresh);
+window.addEventListener("resize", () => { if (state.view === "stream") refresh(); });  // the canvas follows the page's width
 document.getElementById("stream-canvas").addEventListener("mousemove", streamTooltip);
 setupTasks();
 show(location.hash.slice(1) || "overview");
