@@ -81,12 +81,12 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "t
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
 
 
-def save_screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
-    """Save a PNG of the page under ``tmp_path``, and under $SCALER_DOCS_SCREENSHOTS when it is set."""
+def save_screenshot(driver: Any, tmp_path: Path, name: str, for_docs: bool = True) -> Path:
+    """Save a PNG of the page under ``tmp_path``, and under $SCALER_DOCS_SCREENSHOTS when it is set and ``for_docs``."""
     path = tmp_path / f"{name}.png"
     driver.save_screenshot(str(path))
     docs = os.environ.get(SCREENSHOTS_ENV)
-    if docs:
+    if docs and for_docs:
         Path(docs).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, Path(docs) / f"{name}.png")
     return path

@@ -8,13 +8,17 @@ chromium-driver is missing.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from scaler.io.sockets import free_tcp_address
+from tests.ui import cluster_tasks
 from tests.ui.browser import DashboardProcess, require_chromium, save_screenshot, start_chromium, wait_for
 from tests.ui.fakes import FakeCluster, FakeFeedPublisher
 
@@ -25,6 +29,10 @@ def text_of(driver: Any, css: str) -> str:
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", "").replace("\u202f", "") or 0)
 
 
 def column(driver: Any, index: int) -> list[str]:
@@ -68,19 +76,19 @@ def test_every_view_against_a_fake_feed(browser: Any, fake_feed: str, tmp_path: 
         wait_for(lambda: int(text_of(browser, "#s-finished").replace(",", "")) > first + 2, what="a rising count")
         assert "live" in text_of(browser, "#feed-status")
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-rate polyline"), what="the rate graph")
-        save_screenshot(browser, tmp_path, "dashboard-overview")
+        save_screenshot(browser, tmp_path, "dashboard-overview", for_docs=False)
 
         browser.find_element(By.CSS_SELECTOR, 'a[data-view="workers"]').click()
         wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#workers-table tbody tr")) == 2, what="2 rows")
         table = text_of(browser, "#workers-table")
         assert "worker|alpha|101|a1b2c3d4" in table and "worker|beta|102|e5f6a7b8" in table
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#workers-table svg.spark polyline"), what="sparklines")
-        save_screenshot(browser, tmp_path, "dashboard-workers")
+        save_screenshot(browser, tmp_path, "dashboard-workers", for_docs=False)
 
         browser.find_element(By.CSS_SELECTOR, 'a[data-view="stream"]').click()
         wait_for(lambda: "simulate" in text_of(browser, "#stream-legend"), what="the functions' legend")
         assert "on 2 workers" in text_of(browser, "#stream-count")
-        save_screenshot(browser, tmp_path, "dashboard-stream")
+        save_screenshot(browser, tmp_path, "dashboard-stream", for_docs=False)
 
         browser.get(dashboard.url + "/#tasks")
         wait_for(lambda: "finished" in column(browser, 4), what="a finished task in the table")
@@ -102,11 +110,11 @@ def test_every_view_against_a_fake_feed(browser: Any, fake_feed: str, tmp_path: 
         browser.find_element(By.ID, "tasks-filter").send_keys("load_csv")
         wait_for(lambda: column(browser, 3) and set(column(browser, 3)) == {"■ load_csv"}, what="only load_csv tasks")
         assert "page 1 of" in text_of(browser, "#tasks-page")
-        save_screenshot(browser, tmp_path, "dashboard-tasks")
+        save_screenshot(browser, tmp_path, "dashboard-tasks", for_docs=False)
 
         browser.find_element(By.CSS_SELECTOR, 'a[data-view="clients"]').click()
         wait_for(lambda: "client|laptop|100|c0ffee00" in text_of(browser, "#clients-table"), what="the client")
-        save_screenshot(browser, tmp_path, "dashboard-clients")
+        save_screenshot(browser, tmp_path, "dashboard-clients", for_docs=False)
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
@@ -138,4 +146,120 @@ def test_the_token_page(browser: Any, fake_feed: str, tmp_path: Path):
         wait_for(lambda: text_of(browser, "#s-workers") == "2", what="the dashboard, after the token")
     finally:
         dashboard.stop(signal.SIGTERM)
+    assert dashboard.process.returncode == 0
+
+
+class Workload:
+    """A client that keeps the cluster busy with a mix of functions until stopped."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from scaler import Client
+
+        try:
+            with Client(address=self.address, timeout_seconds=30, profiling=True) as client:
+                wave = 0
+                while not self.stop.is_set():
+                    futures = [client.submit(cluster_tasks.square, i) for i in range(20)]
+                    futures += [client.submit(cluster_tasks.simulate, 10_000) for _ in range(4)]
+                    futures += [client.submit(cluster_tasks.load_rows, 50_000) for _ in range(3)]
+                    futures += [client.submit(cluster_tasks.check_input, wave * 3 + i) for i in range(3)]
+                    for future in futures:
+                        future.exception(timeout=60)  # failures are part of the mix
+                    wave += 1
+        except BaseException as error:  # reported by the test
+            self.error = error
+
+    def __enter__(self) -> Workload:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_every_view_of_a_real_cluster(browser: Any, tmp_path: Path):
+    """A real scheduler and two workers run a mix of tasks; the dashboard shows them as they go."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from scaler import SchedulerClusterCombo
+
+    cloudpickle.register_pickle_by_value(cluster_tasks)
+    with SchedulerClusterCombo(n_workers=2, worker_names=("alpha", "beta"), logging_level="WARNING") as combo:
+        monitor_address = combo.get_monitor_address()
+        assert monitor_address is not None
+        dashboard = DashboardProcess(monitor_address, log_path=tmp_path / "ui.log")
+        try:
+            dashboard.wait_healthy()
+            with Workload(combo.get_address()) as workload:
+                browser.get(dashboard.url + "/#overview")
+                wait_for(lambda: text_of(browser, "#s-workers") == "2", what="2 workers in the header")
+                wait_for(lambda: number(text_of(browser, "#s-finished")) > 0, what="finished tasks")
+                first = number(text_of(browser, "#s-finished"))
+                wait_for(lambda: number(text_of(browser, "#s-finished")) > first + 20, what="a rising count")
+                wait_for(lambda: "live" in text_of(browser, "#feed-status"), what="a live feed")
+                time.sleep(8)  # a few more points on the graphs
+                save_screenshot(browser, tmp_path, "dashboard-overview")
+
+                browser.find_element(By.CSS_SELECTOR, 'a[data-view="workers"]').click()
+                wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#workers-table tbody tr")) == 2)
+                table = text_of(browser, "#workers-table")
+                assert "worker|alpha|" in table and "worker|beta|" in table, table
+                wait_for(
+                    lambda: any(f in text_of(browser, "#workers-table") for f in ("square", "simulate", "load_rows")),
+                    what="a worker's current task",
+                )
+                save_screenshot(browser, tmp_path, "dashboard-workers")
+
+                browser.find_element(By.CSS_SELECTOR, 'a[data-view="stream"]').click()
+                Select(browser.find_element(By.ID, "stream-window")).select_by_value("30")
+                wait_for(
+                    lambda: (
+                        "simulate" in text_of(browser, "#stream-legend")
+                        and "square" in text_of(browser, "#stream-legend")
+                    ),
+                    what="the functions in the stream's legend",
+                )
+                save_screenshot(browser, tmp_path, "dashboard-stream")
+
+                browser.find_element(By.CSS_SELECTOR, 'a[data-view="tasks"]').click()
+                wait_for(lambda: "finished" in column(browser, 4), what="a finished task in the table")
+                browser.find_element(By.CSS_SELECTOR, 'th[data-sort="run_seconds"]').click()
+                browser.find_element(By.CSS_SELECTOR, 'th[data-sort="run_seconds"]').click()  # longest first
+                wait_for(
+                    lambda: column(browser, 3)[0].endswith(".simulate"), what="the longest task, a simulate, first"
+                )
+                Select(browser.find_element(By.ID, "tasks-state")).select_by_value("failed")
+                wait_for(
+                    lambda: column(browser, 3) and all(name.endswith(".check_input") for name in column(browser, 3)),
+                    what="the failures",
+                )
+                Select(browser.find_element(By.ID, "tasks-state")).select_by_value("")
+                browser.find_element(By.ID, "tasks-filter").send_keys("load_rows")
+                wait_for(
+                    lambda: column(browser, 3) and all(name.endswith(".load_rows") for name in column(browser, 3)),
+                    what="load_rows only",
+                )
+                browser.find_element(By.ID, "tasks-filter").clear()
+                browser.find_element(By.ID, "tasks-filter").send_keys(" ")  # fires input: back to every task
+                wait_for(lambda: len(set(column(browser, 3))) > 1, what="every function again")
+                save_screenshot(browser, tmp_path, "dashboard-tasks")
+
+                browser.find_element(By.CSS_SELECTOR, 'a[data-view="clients"]').click()
+                wait_for(lambda: "client|" in text_of(browser, "#clients-table"), what="the client")
+                save_screenshot(browser, tmp_path, "dashboard-clients")
+            assert workload.error is None, workload.error
+            errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+            assert not errors, errors
+        finally:
+            dashboard.stop()
     assert dashboard.process.returncode == 0

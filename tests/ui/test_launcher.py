@@ -46,6 +46,7 @@ def test_the_launcher_starts_and_stops_the_dashboard(tmp_path: Path):
     try:
         url = f"http://127.0.0.1:{ui_port}"
         wait_for(lambda: get_json(url + "/api/tasks")["ring_size"] == 1000, 60, "the dashboard's [ui] settings")
+        wait_for(lambda: get_json(url + "/api/summary")["workers"] == 2, 60, "the [scheduler]'s feed, with 2 workers")
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=60) == 0, output.read_text()
     finally:

@@ -12,6 +12,7 @@ import pytest
 from scaler.cli import launcher
 from scaler.cli.ui import build_parser
 from scaler.config.roles import load_config
+from scaler.config.settings import ConfigError
 from scaler.config.ui import UIConfig
 from scaler.errors import InsecureBindError
 from scaler.ui.security import bearer, check_ui_bind, is_loopback_host, token_matches
@@ -108,3 +109,10 @@ def test_the_ui_section_of_a_config_file(tmp_path: Path):
     [scheduler, ui] = launcher.plan(str(path))
     assert ui.command[2] == "scaler.cli.ui" and ui.command[-1] == "tcp://127.0.0.1:8518"  # the port + 2
     assert scheduler.role.section == "scheduler"
+    path.write_text(path.read_text().replace('8516"', '8516"\nmonitor_address = "tcp://127.0.0.1:9999"'))
+    assert launcher.plan(str(path))[1].command[-1] == "tcp://127.0.0.1:9999"  # where [scheduler] publishes
+    path.write_text(path.read_text().replace("tcp://127.0.0.1:9999", "none"))
+    with pytest.raises(
+        ConfigError, match=r"\[ui\] reads the scheduler's status feed, but \[scheduler\] publishes none"
+    ):
+        launcher.plan(str(path))
