@@ -7,6 +7,7 @@ chromium-driver is missing.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -19,7 +20,14 @@ import pytest
 
 from scaler.io.sockets import free_tcp_address
 from tests.ui import cluster_tasks
-from tests.ui.browser import DashboardProcess, require_chromium, save_screenshot, start_chromium, wait_for
+from tests.ui.browser import (
+    SCREENSHOTS_ENV,
+    DashboardProcess,
+    require_chromium,
+    save_screenshot,
+    start_chromium,
+    wait_for,
+)
 from tests.ui.fakes import FakeCluster, FakeFeedPublisher
 
 WORKERS = [b"worker|alpha|101|a1b2c3d4", b"worker|beta|102|e5f6a7b8"]
@@ -185,7 +193,7 @@ class Workload:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_every_view_of_a_real_cluster(browser: Any, tmp_path: Path):
     """A real scheduler and two workers run a mix of tasks; the dashboard shows them as they go."""
     from selenium.webdriver.common.by import By
@@ -207,7 +215,8 @@ def test_every_view_of_a_real_cluster(browser: Any, tmp_path: Path):
                 first = number(text_of(browser, "#s-finished"))
                 wait_for(lambda: number(text_of(browser, "#s-finished")) > first + 20, what="a rising count")
                 wait_for(lambda: "live" in text_of(browser, "#feed-status"), what="a live feed")
-                time.sleep(8)  # a few more points on the graphs
+                # A few more points on the graphs; more for the docs' screenshots.
+                time.sleep(40 if os.environ.get(SCREENSHOTS_ENV) else 8)
                 save_screenshot(browser, tmp_path, "dashboard-overview")
 
                 browser.find_element(By.CSS_SELECTOR, 'a[data-view="workers"]').click()
