@@ -23,10 +23,12 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from scaler.client import graph as graphs
+from scaler.client import progress as progress_bars
+from scaler.client import task_report as task_reports
 from scaler.client.agent import AgentFactory, ClientAgent
 from scaler.client.encoder import (
     AUTOMATIC_OBJECT_CACHE_BYTES,
@@ -178,7 +180,7 @@ class Client:
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ScalerFuture:
         """Run ``fn(*args, **kwargs)`` on the cluster; return its future at once."""
         function_id, function = self._encoder.function(fn)
-        return self._submit(function_id, function, args, kwargs)
+        return self._submit(function_id, function, args, kwargs, name=task_reports.function_name(fn))
 
     def submit_verbose(
         self,
@@ -201,17 +203,34 @@ class Client:
         function_id, function = self._encoder.function(fn)
         timeout = float(timeout_seconds or 0.0)
         options = (dict(capabilities or {}), priority, timeout)
-        return self._submit(function_id, function, tuple(args), dict(kwargs), *options)
+        name = task_reports.function_name(fn)
+        return self._submit(function_id, function, tuple(args), dict(kwargs), *options, name=name)
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        """Like the builtin ``map``, run on the cluster; block and return the results in order."""
-        return self.starmap(fn, zip(*iterables))  # noqa: B905 - stops at the shortest, like the builtin
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], progress: progress_bars.ProgressOptions = False
+    ) -> list[Any]:
+        """Like the builtin ``map``, run on the cluster; block and return the results in order.
 
-    def starmap(self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> list[Any]:
-        """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order."""
+        ``progress=True`` draws a progress bar (``scaler.progress``) while the tasks run; a dict
+        gives the bar's options instead, e.g. ``progress={"desc": "pricing", "file": sys.stdout}``.
+        The first failure, in order, is raised either way, and the tasks left are cancelled.
+        """
+        return self.starmap(fn, zip(*iterables), progress=progress)  # noqa: B905 - stops at the shortest
+
+    def starmap(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        progress: progress_bars.ProgressOptions = False,
+    ) -> list[Any]:
+        """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order.
+
+        ``progress``: as for ``map``.
+        """
         function_id, function = self._encoder.function(fn)
-        futures = [self._submit(function_id, function, tuple(args), {}) for args in iterable]
-        return _gather(futures)
+        name = task_reports.function_name(fn)
+        futures = [self._submit(function_id, function, tuple(args), {}, name=name) for args in iterable]
+        return _gather(futures, progress)
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -233,7 +252,7 @@ class Client:
 
     # -- graphs --------------------------------------------------------------------------------
 
-    def get(self, graph: Any, keys: Any, block: bool = True) -> Any:
+    def get(self, graph: Any, keys: Any, block: bool = True, progress: progress_bars.ProgressOptions = False) -> Any:
         """Run a Dask-style task graph; return ``{key: value}`` (or ``{key: future}`` with ``block=False``).
 
         ``graph`` maps keys (strings, or tuples such as ``("x", 0)``) to data, an
@@ -246,12 +265,18 @@ class Client:
 
         As a dask scheduler (``dask.compute(obj, scheduler=client.get)``) it takes dask's graph and
         nested list of keys, and returns the values shaped like ``keys``, as dask expects.
+
+        ``progress=True`` draws a progress bar of the keys asked for while it blocks (a dict gives
+        the bar's options, as for ``map``); with ``block=False``, call ``scaler.progress`` on the
+        returned futures instead.
         """
+        if progress_bars.wanted(progress) and not block:
+            raise ValueError("progress=True needs block=True; with block=False, use scaler.progress(futures)")
         request = graphs.plan_request(graph, keys)  # raises before anything is sent
         futures = self._send_graph(request.plan)
         if not block and not request.from_dask:
             return futures
-        return request.pack(dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
+        return request.pack(dict(zip(futures, _gather(list(futures.values()), progress))))  # noqa: B905
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -295,6 +320,23 @@ class Client:
             raise ShutdownRefusedError(self._shutdown_answer.reason)
         self._manager.cancel_all()
         self._close(stop_combo=True)
+
+    def task_report(
+        self,
+        futures: Iterable[ScalerFuture] | Mapping[Any, ScalerFuture],
+        csv_path: str | os.PathLike[str] | None = None,
+    ) -> list[task_reports.TaskRecord]:
+        """Where each task's time and memory went: one ``TaskRecord`` per future, in order.
+
+        Each record has the task's id, function name and status (``pending``, ``success``,
+        ``failed``, ``cancelled``), and with ``Client(profiling=True)`` its queue wait, transfer,
+        load, run and CPU time, peak memory, result size and serialization time (``None`` when
+        not measured). ``csv_path`` also writes them there as CSV, one row per task.
+        """
+        rows = task_reports.records(futures)
+        if csv_path is not None:
+            task_reports.write_csv(rows, csv_path)
+        return rows
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""
@@ -369,6 +411,8 @@ class Client:
         capabilities: dict[str, int] | None = None,
         priority: int = 0,
         timeout_seconds: float = 0.0,
+        *,
+        name: str = "",
     ) -> ScalerFuture:
         self._ensure_connected()
         encoder = self._encoder
@@ -378,7 +422,9 @@ class Client:
         self._wait_for_room()  # only once nothing can fail before the send: a credit taken is a task sent
         task_id = self._next_task_id()
         future = self._manager.create(task_id, self.profiling, encoder.pin_automatic(big) if big else None)
+        future._function_name = name
         task = Task(task_id, function_id, b"", arguments, 0)
+        task.function_name = name
         task.priority = priority
         task.capabilities = capabilities or {}
         task.timeout_seconds = timeout_seconds
@@ -411,6 +457,9 @@ class Client:
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
         task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
+        names = {node.task_id: node.function_name for node in encoded.nodes}
+        for future in futures.values():
+            future._function_name = names[future.task_id]
         targets = [task_ids[key] for key in plan.targets]
         graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
         graph_task.parent_task_id = task_context.current_task_id()
@@ -418,12 +467,14 @@ class Client:
         return futures
 
 
-def _gather(futures: list[ScalerFuture]) -> list[Any]:
-    """Wait for every result in order; on the first error, cancel the rest and raise it."""
+def _gather(futures: list[ScalerFuture], progress: progress_bars.ProgressOptions = False) -> list[Any]:
+    """Wait for every result in order (drawing a bar if asked); on the first error, cancel the rest and raise it."""
     for future in futures:
         future._want()  # big results kept on the scheduler are fetched together, not one by one
     try:
         with task_context.blocked():
+            if progress_bars.wanted(progress):
+                return progress_bars.gather(futures, progress)
             return [future.result() for future in futures]
     except BaseException:
         for future in futures:
