@@ -69,10 +69,13 @@ class Client:
     the scheduler of the task's worker; anywhere else it starts a private local cluster (one
     worker per CPU) and owns it. Use it as a context manager, or call ``disconnect()`` when done.
 
-    ``profiling=True`` measures every task (``future.profiling_info()``); ``stream_output=True``
-    prints what tasks write on this process's stdout and stderr, each line prefixed with the
-    task id. A ``Client`` pickles as its address and settings, so passing it to a task gives
-    the task a client of the same scheduler.
+    ``profiling=True`` measures where every task's time and memory went
+    (``future.profiling_info()``, ``task_report()``); ``stream_output=True`` prints what tasks
+    write on this process's stdout and stderr, each line prefixed with the task id. ``map``,
+    ``starmap`` and ``get`` take ``progress=True`` to draw a progress bar while they wait.
+
+    A ``Client`` pickles as its address and settings, so passing it to a task gives the task a
+    client of the same scheduler.
 
     Keys, for a scheduler that requires them: ``keys_dir`` is a directory made by
     ``scaler_keygen`` (or a copy holding ``client.key_secret`` and ``scheduler.key``);
