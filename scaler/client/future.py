@@ -313,6 +313,10 @@ class ScalerFuture(concurrent.futures.Future[Any]):
                 f"read it from another thread"
             )
 
+    def _wait_would_hang(self) -> bool:
+        """Whether waiting here for the outcome would never end: on the thread that delivers it."""
+        return not concurrent.futures.Future.done(self) and self._owner.on_delivery_thread()
+
     # -- used by ClientFutureManager only ------------------------------------------------------
 
     def _claim(self) -> bool | None:

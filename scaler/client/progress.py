@@ -86,6 +86,8 @@ def progress(
     hides it (``None``: hidden when ``file`` is not a terminal); other keyword arguments go to
     ``tqdm`` (``unit``, ``ncols``, ``mininterval``...). ``timeout`` (seconds, default none) raises
     ``TimeoutError`` if some future has not ended by then, like ``concurrent.futures.as_completed``.
+    Called in a done-callback (the client's agent thread, which completes the futures) while a
+    ``ScalerFuture`` has not ended, it raises ``RuntimeError`` rather than wait forever.
     """
     if isinstance(futures, Mapping):
         futures = futures.values()
@@ -96,6 +98,12 @@ def progress(
     # set_running_or_notify_cancel does): look for those between bounded waits. A ScalerFuture
     # always wakes it, so a batch of them is waited on in one go.
     poll = None if all(isinstance(future, ScalerFuture) for future in pending) else _POLL_SECONDS
+    for future in pending:
+        if isinstance(future, ScalerFuture) and future._wait_would_hang():
+            raise RuntimeError(
+                "scaler.progress cannot wait on the client's agent thread (in a done-callback), which is the "
+                "thread that completes the futures; call it from another thread"
+            )
     with _Bar(len(pending), options) as bar, task_context.blocked():  # in a task: let its worker run others
         while pending:
             for future in [future for future in pending if future.cancelled()]:

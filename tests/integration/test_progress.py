@@ -105,3 +105,21 @@ def test_progress_of_the_futures_get_returns_without_blocking(client: Client) ->
     scaler.progress(futures, file=output)
     assert "2/2" in last_line(output) and "ok=1, failed=1" in last_line(output)
     assert futures["a"].result() == 4
+
+
+def test_progress_in_a_done_callback_refuses_rather_than_hangs(client: Client) -> None:
+    slow = client.submit(sleep_return, 30, None)
+    seen: list[BaseException] = []
+    called = threading.Event()
+
+    def on_done(_: object) -> None:
+        try:
+            scaler.progress([slow], file=io.StringIO())
+        except RuntimeError as error:
+            seen.append(error)
+        called.set()
+
+    client.submit(square, 2).add_done_callback(on_done)
+    assert called.wait(30)
+    assert seen and "agent thread" in str(seen[0])
+    assert slow.cancel(timeout=10)
