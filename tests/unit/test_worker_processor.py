@@ -174,11 +174,11 @@ def test_profiling_splits_loading_running_and_pickling() -> None:
         time.sleep(0.2)
         return SlowToPickle(0.3)
 
-    result = run_task(make_task(b"t1", slow_result, SlowToLoad(0.25), profiling=True), {}, {})
+    result = run_task(make_task(b"t1", slow_result, SlowToLoad(0.3), profiling=True), {}, {})
     assert value_of(result) == "pickled"
-    assert 0.25 <= result.load_seconds < 0.45
-    assert 0.2 <= result.duration_seconds < 0.25 + 0.2  # the call alone, not the loading or the pickling
-    assert 0.3 <= result.serialize_seconds < 0.5
+    assert result.load_seconds >= 0.3
+    assert 0.2 <= result.duration_seconds < 0.5  # the call alone: with the loading or the pickling, 0.5 or more
+    assert result.serialize_seconds >= 0.3
     assert result.result_bytes == len(result.payload)
 
 
