@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
 
 from scaler.client.future import ScalerFuture
 from scaler.utility import task_context
@@ -40,7 +41,10 @@ class _Bar:
     def __init__(self, total: int, options: Mapping[str, Any]) -> None:
         settings: dict[str, Any] = {"unit": "task", "dynamic_ncols": True}
         settings.update(options)
-        self._tqdm = tqdm(total=total, **settings)
+        try:
+            self._tqdm = tqdm(total=total, **settings)
+        except ImportError:  # Jupyter without ipywidgets: tqdm.auto's widget cannot draw, so draw text
+            self._tqdm = text_tqdm(total=total, **settings)
         self.ok = self.failed = self.cancelled = 0
         self._show_counts()
 

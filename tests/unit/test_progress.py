@@ -122,6 +122,16 @@ def test_tqdm_options_pass_through() -> None:
     assert "job/s" in last_line(output)
 
 
+def test_without_ipywidgets_in_jupyter_it_draws_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    def widget_bar(**options: Any) -> None:
+        raise ImportError("IProgress not found. Please update jupyter and ipywidgets.")  # as tqdm.notebook
+
+    monkeypatch.setattr(progress_bars, "tqdm", widget_bar)
+    output = io.StringIO()
+    progress([finished(1)], file=output)
+    assert "1/1" in last_line(output)
+
+
 # -- the ordered gather of map, starmap and get ------------------------------------------------------
 
 
