@@ -47,10 +47,10 @@ def main() -> None:
         # Where the time went: one record per task, and the same as CSV.
         report_path = os.path.join(tempfile.mkdtemp(), "tasks.csv")
         records = client.task_report(futures, csv_path=report_path)
-        print("function  status   load (s)  run (s)   result (B)  peak memory (MB)")
+        print("function        status   load (s)  run (s)   result (B)  peak memory (MB)")
         for record in records[:5]:
             print(
-                f"{record.function:<9} {record.status:<8} {record.load_s or 0:<9.5f} {record.run_s or 0:<9.5f} "
+                f"{record.function:<15} {record.status:<8} {record.load_s or 0:<9.5f} {record.run_s or 0:<9.5f} "
                 f"{record.result_bytes or 0:<11} {(record.memory_peak or 0) / 1e6:.1f}"
             )
         print(f"{len(records)} records written to {report_path}")

@@ -427,7 +427,6 @@ class Client:
         future = self._manager.create(task_id, self.profiling, encoder.pin_automatic(big) if big else None)
         future._function_name = name
         task = Task(task_id, function_id, b"", arguments, 0)
-        task.function_name = name
         task.priority = priority
         task.capabilities = capabilities or {}
         task.timeout_seconds = timeout_seconds
@@ -460,9 +459,9 @@ class Client:
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
         task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
-        names = {node.task_id: node.function_name for node in encoded.nodes}
-        for future in futures.values():
-            future._function_name = names[future.task_id]
+        names = {node.key: task_reports.expression_name(node.expression) for node in plan.nodes}
+        for key, future in futures.items():
+            future._function_name = names[key]
         targets = [task_ids[key] for key in plan.targets]
         graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
         graph_task.parent_task_id = task_context.current_task_id()

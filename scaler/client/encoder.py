@@ -27,7 +27,6 @@ from scaler.client.graph_runner import GraphSerializer, encode_expression, run_g
 from scaler.client.object_reference import ObjectReference
 from scaler.client.objects import ClientObjects
 from scaler.client.serializer import Serializer
-from scaler.client.task_report import expression_name
 from scaler.errors import SerializationError
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.content_id import content_id
@@ -183,8 +182,7 @@ class TaskEncoder:
             else:
                 arguments.append(self.argument("", argument.value, big))
         dependencies = [task_ids[key] for key in node.dependencies]
-        name = expression_name(node.expression)  # for the status feed and the task report
-        return GraphNode(task_ids[node.key], self.graph_runner()[0], b"", arguments, dependencies, name)
+        return GraphNode(task_ids[node.key], self.graph_runner()[0], b"", arguments, dependencies)
 
     # -- objects ---------------------------------------------------------------------------------
 

@@ -47,25 +47,34 @@ class TaskRecord:
     worker: str = ""
 
 
+_NAME_CHARS = 200
+
 FIELDS = [field.name for field in dataclasses.fields(TaskRecord)]
 
 
 def function_name(fn: Callable[..., Any]) -> str:
-    """A readable name for a submitted callable: its qualified name, through ``functools.partial``."""
+    """A readable name for a task's function, ``module.qualname`` (through ``functools.partial``).
+
+    The same form the status feed shows, so a report and the dashboard name a task alike.
+    """
     while isinstance(fn, functools.partial):
         fn = fn.func
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return name if isinstance(name, str) else type(fn).__qualname__
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not isinstance(qualname, str):  # a callable object: name its class
+        qualname, module = type(fn).__qualname__, type(fn).__module__
+    name = f"{module}.{qualname}" if isinstance(module, str) and module else qualname
+    return name[:_NAME_CHARS]
 
 
 def expression_name(expression: Any) -> str:
-    """The name of what a graph node computes: its outermost call's function, else the node's kind."""
+    """The function a graph node calls: that of its outermost call, else ``""`` (it only passes data on)."""
     if isinstance(expression, Call):
         return function_name(expression.func)
     if isinstance(expression, DaskCall):
         func = getattr(expression.node, "func", None)  # a dask task spec names its callable
-        return function_name(func) if callable(func) else "dask"
-    return type(expression).__name__
+        return function_name(func) if func is not None else type(expression.node).__name__
+    return ""
 
 
 def status(future: concurrent.futures.Future[Any]) -> str:

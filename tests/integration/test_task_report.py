@@ -92,10 +92,10 @@ def test_task_report_and_its_csv(profiling_client: Client, tmp_path: pathlib.Pat
     futures = [done, failed, cancelled, graph["b"]]
     rows = profiling_client.task_report(futures, csv_path=path)
     assert [(row.function, row.status) for row in rows] == [
-        ("nap", "success"),
-        ("fail", "failed"),
-        ("nap", "cancelled"),
-        ("len", "success"),
+        (f"{__name__}.nap", "success"),
+        (f"{__name__}.fail", "failed"),
+        (f"{__name__}.nap", "cancelled"),
+        ("builtins.len", "success"),
     ]
     assert [row.task_id for row in rows] == [future.task_id.hex() for future in futures]
     first = rows[0]
@@ -118,4 +118,4 @@ def test_task_report_without_profiling(one_worker: SchedulerClusterCombo) -> Non
         future = client.submit(nap, 0.01)
         future.result(timeout=30)
         (row,) = client.task_report([future])
-    assert (row.function, row.status, row.run_s, row.queue_wait_s) == ("nap", "success", None, None)
+    assert (row.function, row.status, row.run_s, row.queue_wait_s) == (f"{__name__}.nap", "success", None, None)
