@@ -281,6 +281,25 @@ class Client:
             return futures
         return request.pack(dict(zip(futures, _gather(list(futures.values()), progress))))  # noqa: B905
 
+    # -- reports -------------------------------------------------------------------------------
+
+    def task_report(
+        self,
+        futures: Iterable[ScalerFuture] | Mapping[Any, ScalerFuture],
+        csv_path: str | os.PathLike[str] | None = None,
+    ) -> list[task_reports.TaskRecord]:
+        """Where each task's time and memory went: one ``TaskRecord`` per future, in order.
+
+        Each record has the task's id, function name and status (``pending``, ``success``,
+        ``failed``, ``cancelled``), and with ``Client(profiling=True)`` its queue wait, transfer,
+        load, run and CPU time, peak memory, result size and serialization time (``None`` when
+        not measured). ``csv_path`` also writes them there as CSV, one row per task.
+        """
+        rows = task_reports.records(futures)
+        if csv_path is not None:
+            task_reports.write_csv(rows, csv_path)
+        return rows
+
     # -- leaving -------------------------------------------------------------------------------
 
     def disconnect(self) -> None:
@@ -323,23 +342,6 @@ class Client:
             raise ShutdownRefusedError(self._shutdown_answer.reason)
         self._manager.cancel_all()
         self._close(stop_combo=True)
-
-    def task_report(
-        self,
-        futures: Iterable[ScalerFuture] | Mapping[Any, ScalerFuture],
-        csv_path: str | os.PathLike[str] | None = None,
-    ) -> list[task_reports.TaskRecord]:
-        """Where each task's time and memory went: one ``TaskRecord`` per future, in order.
-
-        Each record has the task's id, function name and status (``pending``, ``success``,
-        ``failed``, ``cancelled``), and with ``Client(profiling=True)`` its queue wait, transfer,
-        load, run and CPU time, peak memory, result size and serialization time (``None`` when
-        not measured). ``csv_path`` also writes them there as CSV, one row per task.
-        """
-        rows = task_reports.records(futures)
-        if csv_path is not None:
-            task_reports.write_csv(rows, csv_path)
-        return rows
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""
