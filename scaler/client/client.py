@@ -42,6 +42,7 @@ from scaler.client.object_reference import ObjectReference
 from scaler.client.registry import rebuild_client, register_original
 from scaler.client.results import decode_result
 from scaler.client.serializer import DefaultSerializer, Serializer
+from scaler.client.status import StatusRequests
 from scaler.config.client import ClientConfig
 from scaler.errors import AuthenticationError, ClientForkedError, DisconnectedError, ShutdownRefusedError
 from scaler.io.keys import PathLike
@@ -53,6 +54,8 @@ from scaler.protocol.messages import (
     DisconnectType,
     GraphTask,
     Message,
+    StatusRequest,
+    StatusSnapshot,
     Task,
 )
 from scaler.utility import task_context
@@ -138,6 +141,7 @@ class Client:
         self._shutdown_answered = threading.Event()
         self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
+        self._status_requests = StatusRequests()
         decode = functools.partial(decode_result, self._serializer)
         self._manager = ClientFutureManager(self._send, decode, self._on_agent_thread)
         self._agent = agent_factory(
@@ -148,6 +152,7 @@ class Client:
             timeout_seconds,
             self._on_shutdown_response,
             self._keys,
+            self._status_requests.answer,
         )
         self._agent.start()
         if not self._agent.connected.wait(timeout_seconds) or self._agent.error is not None:
@@ -183,7 +188,7 @@ class Client:
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ScalerFuture:
         """Run ``fn(*args, **kwargs)`` on the cluster; return its future at once."""
         function_id, function = self._encoder.function(fn)
-        return self._submit(function_id, function, args, kwargs, name=task_reports.function_name(fn))
+        return self._submit(function_id, function, args, kwargs)
 
     def submit_verbose(
         self,
@@ -206,8 +211,7 @@ class Client:
         function_id, function = self._encoder.function(fn)
         timeout = float(timeout_seconds or 0.0)
         options = (dict(capabilities or {}), priority, timeout)
-        name = task_reports.function_name(fn)
-        return self._submit(function_id, function, tuple(args), dict(kwargs), *options, name=name)
+        return self._submit(function_id, function, tuple(args), dict(kwargs), *options)
 
     def map(
         self, fn: Callable[..., Any], *iterables: Iterable[Any], progress: progress_bars.ProgressOptions = False
@@ -231,8 +235,7 @@ class Client:
         ``progress``: as for ``map``.
         """
         function_id, function = self._encoder.function(fn)
-        name = task_reports.function_name(fn)
-        futures = [self._submit(function_id, function, tuple(args), {}, name=name) for args in iterable]
+        futures = [self._submit(function_id, function, tuple(args), {}) for args in iterable]
         return _gather(futures, progress)
 
     # -- objects -------------------------------------------------------------------------------
@@ -343,6 +346,28 @@ class Client:
         self._manager.cancel_all()
         self._close(stop_combo=True)
 
+    def status(self, timeout_seconds: float | None = None) -> StatusSnapshot:
+        """The whole cluster as the scheduler sees it now, through this client's own connection.
+
+        Returns the same typed ``StatusSnapshot`` the scheduler publishes on its status feed
+        (``--monitor-address``): ``.scheduler`` (uptime, CPU, memory, message rates, tasks by state,
+        totals since start, objects), ``.clients`` (each client's queued, running, done, failed and
+        cancelled tasks) and ``.workers`` (each worker's state, queue, running tasks with their
+        function names and running times, processors, CPU, memory and heartbeat age). It works
+        whether or not the feed is on, and needs no extra socket or key.
+
+        Waits at most ``timeout_seconds`` (default: the client's ``timeout_seconds``) and raises
+        ``TimeoutError`` if no answer came; ``DisconnectedError`` if the scheduler is lost. From a
+        done-callback (the thread that would receive the answer) it raises ``RuntimeError``.
+        """
+        self._ensure_connected()
+        if self._on_agent_thread():
+            raise RuntimeError("Client.status() cannot wait in a done-callback: that thread receives the answer")
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        request_id = self._status_requests.open()
+        self._send(StatusRequest(request_id))
+        return self._status_requests.wait(request_id, timeout, lambda: self._agent.error)
+
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""
         self._check_process()
@@ -416,8 +441,6 @@ class Client:
         capabilities: dict[str, int] | None = None,
         priority: int = 0,
         timeout_seconds: float = 0.0,
-        *,
-        name: str = "",
     ) -> ScalerFuture:
         self._ensure_connected()
         encoder = self._encoder
@@ -427,7 +450,6 @@ class Client:
         self._wait_for_room()  # only once nothing can fail before the send: a credit taken is a task sent
         task_id = self._next_task_id()
         future = self._manager.create(task_id, self.profiling, encoder.pin_automatic(big) if big else None)
-        future._function_name = name
         task = Task(task_id, function_id, b"", arguments, 0)
         task.priority = priority
         task.capabilities = capabilities or {}
@@ -436,6 +458,7 @@ class Client:
         task.stream_output = self.stream_output
         task.parent_task_id = task_context.current_task_id()  # b"" outside a task
         encoder.send_with_function(task, function_id, function)
+        future._function_name = task.function_name  # named by the encoder, as the status feed shows it
         if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
             self._manager.fail_all(self._agent.error)
         return future
@@ -461,9 +484,9 @@ class Client:
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
         task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
-        names = {node.key: task_reports.expression_name(node.expression) for node in plan.nodes}
-        for key, future in futures.items():
-            future._function_name = names[key]
+        names = {node.task_id: node.function_name for node in encoded.nodes}  # the feed's names, in the report
+        for future in futures.values():
+            future._function_name = names[future.task_id]
         targets = [task_ids[key] for key in plan.targets]
         graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
         graph_task.parent_task_id = task_context.current_task_id()

@@ -12,16 +12,14 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
-import functools
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from scaler.client.future import ProfileResult, ScalerFuture
-from scaler.client.graph_runner import Call, DaskCall
 
-__all__ = ["TaskRecord", "function_name", "expression_name", "records", "write_csv"]
+__all__ = ["TaskRecord", "records", "write_csv"]
 
 
 @dataclass(frozen=True)
@@ -47,34 +45,7 @@ class TaskRecord:
     worker: str = ""
 
 
-_NAME_CHARS = 200
-
 FIELDS = [field.name for field in dataclasses.fields(TaskRecord)]
-
-
-def function_name(fn: Callable[..., Any]) -> str:
-    """A readable name for a task's function, ``module.qualname`` (through ``functools.partial``).
-
-    The same form the status feed shows, so a report and the dashboard name a task alike.
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    qualname = getattr(fn, "__qualname__", None)
-    module = getattr(fn, "__module__", None)
-    if not isinstance(qualname, str):  # a callable object: name its class
-        qualname, module = type(fn).__qualname__, type(fn).__module__
-    name = f"{module}.{qualname}" if isinstance(module, str) and module else qualname
-    return name[:_NAME_CHARS]
-
-
-def expression_name(expression: Any) -> str:
-    """The function a graph node calls: that of its outermost call, else ``""`` (it only passes data on)."""
-    if isinstance(expression, Call):
-        return function_name(expression.func)
-    if isinstance(expression, DaskCall):
-        func = getattr(expression.node, "func", None)  # a dask task spec names its callable
-        return function_name(func) if func is not None else type(expression.node).__name__
-    return ""
 
 
 def status(future: concurrent.futures.Future[Any]) -> str:

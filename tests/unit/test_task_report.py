@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import functools
 import pathlib
 from typing import Any
 
 from scaler import ProfileResult, TaskRecord
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
-from scaler.client.graph_runner import Arg, Call, DaskCall, ListOf
-from scaler.client.task_report import FIELDS, expression_name, function_name, records, write_csv
+from scaler.client.task_report import FIELDS, records, write_csv
 from scaler.protocol.messages import CancelConfirmType, Message, TaskCancelConfirm, TaskResult, TaskStatus
 
 FIGURES = {
@@ -100,28 +98,3 @@ def test_csv_round_trip(tmp_path: pathlib.Path) -> None:
     assert float(first["queue_wait_s"]) == 2.5 and int(first["result_bytes"]) == 1_000_000
     assert float(first["run_s"]) == 1.5 and int(first["memory_peak"]) == 50_000_000
     assert second["status"] == "pending" and second["run_s"] == "" and second["worker"] == ""
-
-
-class Pricer:
-    def __call__(self, x: int) -> int:
-        return x
-
-
-def pricing(x: int, y: int) -> int:
-    return x + y
-
-
-def test_function_names() -> None:
-    here = __name__
-    assert function_name(pricing) == f"{here}.pricing"
-    assert function_name(functools.partial(functools.partial(pricing, 1), 2)) == f"{here}.pricing"
-    assert function_name(Pricer()) == f"{here}.Pricer"
-    assert function_name(len) == "builtins.len"
-    assert function_name(Pricer.__call__) == f"{here}.Pricer.__call__"
-    assert function_name(lambda: 0) == f"{here}.test_function_names.<locals>.<lambda>"
-
-
-def test_graph_node_names() -> None:
-    assert expression_name(Call(pricing, (Arg(0), 1))) == f"{__name__}.pricing"
-    assert expression_name(ListOf((Arg(0),))) == ""  # it calls nothing: it passes data on
-    assert expression_name(DaskCall(object(), ())) == "object"
