@@ -7,7 +7,8 @@ drains (a plain ``scancel --signal=TERM`` signals job steps only, which a batch 
 directly is not). A restarted manager finds its jobs again by their names in ``squeue``.
 
 A job that cannot start is cleaned up: pending for a reason Slurm will not get over (a constraint
-no node has, a time over the partition's limit...; ``FATAL_PENDING_REASONS``), or pending past
+no node has, a time over the partition's limit...; ``FATAL_PENDING_REASONS``, held for
+``FATAL_CONFIRM_SECONDS``), or pending past
 ``pending_timeout_seconds``, it is cancelled and reported FAILED with the reason. A job that ended
 without being asked (killed, failed, timed out) is reported FAILED with what ``scontrol`` says.
 
@@ -32,6 +33,9 @@ from scaler.worker_manager.adapter import EngineAdapter, WorkerCommand, WorkerSt
 logger = logging.getLogger(__name__)
 
 SQUEUE_FORMAT = "%i|%j|%T|%r"
+# A fatal pending reason must hold this long before the job is given up: Slurm shows some of them
+# (PartitionConfig) for a moment while it settles on the final one.
+FATAL_CONFIRM_SECONDS = 3.0
 _COMMAND_SECONDS = 30.0
 
 # Pending reasons that no amount of waiting fixes: the job is cancelled and reported FAILED.
@@ -178,6 +182,7 @@ class _Job:
     job_id: str
     submitted_at: float
     state: str = "PENDING"
+    fatal_since: float | None = None  # when a fatal pending reason was first seen
 
 
 class SlurmAdapter(EngineAdapter):
@@ -243,6 +248,11 @@ class SlurmAdapter(EngineAdapter):
                 continue
             job.state = seen.state
             why = pending_failure(seen)
+            if why is None:
+                job.fatal_since = None
+            elif job.fatal_since is None or now - job.fatal_since < FATAL_CONFIRM_SECONDS:
+                job.fatal_since = job.fatal_since if job.fatal_since is not None else now
+                why = None
             timeout = self.options.pending_timeout_seconds
             if why is None and seen.state == "PENDING" and timeout > 0 and now - job.submitted_at > timeout:
                 why = f"job {job.job_id} still pending after {timeout:g} s (reason {seen.reason})"

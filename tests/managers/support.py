@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cloudpickle
+import zmq
 
 from scaler import Client
 from scaler.io.sockets import free_tcp_address
+from scaler.protocol.codec import decode, encode_one
+from scaler.protocol.messages import Message, WorkerManagerCommand, WorkerManagerHeartbeat
 from tests.managers import manager_tasks
 
 cloudpickle.register_pickle_by_value(manager_tasks)  # workers need not import the tests package
@@ -104,3 +107,38 @@ def connected_times(log: Path, names: set[str], timeout: float = 60.0) -> dict[s
             return found
         assert time.monotonic() < deadline, f"workers {sorted(names - set(found))} never connected"
         time.sleep(0.05)
+
+
+class FakeScheduler:
+    """A real ROUTER socket playing the scheduler's part for a manager: reads its heartbeats, sends it commands."""
+
+    def __init__(self) -> None:
+        self.context: zmq.Context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.address = free_tcp_address()
+        self.router.bind(self.address)
+        self.peer: bytes | None = None
+
+    def heartbeat(
+        self, timeout: float = 10.0, until: Callable[[WorkerManagerHeartbeat], bool] = lambda beat: True
+    ) -> WorkerManagerHeartbeat:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.router.poll(100):
+                peer, frame = self.router.recv_multipart()
+                self.peer = peer
+                messages: list[Message] = decode(frame)
+                for message in messages:
+                    assert isinstance(message, WorkerManagerHeartbeat)
+                    if until(message):
+                        return message
+        raise AssertionError("no matching heartbeat")
+
+    def send(self, command: WorkerManagerCommand) -> None:
+        assert self.peer is not None
+        self.router.send_multipart([self.peer, encode_one(command)])
+
+    def close(self) -> None:
+        self.router.close()
+        self.context.term()

@@ -12,19 +12,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import zmq
 
-from scaler.io.sockets import free_tcp_address
-from scaler.protocol.codec import decode, encode_one
 from scaler.protocol.messages import (
     ManagedWorkerRecord,
     ManagedWorkerState,
-    Message,
     WorkerManagerCommand,
     WorkerManagerHeartbeat,
 )
 from scaler.worker_manager.adapter import EngineAdapter, WorkerStatus
 from scaler.worker_manager.manager import WorkerManager
+from tests.managers.support import FakeScheduler
 
 
 class MemoryEngine(EngineAdapter):
@@ -62,39 +59,6 @@ class MemoryEngine(EngineAdapter):
         with self.lock:
             self.forgotten.append(name)
             self.workers.pop(name, None)
-
-
-class FakeScheduler:
-    """A ROUTER socket: reads the manager's heartbeats, sends it commands."""
-
-    def __init__(self) -> None:
-        self.context: zmq.Context = zmq.Context()
-        self.router = self.context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.address = free_tcp_address()
-        self.router.bind(self.address)
-        self.peer: bytes | None = None
-
-    def heartbeat(self, timeout: float = 10.0, until=lambda beat: True) -> WorkerManagerHeartbeat:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.router.poll(100):
-                peer, frame = self.router.recv_multipart()
-                self.peer = peer
-                messages: list[Message] = decode(frame)
-                for message in messages:
-                    assert isinstance(message, WorkerManagerHeartbeat)
-                    if until(message):
-                        return message
-        raise AssertionError("no matching heartbeat")
-
-    def send(self, command: WorkerManagerCommand) -> None:
-        assert self.peer is not None
-        self.router.send_multipart([self.peer, encode_one(command)])
-
-    def close(self) -> None:
-        self.router.close()
-        self.context.term()
 
 
 @pytest.fixture
