@@ -87,7 +87,7 @@ def test_named_workers_join_one_drains_on_stop_and_a_new_adapter_adopts_the_othe
             with Client(address=address, timeout_seconds=30) as client:
                 wait_for_names(client, {"nat.b"})
             again.stop("nat.b")
-            wait_gone(survivor_pid)
+            idle_gone_after = wait_gone(survivor_pid)
             assert again.poll() == {}
             again.close()
         finally:
@@ -98,7 +98,8 @@ def test_named_workers_join_one_drains_on_stop_and_a_new_adapter_adopts_the_othe
         f"\n[native] 2 workers asked for -> both connected after {connected:.2f} s, both ran a task after "
         f"{joined:.2f} s; "
         f"stop (SIGTERM) -> worker gone {gone_after:.2f} s later, after its running task (1 s) finished "
-        f"(stop asked {stopped_at - asked:.1f} s after start)"
+        f"(stop asked {stopped_at - asked:.1f} s after start); an idle worker was gone {idle_gone_after:.2f} s "
+        "after its SIGTERM"
     )
 
 

@@ -8,6 +8,9 @@ that never clears): reported FAILED with why, cancelled, and the manager goes on
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from tests.managers import manager_tasks
 from tests.managers.support import (
     FakeScheduler,
     connected_times,
+    env_with_worktree,
     scheduler_process,
     started_marks,
     wait_for_names,
@@ -188,5 +192,45 @@ def test_a_restarted_manager_finds_its_jobs_in_squeue(empty_queue, tmp_path):
         again.stop("re.a")
         again.stop("re.b")
         other.stop("re-other.a")
-        wait_states(again, {}, timeout=60)
+        idle_gone_after = wait_states(again, {}, timeout=60)
         wait_states(other, {}, timeout=60)
+    print(
+        f"\n[slurm] 2 idle worker jobs: scancel --batch --signal=TERM -> both gone from squeue "
+        f"{idle_gone_after:.2f} s later"
+    )
+
+
+@pytest.mark.timeout(120)
+def test_the_command_runs_its_minimum_as_jobs_and_leaves_them_running_when_it_stops(empty_queue, tmp_path):
+    slurm = empty_queue
+    log = tmp_path / "scheduler.log"
+    with scheduler_process(log) as address:
+        argv = [
+            sys.executable, "-m", "scaler.cli.worker_manager", "slurm", address, "--name=cli", "--min-workers=2",
+            "--poll-interval-seconds=0.5", f"--slurm-output={tmp_path}/%x-%j.out", "--slurm-cpus-per-task=1",
+            "--slurm-time=10:00", "--slurm-sbatch=--comment=scaler-test",
+        ]  # fmt: skip
+        asked_wall = time.time()
+        with open(tmp_path / "manager.log", "ab") as out:
+            manager = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env_with_worktree())
+        try:
+            deadline = time.monotonic() + 30
+            while len(names := [line.split("|")[1] for line in jobs_of(slurm, "cli.")]) < 2:
+                assert time.monotonic() < deadline, (tmp_path / "manager.log").read_text()
+                time.sleep(0.1)
+            connected = max(connected_times(log, set(names)).values()) - asked_wall
+            with Client(address=address, timeout_seconds=60) as client:
+                wait_for_names(client, set(names))
+            manager.send_signal(signal.SIGTERM)
+            assert manager.wait(timeout=15) == 0
+            assert sorted(line.split("|")[1] for line in jobs_of(slurm, "cli.")) == sorted(names)
+        finally:
+            if manager.poll() is None:
+                manager.kill()
+                manager.wait()
+    print(f"\n[slurm, scaler_worker_manager] --min-workers 2: both worker jobs connected {connected:.2f} s after start")
+
+
+def jobs_of(slurm: SlurmBed, prefix: str) -> list[str]:
+    lines = slurm.run("squeue", "--noheader", "--format=%i|%j|%T").splitlines()
+    return [line for line in lines if line.split("|")[1].startswith(prefix)]
