@@ -258,3 +258,24 @@ def test_help_shows_each_default() -> None:
     text = " ".join(cli.build_parser().format_help().split())
     for shown in ("(default: 0)", "(default: 4)", "(default: scaler-%x-%j.out)", "ADAPTER", "slurm adapter:"):
         assert shown in text
+
+
+def test_the_launcher_starts_a_worker_manager_section_with_the_scheduler_address(tmp_path) -> None:
+    from scaler.cli.launcher import plan
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[scheduler]\naddress = "tcp://127.0.0.1:9999"\n[worker_manager]\nadapter = "native"\nmax_workers = 2\n'
+    )
+    children = plan(str(path))
+    assert [child.role.section for child in children] == ["scheduler", "worker_manager"]
+    command = children[1].command
+    assert command[1:3] == ["-m", "scaler.cli.worker_manager"] and command[-1] == "tcp://127.0.0.1:9999"
+    config = cli.parse_config(cli.build_parser(), command[3:])
+    assert (config.adapter, config.address, config.max_workers, config.exit_with_parent) == (
+        "native",
+        "tcp://127.0.0.1:9999",
+        2,
+        True,
+    )
+    assert not config.worker_config().exit_with_parent  # its workers outlive it
