@@ -23,6 +23,7 @@ from tests.managers.support import (
     connected_times,
     env_with_worktree,
     pid_alive,
+    scale_cycle,
     scheduler_process,
     started_marks,
     wait_for_names,
@@ -195,3 +196,20 @@ def test_the_command_starts_its_minimum_and_a_restart_adopts_them_instead_of_sta
             for pid in pids:
                 wait_gone(pid)
     print(f"\n[native, scaler_worker_manager] --min-workers 2: both workers ran a task {joined:.2f} s after start")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_manager_grows_to_its_target_drains_a_named_busy_worker_and_shrinks_to_zero(tmp_path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    log = tmp_path / "scheduler.log"
+    with scheduler_process(log) as address:
+        command = WorkerCommand(WorkerConfig(address=address, heartbeat_interval_seconds=0.5, logging_level="INFO"))
+        adapter = NativeAdapter("cyc", command, tmp_path / "state")
+        figures = scale_cycle(adapter, "cyc", address, log, marks, 3)
+    print(
+        f"\n[native, manager] target 0 -> 3: all connected {figures.connected:.2f} s after the command; a busy "
+        f"worker stopped -> gone from the heartbeat {figures.busy_stop:.2f} s later (its 1 s task finished first); "
+        f"the 2 idle ones -> {figures.idle_stop:.2f} s"
+    )
