@@ -262,7 +262,7 @@ class SlurmAdapter(EngineAdapter):
             if seen is None or seen.job_id != job.job_id:
                 del self._jobs[name]
                 if name not in self._stopping:
-                    why = describe_end(job.job_id, parse_scontrol(self._run(scontrol_argv(job.job_id), check=False)))
+                    why = self._why_ended(job.job_id)
                     if why is not None:
                         self._failed[name] = why
                 self._stopping.discard(name)
@@ -281,6 +281,13 @@ class SlurmAdapter(EngineAdapter):
     def forget(self, name: str) -> None:
         """Drop a FAILED worker (its job is already gone)."""
         self._failed.pop(name, None)
+
+    def _why_ended(self, job_id: str) -> str | None:
+        try:
+            output = self._run(scontrol_argv(job_id), check=False)
+        except (OSError, subprocess.SubprocessError) as error:  # it is gone either way: say so
+            return f"job {job_id} left the queue (scontrol could not say how: {error})"
+        return describe_end(job_id, parse_scontrol(output))
 
     def _cancel(self, job_id: str, graceful: bool) -> None:
         try:
