@@ -341,7 +341,14 @@ class KubernetesAdapter(EngineAdapter):
     def adopt(self) -> list[str]:
         """Take over this manager's Pods (by label), except those already being deleted."""
         now = self._clock()
-        for pod in self._list():
+        try:
+            pods = self._list()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            # Without the list, the manager would start a second set of workers: better stop (and be restarted).
+            raise RuntimeError(
+                f"cannot list the worker pods in namespace {self.namespace}: {describe_api_error(error)}"
+            ) from error
+        for pod in pods:
             name = (pod.metadata.annotations or {}).get(ANNOTATION_WORKER, "")
             if owned_by(self.manager_name, name) and pod.metadata.deletion_timestamp is None:
                 self._pods[name] = _Pod(pod.metadata.name, now)
@@ -392,7 +399,8 @@ class KubernetesAdapter(EngineAdapter):
             if view.phase in ("Succeeded", "Failed") or why is not None:
                 del self._pods[name]
                 self._stopping.discard(name)
-                self._delete(mine.pod_name, 0)
+                if not view.leaving:  # one being deleted goes by itself
+                    self._delete(mine.pod_name, 0)
                 if not stopping and (why is not None or view.phase == "Failed"):
                     self._failed[name] = why or view.detail
                 continue
