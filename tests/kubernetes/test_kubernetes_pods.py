@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 
 from scaler.cli.common import parse_command
@@ -179,3 +180,11 @@ def _waiting(reason: str, message: str = "") -> dict:
         "restartCount": 0,
         "state": {"waiting": waiting},
     }
+
+
+def test_the_sample_pod_in_the_docs_is_what_the_adapter_builds() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "deployment.md").read_text()
+    sample = text.split("<!-- k8s-sample-pod -->\n```yaml\n", 1)[1].split("```", 1)[0]
+    options = shipped_options(keys_secret="scaler-worker-keys")
+    built = to_dict(build_worker_pod("k8s.3f9c2a71", "k8s", command(keys_dir="/etc/scaler/keys"), options))
+    assert yaml.safe_load(sample) == built
