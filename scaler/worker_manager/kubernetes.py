@@ -186,6 +186,10 @@ def build_worker_pod(name: str, manager_name: str, command: WorkerCommand, optio
     pod.api_version, pod.kind, pod.status = "v1", "Pod", None
     meta = pod.metadata or k8s.V1ObjectMeta()
     meta.name, meta.namespace, meta.generate_name = pod_name(name), options.namespace, None
+    # What a template saved with `kubectl get pod -o yaml` carries from its Pod, and a create refuses.
+    for server_set in ("uid", "resource_version", "creation_timestamp", "deletion_timestamp", "managed_fields"):
+        setattr(meta, server_set, None)
+    meta.owner_references = None
     meta.labels = {**(meta.labels or {}), **worker_labels(manager_name)}
     meta.annotations = {**(meta.annotations or {}), ANNOTATION_WORKER: name}
     pod.metadata = meta

@@ -106,6 +106,15 @@ def test_a_pod_without_template_gets_its_own_container_and_no_keys_when_the_work
     assert data["spec"]["terminationGracePeriodSeconds"] == 40  # the default 30 s grace + 10
 
 
+def test_a_template_saved_from_a_running_pod_loses_what_the_server_set() -> None:
+    saved = load_template(TEMPLATE)
+    saved["metadata"].update(uid="1234", resourceVersion="99", creationTimestamp="2026-01-01T00:00:00Z")
+    saved["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "5678"}]
+    saved["status"] = {"phase": "Running", "podIP": "10.0.0.7"}
+    data = round_trip(build_worker_pod("k8s.1", "k8s", command(), shipped_options(template=saved)))
+    assert set(data["metadata"]) == {"name", "namespace", "labels", "annotations"} and "status" not in data
+
+
 def test_the_image_flag_overrides_the_template_and_the_template_is_not_changed() -> None:
     options = shipped_options(image="registry.example/scaler:2.0")
     first = to_dict(build_worker_pod("k8s.1", "k8s", command(), options))
@@ -188,3 +197,23 @@ def test_the_sample_pod_in_the_docs_is_what_the_adapter_builds() -> None:
     options = shipped_options(keys_secret="scaler-worker-keys")
     built = to_dict(build_worker_pod("k8s.3f9c2a71", "k8s", command(keys_dir="/etc/scaler/keys"), options))
     assert yaml.safe_load(sample) == built
+
+
+def test_the_k8s_settings_come_from_flags_and_from_the_config_file(tmp_path: Path) -> None:
+    from scaler.cli import worker_manager as cli
+
+    address = "tcp://scaler-scheduler:8516"
+    config = cli.parse_config(
+        cli.build_parser(),
+        ["kubernetes", address, "--k8s-image=r/s:1", "--k8s-cpu=2", "--k8s-pending-timeout-seconds=60", "--name=k8s"],
+    )
+    assert (config.adapter, config.k8s_image, config.k8s_cpu, config.k8s_pending_timeout_seconds) == (
+        "kubernetes", "r/s:1", "2", 60.0,
+    )  # fmt: skip
+    path = tmp_path / "c.toml"
+    path.write_text('[worker_manager]\nadapter = "kubernetes"\nk8s_namespace = "batch"\nk8s_memory = "4Gi"\n')
+    config = cli.parse_config(cli.build_parser(), ["-c", str(path), address])
+    assert (config.adapter, config.k8s_namespace, config.k8s_memory) == ("kubernetes", "batch", "4Gi")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_config(cli.build_parser(), ["kubernetes", address, "--k8s-pending-timeout-seconds=-1"])
+    assert exit_info.value.code == 2
