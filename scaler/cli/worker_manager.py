@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, manager.stop)
     signal.signal(signal.SIGINT, manager.stop)
     manager.run()
-    if manager.refused is not None:
-        raise SystemExit(1)
+    if manager.refused is not None or manager.failure is not None:
+        raise SystemExit(1)  # the log says why
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class WorkerManager:
         self.state = ManagerState(min_workers, max_workers, self._new_name, report_seconds)
         self.identity = make_identity("manager", name)
         self.refused: str | None = None  # why the scheduler refused this manager's keys, once it has
+        self.failure: str | None = None  # why it stopped on its own, if it did (the engine could not be read)
         self._stopping = False
         self._errors = RateLimitedLog()
 
@@ -81,7 +82,13 @@ class WorkerManager:
         parent = os.getppid()
         ticker = Ticker(self.poll_interval_seconds)
         try:
-            adopted = self.adapter.adopt()
+            try:
+                adopted = self.adapter.adopt()
+            except Exception as error:
+                # Starting without knowing what runs could start a second fleet beside the first.
+                self.failure = f"could not read the workers it already has from {self.adapter.kind}: {error}"
+                logger.error("worker manager %s stops: %s", self.name, self.failure)
+                return
             if adopted:
                 logger.info("worker manager %s adopted %d workers: %s", self.name, len(adopted), ", ".join(adopted))
             self.state.adopt(adopted)

@@ -160,6 +160,27 @@ def pending_failure(job: SqueueJob) -> str | None:
     return None
 
 
+def give_up(
+    job: SqueueJob, now: float, submitted_at: float, fatal_since: float | None, options: SlurmOptions
+) -> tuple[float | None, str | None]:
+    """Whether to cancel a queued job that has not started: ``(fatal_since, why)``, ``why`` None to keep waiting.
+
+    A fatal pending reason must hold for ``FATAL_CONFIRM_SECONDS`` (``fatal_since`` carries when it
+    was first seen from one poll to the next); any pending job is given up after the options'
+    ``pending_timeout_seconds``, if set.
+    """
+    why = pending_failure(job)
+    if why is None:
+        fatal_since = None
+    elif fatal_since is None or now - fatal_since < FATAL_CONFIRM_SECONDS:
+        fatal_since = now if fatal_since is None else fatal_since
+        why = None
+    timeout = options.pending_timeout_seconds
+    if why is None and job.state == "PENDING" and timeout > 0 and now - submitted_at > timeout:
+        why = f"job {job.job_id} still pending after {timeout:g} s (reason {job.reason})"
+    return fatal_since, why
+
+
 def status_of(job: SqueueJob) -> ManagedWorkerState:
     """What a job's squeue state means for its worker."""
     return ManagedWorkerState.RUNNING if job.state in _RUNNING_STATES else ManagedWorkerState.STARTING
@@ -241,21 +262,13 @@ class SlurmAdapter(EngineAdapter):
             if seen is None or seen.job_id != job.job_id:
                 del self._jobs[name]
                 if name not in self._stopping:
-                    why = describe_end(job.job_id, parse_scontrol(self._run(scontrol_argv(job.job_id), check=False)))
+                    why = self._why_ended(job.job_id)
                     if why is not None:
                         self._failed[name] = why
                 self._stopping.discard(name)
                 continue
             job.state = seen.state
-            why = pending_failure(seen)
-            if why is None:
-                job.fatal_since = None
-            elif job.fatal_since is None or now - job.fatal_since < FATAL_CONFIRM_SECONDS:
-                job.fatal_since = job.fatal_since if job.fatal_since is not None else now
-                why = None
-            timeout = self.options.pending_timeout_seconds
-            if why is None and seen.state == "PENDING" and timeout > 0 and now - job.submitted_at > timeout:
-                why = f"job {job.job_id} still pending after {timeout:g} s (reason {seen.reason})"
+            job.fatal_since, why = give_up(seen, now, job.submitted_at, job.fatal_since, self.options)
             if why is not None and name not in self._stopping:
                 self._cancel(job.job_id, graceful=False)
                 del self._jobs[name]
@@ -268,6 +281,13 @@ class SlurmAdapter(EngineAdapter):
     def forget(self, name: str) -> None:
         """Drop a FAILED worker (its job is already gone)."""
         self._failed.pop(name, None)
+
+    def _why_ended(self, job_id: str) -> str | None:
+        try:
+            output = self._run(scontrol_argv(job_id), check=False)
+        except (OSError, subprocess.SubprocessError) as error:  # it is gone either way: say so
+            return f"job {job_id} left the queue (scontrol could not say how: {error})"
+        return describe_end(job_id, parse_scontrol(output))
 
     def _cancel(self, job_id: str, graceful: bool) -> None:
         try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ from scaler import Client
 from scaler.io.sockets import free_tcp_address
 from scaler.protocol.codec import decode, encode_one
 from scaler.protocol.messages import Message, WorkerManagerCommand, WorkerManagerHeartbeat
+from scaler.worker_manager.adapter import EngineAdapter
+from scaler.worker_manager.manager import WorkerManager
 from tests.managers import manager_tasks
 
 cloudpickle.register_pickle_by_value(manager_tasks)  # workers need not import the tests package
@@ -142,3 +146,58 @@ class FakeScheduler:
     def close(self) -> None:
         self.router.close()
         self.context.term()
+
+
+@dataclasses.dataclass
+class CycleFigures:
+    """What ``scale_cycle`` measured, in seconds."""
+
+    connected: float  # target N sent -> the N workers connected to the scheduler
+    busy_stop: float  # a stop of a worker running a task -> it left the manager's heartbeat
+    idle_stop: float  # a stop of the idle rest -> none left in the heartbeat
+
+
+def scale_cycle(
+    adapter: EngineAdapter, manager_name: str, address: str, log: Path, marks: Path, n: int
+) -> CycleFigures:
+    """Drive a manager through 0 -> ``n`` -> ``n - 1`` (a busy worker drains) -> 0, playing the scheduler's part.
+
+    The manager talks to a ``FakeScheduler`` (the test sends its commands); its workers, started by
+    ``adapter``, serve the real scheduler at ``address``, whose log is ``log``. Checks that no task
+    is lost or started twice and that the stopped worker's running task finished there.
+    """
+    fake = FakeScheduler()
+    manager = WorkerManager(fake.address, adapter, manager_name, 0, n, poll_interval_seconds=0.3)
+    thread = threading.Thread(target=manager.run, daemon=True)
+    thread.start()
+    try:
+        assert fake.heartbeat().workers == []
+        asked = time.time()
+        fake.send(WorkerManagerCommand(target=n, stop_workers=[]))
+        beat = fake.heartbeat(until=lambda beat: len(beat.workers) == n)
+        names = {record.worker_name for record in beat.workers}
+        connected = max(connected_times(log, names).values()) - asked
+        with Client(address=address, timeout_seconds=60, heartbeat_interval_seconds=0.5) as client:
+            wait_for_names(client, names)
+            futures = [client.submit(manager_tasks.marked_sleep, str(marks), i, 1.0) for i in range(3 * n)]
+            victim = sorted(names)[0]
+            running = wait_mark_on(marks, victim)
+            fake.send(WorkerManagerCommand(target=n - 1, stop_workers=[victim]))
+            stopped_at = time.monotonic()
+            fake.heartbeat(until=lambda beat: victim not in {r.worker_name for r in beat.workers}, timeout=60)
+            busy_stop = time.monotonic() - stopped_at
+            results = [future.result(timeout=90) for future in futures]
+            assert [index for index, _ in results] == list(range(3 * n)), "no task lost"
+            assert dict(results)[running] == victim, "the task running at the stop finished where it ran"
+            rest = sorted(names - {victim})
+            fake.send(WorkerManagerCommand(target=0, stop_workers=rest))
+            stopped_at = time.monotonic()
+            beat = fake.heartbeat(until=lambda beat: not beat.workers, timeout=60)
+            idle_stop = time.monotonic() - stopped_at
+        assert sorted(index for index, _ in started_marks(marks)) == list(range(3 * n)), "none started twice"
+        assert manager.state.statistics()["failed"] == 0
+    finally:
+        manager.stop()
+        thread.join(15)
+        fake.close()
+    return CycleFigures(connected, busy_stop, idle_stop)

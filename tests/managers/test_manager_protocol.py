@@ -149,3 +149,17 @@ def test_a_restarted_manager_counts_the_workers_it_adopts(scheduler) -> None:
     finally:
         manager.stop()
         thread.join(10)
+
+
+class BrokenEngine(MemoryEngine):
+    def adopt(self) -> list[str]:
+        raise OSError("squeue: cannot reach slurmctld")
+
+
+@pytest.mark.timeout(30)
+def test_a_manager_that_cannot_read_its_engine_at_start_stops_rather_than_start_a_second_fleet(scheduler) -> None:
+    engine = BrokenEngine()
+    manager = WorkerManager(scheduler.address, engine, "mem", 2, 4, poll_interval_seconds=0.2)
+    manager.run()  # returns at once
+    assert manager.failure is not None and "cannot reach slurmctld" in manager.failure
+    assert engine.started == []

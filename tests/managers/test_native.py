@@ -23,6 +23,7 @@ from tests.managers.support import (
     connected_times,
     env_with_worktree,
     pid_alive,
+    scale_cycle,
     scheduler_process,
     started_marks,
     wait_for_names,
@@ -150,7 +151,9 @@ def test_two_managers_of_one_name_cannot_share_a_state_directory(tmp_path) -> No
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_the_command_starts_its_minimum_and_a_restart_adopts_them_instead_of_starting_more(tmp_path) -> None:
+def test_the_command_starts_its_minimum_and_after_it_is_killed_a_restart_adopts_them_instead_of_starting_more(
+    tmp_path,
+) -> None:
     state = tmp_path / "state"
     with scheduler_process(tmp_path / "scheduler.log") as address:
         argv = [
@@ -173,9 +176,9 @@ def test_the_command_starts_its_minimum_and_a_restart_adopts_them_instead_of_sta
                 joined = time.monotonic() - asked
                 pids = [proc.pid for proc in psutil.Process(first.pid).children()]
                 assert len(pids) == 2
-                first.send_signal(signal.SIGTERM)
-                assert first.wait(timeout=15) == 0
-                assert all(pid_alive(pid) for pid in pids), "a manager that stops leaves its workers running"
+                first.kill()  # the manager dies: no clean-up of its own runs
+                assert first.wait(timeout=15) == -signal.SIGKILL
+                assert all(pid_alive(pid) for pid in pids), "a manager that dies does not take its workers with it"
                 wait_for_names(client, workers)  # and they still serve
 
                 second = start_logged(argv, log)
@@ -195,3 +198,20 @@ def test_the_command_starts_its_minimum_and_a_restart_adopts_them_instead_of_sta
             for pid in pids:
                 wait_gone(pid)
     print(f"\n[native, scaler_worker_manager] --min-workers 2: both workers ran a task {joined:.2f} s after start")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_manager_grows_to_its_target_drains_a_named_busy_worker_and_shrinks_to_zero(tmp_path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    log = tmp_path / "scheduler.log"
+    with scheduler_process(log) as address:
+        command = WorkerCommand(WorkerConfig(address=address, heartbeat_interval_seconds=0.5, logging_level="INFO"))
+        adapter = NativeAdapter("cyc", command, tmp_path / "state")
+        figures = scale_cycle(adapter, "cyc", address, log, marks, 3)
+    print(
+        f"\n[native, manager] target 0 -> 3: all connected {figures.connected:.2f} s after the command; a busy "
+        f"worker stopped -> gone from the heartbeat {figures.busy_stop:.2f} s later (its 1 s task finished first); "
+        f"the 2 idle ones -> {figures.idle_stop:.2f} s"
+    )

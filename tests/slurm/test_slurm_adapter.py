@@ -28,6 +28,7 @@ from tests.managers.support import (
     FakeScheduler,
     connected_times,
     env_with_worktree,
+    scale_cycle,
     scheduler_process,
     started_marks,
     wait_for_names,
@@ -234,3 +235,17 @@ def test_the_command_runs_its_minimum_as_jobs_and_leaves_them_running_when_it_st
 def jobs_of(slurm: SlurmBed, prefix: str) -> list[str]:
     lines = slurm.run("squeue", "--noheader", "--format=%i|%j|%T").splitlines()
     return [line for line in lines if line.split("|")[1].startswith(prefix)]
+
+
+@pytest.mark.timeout(150)
+def test_the_manager_grows_from_zero_to_n_jobs_drains_a_named_busy_one_and_shrinks_to_zero(empty_queue, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    log = tmp_path / "scheduler.log"
+    with scheduler_process(log) as address:
+        figures = scale_cycle(adapter_for(address, tmp_path, name="cyc"), "cyc", address, log, marks, 3)
+    print(
+        f"\n[slurm, manager] target 0 -> 3 jobs: all connected {figures.connected:.2f} s after the command; a busy "
+        f"worker stopped -> its job gone {figures.busy_stop:.2f} s later (its 1 s task finished first); the 2 idle "
+        f"ones -> {figures.idle_stop:.2f} s"
+    )

@@ -22,9 +22,11 @@ from scaler.worker_manager.core import (
     StopWorker,
 )
 from scaler.worker_manager.slurm import (
+    FATAL_CONFIRM_SECONDS,
     SlurmOptions,
     SqueueJob,
     describe_end,
+    give_up,
     job_script,
     parse_sbatch,
     parse_scontrol,
@@ -201,6 +203,23 @@ def test_pending_reasons_that_never_clear_fail_the_job_and_others_wait() -> None
     assert status_of(SqueueJob("1", "m", "PENDING", "Resources")) == ManagedWorkerState.STARTING
     assert status_of(SqueueJob("1", "m", "CONFIGURING", "None")) == ManagedWorkerState.STARTING
     assert status_of(SqueueJob("1", "m", "RUNNING", "None")) == ManagedWorkerState.RUNNING
+
+
+def test_a_fatal_reason_must_hold_before_the_job_is_given_up_and_the_pending_timeout_applies_to_any() -> None:
+    fatal = SqueueJob("13", "m.b", "PENDING", "PartitionConfig")
+    waiting = SqueueJob("13", "m.b", "PENDING", "Resources")
+    options = SlurmOptions()
+    assert give_up(fatal, 10.0, 9.0, None, options) == (10.0, None)  # first seen: wait to confirm
+    assert give_up(fatal, 11.0, 9.0, 10.0, options) == (10.0, None)
+    since, why = give_up(fatal, 10.0 + FATAL_CONFIRM_SECONDS, 9.0, 10.0, options)
+    assert since == 10.0 and why is not None and "PartitionConfig" in why
+    assert give_up(waiting, 11.0, 9.0, 10.0, options) == (None, None)  # a reason that cleared resets it
+    assert give_up(waiting, 1000.0, 9.0, None, options) == (None, None)  # no timeout: waits for ever
+    since, why = give_up(waiting, 100.0, 9.0, None, SlurmOptions(pending_timeout_seconds=60))
+    assert why == "job 13 still pending after 60 s (reason Resources)"
+    assert give_up(
+        SqueueJob("13", "m.b", "RUNNING", "None"), 100.0, 9.0, None, SlurmOptions(pending_timeout_seconds=60)
+    ) == (None, None)
 
 
 def test_how_a_job_ended_comes_from_scontrol() -> None:
