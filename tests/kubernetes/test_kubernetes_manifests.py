@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,21 +122,57 @@ def secret_files(script_log: str, secret: str) -> list[str]:
     raise AssertionError(f"create-secrets.sh made no secret {secret}: {script_log}")
 
 
-@pytest.fixture
-def cluster_keys(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A keygen directory put through create-secrets.sh with a kubectl that only logs what it is asked."""
+def run_create_secrets(tmp_path: Path, real_kubectl: str | None = None) -> tuple[Path, str, str]:
+    """Run create-secrets.sh on a fresh keygen directory with a ``kubectl`` that logs what it is asked.
+
+    With ``real_kubectl``, each command is also run by the real one with ``--dry-run=client -o yaml``
+    (offline: it only prints the object it would send). Returns the keys, the log and those objects.
+    """
     keys = tmp_path / "keys"
     make_keys(keys)
     add_key(keys, "manager")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    log = tmp_path / "kubectl.log"
+    log, objects = tmp_path / "kubectl.log", tmp_path / "objects.yaml"
+    dry_run = f'"{real_kubectl}" "$@" --dry-run=client -o yaml >> {objects} && echo --- >> {objects}\n'
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(f'#!/bin/sh\n[ "$1" = --namespace ] && shift 2\necho "$@" >> {log}\n')
+    kubectl.write_text(
+        f'#!/bin/sh\nset -e\n{dry_run if real_kubectl else ""}[ "$1" = --namespace ] && shift 2\necho "$@" >> {log}\n'
+    )
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    subprocess.run([str(DEPLOY / "create-secrets.sh"), str(keys), "scaler"], env=env, check=True, timeout=30)
-    yield keys, log.read_text()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    env.pop("KUBECONFIG", None)
+    subprocess.run([str(DEPLOY / "create-secrets.sh"), str(keys), "scaler"], env=env, check=True, timeout=60)
+    return keys, log.read_text(), objects.read_text() if objects.exists() else ""
+
+
+@pytest.fixture
+def cluster_keys(tmp_path: Path) -> tuple[Path, str]:
+    keys, log, _ = run_create_secrets(tmp_path)
+    return keys, log
+
+
+def test_create_secrets_makes_valid_secrets_and_the_template_configmap(tmp_path: Path, no_network) -> None:
+    real = shutil.which("kubectl")
+    if real is None:
+        pytest.skip("kubectl is not installed: it would make the Secrets (offline, --dry-run=client)")
+    keys, log, objects = run_create_secrets(tmp_path, real)
+    made = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(objects) if d}
+    assert set(made) == {
+        ("Secret", "scaler-scheduler-keys"),
+        ("Secret", "scaler-worker-keys"),
+        ("Secret", "scaler-manager-keys"),
+        ("ConfigMap", "scaler-worker-template"),
+    }
+    for (kind, name), document in made.items():
+        assert document["metadata"]["namespace"] == "scaler"
+        document["metadata"].pop("creationTimestamp", None)  # kubectl prints null, which the server fills in
+        validate_strictly(document)
+        if kind == "Secret":
+            files = {Path(file).name: Path(file).read_bytes() for file in secret_files(log, name)}
+            assert {key: base64.b64decode(value) for key, value in document["data"].items()} == files
+    template = made[("ConfigMap", "scaler-worker-template")]["data"]
+    assert template == {"worker-pod.yaml": (DEPLOY / "worker-pod.yaml").read_text()}
 
 
 def mount(tmp_path: Path, name: str, files: list[str]) -> Path:
