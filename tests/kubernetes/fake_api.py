@@ -110,7 +110,7 @@ class FakeCoreV1Api:
         wanted = dict(term.split("=", 1) for term in label_selector.split(",") if term)
         items = [
             self._model(pod)
-            for pod in self.pods.values()
+            for pod in list(self.pods.values())  # a snapshot: the manager thread lists while a test moves Pods
             if all(pod["metadata"].get("labels", {}).get(key) == value for key, value in wanted.items())
         ]
         return client.V1PodList(items=items)
