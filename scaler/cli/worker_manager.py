@@ -72,6 +72,10 @@ def parse_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
 def make_adapter(config: WorkerManagerConfig) -> EngineAdapter:
     """The engine adapter ``config`` names, set up to start workers with ``config``'s worker settings."""
     command = WorkerCommand(config.worker_config())
+    if config.adapter == "kubernetes":  # an optional extra: imported only when asked for
+        from scaler.worker_manager.kubernetes import from_config
+
+        return from_config(config, command)
     if config.adapter == "slurm":
         options = SlurmOptions(
             partition=config.slurm_partition,
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start_logging(parser, config, [])
     try:
         adapter = make_adapter(config)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, ValueError, ImportError) as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     manager = WorkerManager(
         config.address,

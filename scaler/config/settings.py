@@ -42,6 +42,7 @@ GROUPS = (
     "worker manager",
     "native adapter",
     "slurm adapter",
+    "kubernetes adapter",
     "workers",
     "timeouts",
     "keys",

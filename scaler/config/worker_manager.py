@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import socket
 
+from scaler.config.kubernetes import KubernetesSettings
 from scaler.config.logging_setup import LoggingSettings
 from scaler.config.settings import setting, settings_of
 from scaler.config.worker import WorkerConfig, WorkerSettings
 
-ADAPTERS = ("native", "slurm")
+ADAPTERS = ("native", "slurm", "kubernetes")
 
 
 def parse_lines(text: str) -> tuple[str, ...]:
@@ -29,14 +30,15 @@ class _AdapterFirst(LoggingSettings):
 
     adapter: str = setting(
         "",
-        help="the engine that runs the workers: native (local processes) or slurm (one batch job per worker)",
+        help="the engine that runs the workers: native (local processes), slurm (one batch job per worker) or "
+        "kubernetes (one Pod per worker)",
         group="arguments",
         positional=True,
     )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class WorkerManagerConfig(WorkerSettings, _AdapterFirst):
+class WorkerManagerConfig(WorkerSettings, KubernetesSettings, _AdapterFirst):
     """A worker manager: which engine, how many workers, and what each worker is given."""
 
     name: str = setting(

@@ -265,7 +265,7 @@ def test_a_config_file_section_and_the_launchers_trailing_address(tmp_path) -> N
 
 
 def test_bad_settings_are_usage_errors(capsys) -> None:
-    for argv in (["kubernetes", ADDRESS], ["native"], ["native", ADDRESS, "--min-workers", "3", "--max-workers", "2"]):
+    for argv in (["nomad", ADDRESS], ["native"], ["native", ADDRESS, "--min-workers", "3", "--max-workers", "2"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.parse_config(cli.build_parser(), argv)
         assert exit_info.value.code == 2
