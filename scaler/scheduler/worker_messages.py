@@ -59,6 +59,7 @@ class WorkerMessages(SchedulerBook):
             )
             return
         task_id = result.task_id
+        worker.busy_at = now
         wanted = record.state is not TaskState.CANCELING and record.client in self.clients
         if result.status is TaskStatus.PROCESSOR_DIED and wanted:
             record.deaths += 1
@@ -169,7 +170,9 @@ class WorkerMessages(SchedulerBook):
         grace = self.config.unschedulable_grace_seconds
         for task_id in list(self._queued_with_capabilities):
             record = self.tasks[task_id]
-            if any(worker.can_run(record.task) for worker in self.workers.values()):
+            if any(worker.can_run(record.task) for worker in self.workers.values()) or self.managers.can_serve(
+                record.task.capabilities
+            ):  # a worker manager can start one that runs it
                 record.unschedulable_since = None
                 continue
             if record.unschedulable_since is None:

@@ -28,6 +28,8 @@ class WorkerRecord:
     balancing: bool = False  # a BalanceRequest to it awaits its answer
     kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
     leaving: bool = False  # draining before a graceful stop: it finishes what it started and gets nothing new
+    retiring: bool = False  # idle, and its worker manager was told to stop it: it gets nothing new meanwhile
+    busy_at: float = 0.0  # when it was last sent a task or sent a result: idle since then if it holds none
     # For the status feed: when it joined, its last heartbeat and the figures that came with it,
     # the interval its heartbeats come at (estimated; 0 until two arrived), and its finished tasks.
     joined_at: float = 0.0
