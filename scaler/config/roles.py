@@ -15,6 +15,7 @@ from scaler.config.cluster import ClusterConfig
 from scaler.config.keygen import KeygenConfig
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
+from scaler.config.top import TopConfig
 from scaler.config.worker import WorkerConfig
 
 
@@ -34,6 +35,7 @@ ROLES: tuple[Role, ...] = (
     Role("worker", WorkerConfig, "scaler.cli.worker", needs_scheduler_address=True),
     Role("client", ClientConfig, None, needs_scheduler_address=True),
     Role("keygen", KeygenConfig, None),  # read by scaler_keygen -c; the launcher makes no keys
+    Role("top", TopConfig, None),  # read by scaler_top -c; a terminal monitor is not a background process
 )
 
 SECTIONS = tuple(role.section for role in ROLES)
