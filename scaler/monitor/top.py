@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Static
@@ -25,6 +26,7 @@ from scaler.monitor.top_model import CLIENT_COLUMNS, SORT_KEYS, TopModel
 
 POLL_SECONDS = 0.1  # how often the feed is read; a snapshot shows at most this late
 EVENT_ROWS = 5
+STATE_STYLES = {"draining": "yellow", "lost": "bold red"}  # a worker row in any other state is unstyled
 
 
 class _NoteHandler(logging.Handler):
@@ -107,22 +109,25 @@ class TopApp(App[int]):
     def _draw_status(self) -> None:
         text, silent = self.model.status(self.feed.silent_for(), self.feed.heard_any, self.config.silent_after_seconds)
         status = self.query_one("#status", Static)
-        status.update(text)
+        status.update(Text(text))
         status.set_class(silent, "silent")
-        self.query_one("#events", Static).update("\n".join(self.model.events(EVENT_ROWS)))
+        self.query_one("#events", Static).update(Text("\n".join(self.model.events(EVENT_ROWS))))
 
     def _draw_tables(self) -> None:
-        self.query_one("#header", Static).update("\n".join(self.model.header()))
+        self.query_one("#header", Static).update(Text("\n".join(self.model.header())))
         clients = self.query_one("#clients", DataTable)
         clients.clear()
-        clients.add_rows(self.model.clients())
+        for row in self.model.clients():
+            clients.add_row(*(Text(cell) for cell in row))
         workers = self.query_one("#workers", DataTable)
-        row = workers.cursor_row
+        cursor = workers.cursor_row
         workers.clear(columns=True)  # the sorted column's header shows its direction
         workers.add_columns(*self.model.worker_columns())
-        workers.add_rows(self.model.workers())
+        for row in self.model.workers():
+            style = STATE_STYLES.get(row[1], "")
+            workers.add_row(*(Text(cell, style=style) for cell in row))
         if workers.row_count:
-            workers.move_cursor(row=min(row, workers.row_count - 1), animate=False)
+            workers.move_cursor(row=min(cursor, workers.row_count - 1), animate=False)
 
 
 def run(config: TopConfig, keys: PeerKeys | None = None) -> int:

@@ -63,9 +63,13 @@ def test_top_shows_the_feed_resorts_says_when_silent_recovers_and_quits(feed_por
     feed = start_feed(feed_port, workers=4)
     top = TmuxScreen(top_command(feed_port), environment())
     try:
-        screen = top.wait_for(lambda s: "workers 4 (active 4)" in s and len(worker_order(s)) == 4, 30, "4 workers")
+
+        def ready(screen: str) -> bool:  # the footer shows the keys once the screen is drawn
+            return "workers 4 (active 4)" in screen and len(worker_order(screen)) == 4 and "u sort queued" in screen
+
+        screen = top.wait_for(ready, 30, "4 workers and the keys")
         assert worker_order(screen) == ["w0", "w1", "w2", "w3"]  # by name, the default
-        assert "q quit" in screen and "u sort queued" in screen  # the footer shows the keys
+        assert "q quit" in screen
         first = finished(screen)
         top.wait_for(lambda s: finished(s) > first, 10, "the finished count to move")
 
