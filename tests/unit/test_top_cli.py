@@ -50,6 +50,8 @@ def test_bad_settings_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> No
 def test_keys_monitor_pair_else_the_client_pair(tmp_path: Path) -> None:
     keys_dir = tmp_path / "keys"
     make_keys(keys_dir)
+    for made in keys_dir.glob("monitor.key*"):  # a keys directory from before scaler_keygen made a monitor pair
+        made.unlink()
     config = TopConfig(address="tcp://127.0.0.1:1", keys_dir=str(keys_dir))
     keys = top_cli.load_keys(config)
     assert keys is not None and keys.key_file.endswith("client.key_secret")
