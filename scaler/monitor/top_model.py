@@ -81,8 +81,13 @@ def sort_key(key_or_name: str) -> SortKey:
 
 
 def peer_name(peer_id: bytes) -> str:
-    """A peer's identity without its kind: ``worker|host|pid|tag`` -> ``host|pid|tag``."""
-    text = peer_id.decode(errors="replace")
+    """A peer's identity without its kind: ``worker|host|pid|tag`` -> ``host|pid|tag``; hex if it is not text."""
+    try:
+        text = peer_id.decode()
+    except UnicodeDecodeError:
+        text = ""
+    if not text or not text.isprintable():
+        return peer_id.hex()[:16]  # a random binary id: a short, stable handle for it
     kind, separator, rest = text.partition("|")
     return rest if separator and kind in ("worker", "client", "scheduler") else text
 

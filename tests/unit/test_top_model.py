@@ -50,6 +50,7 @@ def test_formats() -> None:
     ]
     assert peer_name(b"worker|host|12|ab") == "host|12|ab"
     assert peer_name(b"just-a-name") == "just-a-name"
+    assert peer_name(b"\x8a\x01\x02\x03\x04\x05\x06\x07\x08\x09") == "8a01020304050607"  # binary: hex
 
 
 def test_a_worker_row_shows_its_task_processors_and_figures() -> None:
