@@ -1,7 +1,8 @@
 """``scaler_keygen DIR``: make a cluster's CURVE keys, and say which file goes to which host.
 
-``scaler_keygen DIR`` writes the scheduler's, a client's and a worker's key pairs and the
-allow-list that holds the client's and the worker's public keys (the layout is described in
+``scaler_keygen DIR`` writes the scheduler's, a client's, a worker's and a status-feed
+monitor's key pairs and the allow-list that holds the client's, the worker's and the monitor's
+public keys (the layout is described in
 ``scaler/io/keys.py``). ``scaler_keygen DIR --add NAME`` adds one more key pair, for another user
 or another group of hosts, and puts its public key on the allow-list. Secret files are created
 with mode 0600 and are never overwritten.
@@ -20,6 +21,7 @@ from scaler.config.keygen import KeygenConfig
 from scaler.io.keys import (
     ALLOW_LIST,
     CLIENT,
+    MONITOR,
     SCHEDULER,
     WORKER,
     PathLike,
@@ -39,7 +41,7 @@ def make_keys(directory: PathLike) -> str:
     Raises ``ValueError`` if ``directory`` already holds any of the files.
     """
     directory = Path(directory).absolute()
-    names = (SCHEDULER, CLIENT, WORKER)
+    names = (SCHEDULER, CLIENT, WORKER, MONITOR)
     wanted = [path(directory, name) for name in names for path in (public_key_path, key_pair_path)]
     wanted.append(directory / ALLOW_LIST)
     existing = [path.name for path in wanted if path.exists()]
@@ -50,7 +52,7 @@ def make_keys(directory: PathLike) -> str:
         )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     public_files = {name: create_key_pair(directory, name)[0] for name in names}
-    allowed = [(read_public_key(public_files[name], f"{name} public key"), name) for name in (CLIENT, WORKER)]
+    allowed = [(read_public_key(public_files[name], f"{name} public key"), name) for name in (CLIENT, WORKER, MONITOR)]
     write_allow_list(directory / ALLOW_LIST, allowed)
     return _instructions(directory)
 
@@ -88,6 +90,7 @@ def _instructions(directory: Path) -> str:
   scheduler.key         the scheduler's public key         -> every worker and client host
   worker.key_secret     the workers' key pair (secret)     -> each worker host
   client.key_secret     a client's key pair (secret)       -> each client host
+  monitor.key_secret    the status feed's readers (secret) -> where scaler_top / scaler_ui run
 
 On one machine, point every process at the whole directory:
   scaler_scheduler tcp://0.0.0.0:8516 --keys-dir {here}
@@ -99,6 +102,7 @@ Across machines, copy to each host only the files it needs, into a directory of 
   scheduler host: scheduler.key_secret {ALLOW_LIST}
   worker hosts:   worker.key_secret scheduler.key
   client hosts:   client.key_secret scheduler.key
+  monitor hosts:  monitor.key_secret scheduler.key  (scaler_top, scaler_ui)
 Keep *.key_secret files private (mode 0600; `scp -p` keeps it), and never copy scheduler.key_secret
 off the scheduler host. One more key pair (one per user, say): scaler_keygen {here} --add NAME
 """
@@ -111,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scaler_keygen",
         description="Make CURVE keys for a scaler scheduler, its workers and its clients. Settings come from the "
         "flags, then the [keygen] section of -c FILE.toml.",
-        epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret) and allowed_keys.",
+        epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret), monitor.key(_secret) "
+        "and allowed_keys.",
     )
 
 

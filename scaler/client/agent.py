@@ -5,7 +5,8 @@ as a ROUTER, the scheduler): its receive drain, batched sends, handshake monitor
 User threads hand messages to ``send``, which queues them and wakes the agent through a
 ``Waker`` pipe; the agent sends everything queued as one frame, so a burst of ``submit`` calls
 costs few syscalls. Incoming results, cancel confirmations and fetched objects go to the
-``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``; credits,
+``ClientFutureManager``; task output (``TaskLog``) goes to the ``TaskOutputPrinter``; status
+snapshots (the answers to ``Client.status()``) to the client's waiting caller; credits,
 heartbeat echoes and the scheduler's goodbyes go to the ``ClientSession`` (``session.py``), which
 decides when heartbeats are due and when the scheduler is lost. The agent carries out what the
 session returns. A monitor on the socket reports handshakes: one the scheduler refuses (keys)
@@ -38,6 +39,7 @@ from scaler.protocol.messages import (
     Message,
     ObjectResponse,
     SchedulerShutdown,
+    StatusSnapshot,
     TaskCancelConfirm,
     TaskCredit,
     TaskLog,
@@ -77,9 +79,18 @@ class Agent(Protocol):
         """Use one backpressure credit for a task about to be sent."""
 
 
-# (address, identity, manager, heartbeat interval, timeout, on_shutdown_response, keys) -> agent
+# (address, identity, manager, heartbeat interval, timeout, on_shutdown_response, keys, on_status_snapshot) -> agent
 AgentFactory = Callable[
-    [str, bytes, ClientFutureManager, float, float, Callable[[ClientShutdownResponse], None], "PeerKeys | None"],
+    [
+        str,
+        bytes,
+        ClientFutureManager,
+        float,
+        float,
+        Callable[[ClientShutdownResponse], None],
+        "PeerKeys | None",
+        Callable[[StatusSnapshot], None],
+    ],
     Agent,
 ]
 
@@ -96,6 +107,7 @@ class ClientAgent(threading.Thread):
         timeout_seconds: float,
         on_shutdown_response: Callable[[ClientShutdownResponse], None],
         keys: PeerKeys | None = None,
+        on_status_snapshot: Callable[[StatusSnapshot], None] | None = None,
     ) -> None:
         super().__init__(name=f"scaler-client-agent-{identity[-8:].decode(errors='replace')}", daemon=True)
         self.address = address
@@ -125,6 +137,8 @@ class ClientAgent(threading.Thread):
             SchedulerShutdown: self._on_session_message,
             ClientDropped: self._on_session_message,
         }
+        if on_status_snapshot is not None:  # the answer to Client.status()
+            self._handlers[StatusSnapshot] = on_status_snapshot
 
     @property
     def error(self) -> DisconnectedError | None:

@@ -40,6 +40,7 @@ from scaler.client.object_reference import ObjectReference
 from scaler.client.registry import rebuild_client, register_original
 from scaler.client.results import decode_result
 from scaler.client.serializer import DefaultSerializer, Serializer
+from scaler.client.status import StatusRequests
 from scaler.config.client import ClientConfig
 from scaler.errors import AuthenticationError, ClientForkedError, DisconnectedError, ShutdownRefusedError
 from scaler.io.keys import PathLike
@@ -51,6 +52,8 @@ from scaler.protocol.messages import (
     DisconnectType,
     GraphTask,
     Message,
+    StatusRequest,
+    StatusSnapshot,
     Task,
 )
 from scaler.utility import task_context
@@ -133,6 +136,7 @@ class Client:
         self._shutdown_answered = threading.Event()
         self._shutdown_unawaited = False  # asked from a done-callback: nobody waits for the answer
         self._disconnected = False
+        self._status_requests = StatusRequests()
         decode = functools.partial(decode_result, self._serializer)
         self._manager = ClientFutureManager(self._send, decode, self._on_agent_thread)
         self._agent = agent_factory(
@@ -143,6 +147,7 @@ class Client:
             timeout_seconds,
             self._on_shutdown_response,
             self._keys,
+            self._status_requests.answer,
         )
         self._agent.start()
         if not self._agent.connected.wait(timeout_seconds) or self._agent.error is not None:
@@ -295,6 +300,28 @@ class Client:
             raise ShutdownRefusedError(self._shutdown_answer.reason)
         self._manager.cancel_all()
         self._close(stop_combo=True)
+
+    def status(self, timeout_seconds: float | None = None) -> StatusSnapshot:
+        """The whole cluster as the scheduler sees it now, through this client's own connection.
+
+        Returns the same typed ``StatusSnapshot`` the scheduler publishes on its status feed
+        (``--monitor-address``): ``.scheduler`` (uptime, CPU, memory, message rates, tasks by state,
+        totals since start, objects), ``.clients`` (each client's queued, running, done, failed and
+        cancelled tasks) and ``.workers`` (each worker's state, queue, running tasks with their
+        function names and running times, processors, CPU, memory and heartbeat age). It works
+        whether or not the feed is on, and needs no extra socket or key.
+
+        Waits at most ``timeout_seconds`` (default: the client's ``timeout_seconds``) and raises
+        ``TimeoutError`` if no answer came; ``DisconnectedError`` if the scheduler is lost. From a
+        done-callback (the thread that would receive the answer) it raises ``RuntimeError``.
+        """
+        self._ensure_connected()
+        if self._on_agent_thread():
+            raise RuntimeError("Client.status() cannot wait in a done-callback: that thread receives the answer")
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        request_id = self._status_requests.open()
+        self._send(StatusRequest(request_id))
+        return self._status_requests.wait(request_id, timeout, lambda: self._agent.error)
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""

@@ -11,6 +11,7 @@ any task that names it only by id.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pickle
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 import cloudpickle
 
 from scaler.client import graph as graphs
-from scaler.client.graph_runner import GraphSerializer, encode_expression, run_graph_node
+from scaler.client.graph_runner import Call, DaskCall, GraphSerializer, encode_expression, run_graph_node
 from scaler.client.object_reference import ObjectReference
 from scaler.client.objects import ClientObjects
 from scaler.client.serializer import Serializer
@@ -45,6 +46,8 @@ INLINE_ARGUMENT_BYTES = 64 * 1024  # a serialized argument over this travels as 
 AUTOMATIC_OBJECT_CACHE_BYTES = 256 * 1024 * 1024  # unpinned automatic objects kept, in bytes
 
 _FUNCTION_CACHE_SIZE = 256
+_FUNCTION_NAMES = 4096  # function id -> name entries kept (names of functions no longer cached may go)
+_NAME_CHARS = 200
 
 Big = dict[bytes, bytes]  # automatic objects a task or graph needs: id -> payload
 
@@ -67,6 +70,7 @@ class TaskEncoder:
         self._send = send
         self._functions: OrderedDict[Any, tuple[bytes, bytes]] = OrderedDict()  # fn -> (id, bytes)
         self._sent_functions: set[bytes] = set()
+        self._names: OrderedDict[bytes, str] = OrderedDict()  # function id -> name, for the status feed
         self._functions_lock = threading.Lock()
         self._graph_runner: tuple[bytes, bytes] | None = None
         self._objects = ClientObjects(object_cache_bytes)
@@ -86,11 +90,16 @@ class TaskEncoder:
                     self._functions.move_to_end(fn)
                     return cached
         entry = _pickle_function(fn, self.serializer)
-        if cacheable:
-            with self._functions_lock:
+        name = function_name(fn)
+        with self._functions_lock:
+            if cacheable:
                 self._functions[fn] = entry
                 if len(self._functions) > _FUNCTION_CACHE_SIZE:
                     self._functions.popitem(last=False)
+            self._names[entry[0]] = name
+            self._names.move_to_end(entry[0])
+            if len(self._names) > _FUNCTION_NAMES:
+                self._names.popitem(last=False)
         return entry
 
     def graph_runner(self) -> tuple[bytes, bytes]:
@@ -112,6 +121,8 @@ class TaskEncoder:
                     message.function = function
                 else:
                     message.nodes[0].function = function
+            if isinstance(message, Task) and not message.function_name:
+                message.function_name = self._names.get(function_id, "")
             self._send(message)
 
     # -- arguments -------------------------------------------------------------------------------
@@ -182,7 +193,8 @@ class TaskEncoder:
             else:
                 arguments.append(self.argument("", argument.value, big))
         dependencies = [task_ids[key] for key in node.dependencies]
-        return GraphNode(task_ids[node.key], self.graph_runner()[0], b"", arguments, dependencies)
+        name = _node_function_name(node.expression)
+        return GraphNode(task_ids[node.key], self.graph_runner()[0], b"", arguments, dependencies, name)
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -246,6 +258,28 @@ def check_message_size(size: int) -> None:
             f"the task's function and inline arguments take {size} bytes, over the {MAX_PAYLOAD_BYTES} byte "
             f"message limit; split the data into smaller tasks"
         )
+
+
+def function_name(fn: Any) -> str:
+    """A readable name for a task's function (``module.qualname``), for the status feed and logs."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not isinstance(qualname, str):  # a callable object: name its class
+        qualname, module = type(fn).__qualname__, type(fn).__module__
+    name = f"{module}.{qualname}" if isinstance(module, str) and module else qualname
+    return name[:_NAME_CHARS]
+
+
+def _node_function_name(expression: Any) -> str:
+    """The function a graph node calls: that of its outermost call, if any (else it only passes data on)."""
+    if isinstance(expression, Call):
+        return function_name(expression.func)
+    if isinstance(expression, DaskCall):
+        func = getattr(expression.node, "func", None)
+        return function_name(func) if func is not None else type(expression.node).__name__
+    return ""
 
 
 def _pickle_function(fn: Any, serializer: Serializer) -> tuple[bytes, bytes]:

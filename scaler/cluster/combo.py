@@ -20,6 +20,7 @@ from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import closest, kwargs_values, settings_of, to_argv
 from scaler.io.security import SchedulerKeys, check_bind
 from scaler.io.sockets import free_tcp_address, validate_address
+from scaler.scheduler.publisher import resolve_monitor_address
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ _OWN = ("address", "n_workers", "exit_with_parent", "key_file", "scheduler_key_f
 class SchedulerClusterCombo:
     """A local scheduler with ``n_workers`` workers; ``get_address()`` is what clients connect to.
 
-    With no ``address`` it picks a free loopback port; with no ``n_workers``, one worker per CPU.
+    With no ``address`` it picks a free loopback port (and another for its status feed); with no
+    ``n_workers``, one worker per CPU. ``monitor_address`` is where the status feed is published
+    (``scaler.monitor.feed.StatusFeed`` reads it), None when ``monitor_address="none"`` turns it off.
     Every other keyword argument is a setting of ``scaler.config.scheduler.SchedulerConfig`` or
     of ``scaler.config.cluster.ClusterConfig`` (``per_worker_queue_size``,
     ``per_worker_capabilities``, timeouts, ...); the ones both have (``logging_paths``,
@@ -60,10 +63,15 @@ class SchedulerClusterCombo:
         self._address = validate_address(address) if address else free_tcp_address()
         common: dict[str, Any] = {"address": self._address, "exit_with_parent": True}
         scheduler_kwargs = {key: value for key, value in settings.items() if key in scheduler_names}
+        if not address and scheduler_kwargs.get("monitor_address") is None:
+            # A picked port's port + 2 may be anyone's: pick the feed's port the same way.
+            scheduler_kwargs["monitor_address"] = free_tcp_address()
         cluster_kwargs = {key: value for key, value in settings.items() if key in cluster_names}
         scheduler_config = SchedulerConfig(
             **common, **kwargs_values(SchedulerConfig, "SchedulerClusterCombo", scheduler_kwargs)
         )
+        # Where the status feed is published (StatusFeed, scaler_top, scaler_ui read it); None: off.
+        self.monitor_address = resolve_monitor_address(self._address, scheduler_config.monitor_address)
         self.keys = SchedulerKeys.load(scheduler_config.keys_dir)
         check_bind(self._address, self.keys, scheduler_config.insecure)  # here: the scheduler's own refusal is unseen
         if self.keys is not None:
@@ -85,6 +93,10 @@ class SchedulerClusterCombo:
     def get_address(self) -> str:
         """The address clients connect to."""
         return self._address
+
+    def get_monitor_address(self) -> str | None:
+        """Where the scheduler publishes its status feed, or None if it is off."""
+        return self.monitor_address
 
     def scheduler_pid(self) -> int:
         """The scheduler's process id."""

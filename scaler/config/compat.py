@@ -20,7 +20,7 @@ from scaler.config.command_line import Unsupported
 _IO_THREADS = "each scaler process uses one ZeroMQ I/O thread; the count is not configurable"
 _EVENT_LOOP = "scaler runs its own poll loop, with no asyncio event loop to choose"
 _OBJECT_STORAGE = "objects are stored in the scheduler itself; there is no separate object storage server"
-_NO_MONITOR = "scaler has no monitor feed yet"
+_WORKER_LIMIT = "every snapshot of the status feed lists every worker"
 _POLICY = "there is one placement policy: each task goes to the least-loaded worker with the capabilities it asks for"
 _BALANCE = "the scheduler moves queued tasks to a worker as soon as that worker goes idle, not on a timer"
 _NO_ADAPTERS = "scaler has no worker adapters and does not start or stop workers itself; start them with scaler_cluster"
@@ -45,9 +45,7 @@ SCHEDULER_UNSUPPORTED: tuple[Unsupported, ...] = (
     Unsupported(("--policy-content", "-pc"), _POLICY),
     Unsupported(("--scaling-controller-strategy", "-scs"), _NO_ADAPTERS),
     Unsupported(("--adapter-webhook-urls", "--adapter-webhook-url", "-awu"), _NO_ADAPTERS, nargs="*"),
-    Unsupported(("--monitor-address", "-ma"), _NO_MONITOR, kwarg="monitor_address"),
-    Unsupported(("--status-report-interval-seconds", "-sri"), _NO_MONITOR),
-    Unsupported(("--status-report-worker-limit", "-srwl"), _NO_MONITOR),
+    Unsupported(("--status-report-worker-limit", "-srwl"), _WORKER_LIMIT),
     Unsupported(("--object-storage-address", "-osa"), _OBJECT_STORAGE, kwarg="object_storage_address"),
     Unsupported(("--advertised-object-storage-address", "-aosa"), _OBJECT_STORAGE),
     Unsupported(("--object-storage-backend", "-osb"), _OBJECT_STORAGE),

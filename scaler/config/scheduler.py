@@ -61,6 +61,23 @@ class SchedulerConfig(LoggingSettings):
         group="scheduler",
         scaler_flags=("--protected", "-p"),
     )
+    monitor_address: str | None = setting(
+        None,
+        help="publish the status feed (for scaler_top, scaler_ui, StatusFeed) here; default: the scheduler's port "
+        "+ 2 on the same host (beside an ipc:// path, that path + '.monitor'); 'none' turns the feed off",
+        group="scheduler",
+        scaler_flags=("--monitor-address", "-ma"),
+        scaler_meaning="mapped: the same default (the scheduler's port + 2); 'none' turns the feed off. Its messages "
+        "are scaler's own (scaler.protocol.messages.StatusSnapshot and StatusEvents), read by scaler_top and scaler_ui",
+        metavar="ADDRESS",
+    )
+    status_interval_seconds: float = setting(
+        1.0,
+        help="how often the status feed publishes a snapshot of the whole cluster",
+        group="scheduler",
+        scaler_flags=("--status-report-interval-seconds", "-sri"),
+        scaler_meaning="mapped: how often the status feed publishes a snapshot",
+    )
     client_timeout_seconds: float = setting(
         60.0,
         help="drop a client not heard from for this long",
@@ -104,5 +121,9 @@ class SchedulerConfig(LoggingSettings):
         for name in ("client_timeout_seconds", "worker_timeout_seconds", "unschedulable_grace_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0, got {getattr(self, name)}")
+        if self.monitor_address is not None and self.monitor_address != "none":
+            validate_address(self.monitor_address)
+        if self.status_interval_seconds <= 0:
+            raise ValueError(f"status_interval_seconds must be more than 0, got {self.status_interval_seconds}")
         if self.inline_result_bytes < 0:
             raise ValueError(f"inline_result_bytes cannot be negative, got {self.inline_result_bytes}")

@@ -8,7 +8,9 @@ role's files from it by these names::
     DIR/client.key_secret      a client's key pair (0600): copy it to each client host
     DIR/worker.key_secret      a worker's key pair (0600): copy it to each worker host; clients
                                created inside tasks use it too
-    DIR/client.key, worker.key their public keys (already on the allow-list)
+    DIR/monitor.key_secret     a status feed reader's key pair (0600): scaler_top, scaler_ui, StatusFeed
+                               (``PeerKeys.load("monitor", keys_dir=DIR)``)
+    DIR/client.key, worker.key, monitor.key  their public keys (already on the allow-list)
     DIR/allowed_keys           the allow-list: the public keys the scheduler accepts (scheduler host)
 
 A ``.key`` file holds a public key, a ``.key_secret`` file a key pair, both in ZeroMQ's
@@ -32,6 +34,7 @@ from zmq.utils import z85
 SCHEDULER = "scheduler"
 CLIENT = "client"
 WORKER = "worker"
+MONITOR = "monitor"  # status feed readers: scaler_top, scaler_ui, StatusFeed
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 ALLOW_LIST = "allowed_keys"

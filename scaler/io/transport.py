@@ -80,6 +80,11 @@ class _Transport:
         self.bad_frame_log = RateLimitedLog()  # one limiter for every line about a bad frame
         self._closed = False
 
+    @property
+    def context(self) -> zmq.Context[Any]:
+        """The socket's context: another socket behind the same ZAP allow-list is made in it."""
+        return self._context
+
     def register(self, fd: int) -> None:
         """Poll another file descriptor (a pipe, a process sentinel) in the same loop."""
         self._poller.register(fd, zmq.POLLIN)

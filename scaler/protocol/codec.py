@@ -125,18 +125,44 @@ def _checker_for(annotation: Any) -> _Checker:
 
 
 def _builder(kind: type) -> Callable[[Sequence[Any]], Any]:
-    """Return a function that validates a list of field values and builds ``kind`` from it."""
+    """Return a function that validates a list of field values and builds ``kind`` from it.
+
+    The function is generated for ``kind``, with the checks of scalar fields written inline: a
+    generic loop over one checker per field costs several times more, and the status feed's
+    readers decode tens of thousands of records a second. It checks the fields in order and raises
+    exactly what the per-field checkers raise.
+    """
     hints = typing.get_type_hints(kind)
     fields = [field.name for field in dataclasses.fields(kind)]
-    checkers = [_checker_for(hints[name]) for name in fields]
     count = len(fields)
-    name = kind.__name__
-
-    def build(values: Sequence[Any]) -> Any:
-        if len(values) != count:
-            raise ProtocolError(f"{name} has {count} fields, got {len(values)}")
-        return kind(*[check(value) for check, value in zip(checkers, values, strict=True)])
-
+    namespace: dict[str, Any] = {"kind": kind, "ProtocolError": ProtocolError, "fail": _fail, "to_float": _check_float}
+    arguments: list[str] = []
+    for index, field_name in enumerate(fields):
+        annotation, value = hints[field_name], f"v{index}"
+        if annotation in (bytes, str, int, bool):
+            namespace[f"t{index}"] = annotation
+            arguments.append(f"{value} if type({value}) is t{index} else fail({annotation.__name__!r}, {value})")
+        elif annotation is float:
+            arguments.append(f"{value} if type({value}) is float else to_float({value})")
+        elif isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
+            namespace[f"m{index}"] = {int(member): member for member in annotation}
+            namespace[f"c{index}"] = _check_enum(annotation)
+            arguments.append(
+                f"m{index}[{value}] if type({value}) is int and {value} in m{index} else c{index}({value})"
+            )
+        else:
+            namespace[f"c{index}"] = _checker_for(annotation)
+            arguments.append(f"c{index}({value})")
+    lines = [
+        "def build(values):",
+        f"    if len(values) != {count}:",
+        f"        raise ProtocolError(f'{kind.__name__} has {count} fields, got {{len(values)}}')",
+    ]
+    if count:
+        lines.append(f"    {', '.join(f'v{index}' for index in range(count))}, = values")
+    lines.append(f"    return kind({', '.join(arguments)})")
+    exec("\n".join(lines), namespace)  # noqa: S102 - the source is made above from the message classes only
+    build: Callable[[Sequence[Any]], Any] = namespace["build"]
     return build
 
 

@@ -25,6 +25,8 @@ from scaler.protocol.messages import (
     ObjectInstructionType,
     ObjectRequest,
     ObjectResponse,
+    PeerEventKind,
+    StatusRequest,
     Task,
     TaskCancel,
     TaskCancelConfirm,
@@ -77,10 +79,11 @@ class ClientMessages(SchedulerBook):
             return
         task.function = b""
         task.objects = []
-        record = TaskRecord(task=task, client=source, parent=parent)
+        record = TaskRecord(task=task, client=source, parent=parent, submitted_at=now)
         self._credits.take(client, record)
         self._adopt(client, record)
         self._enqueue(record, front=False)
+        self._status.submitted_task(record, now)
 
     def on_graph_task(self, source: bytes, graph: GraphTask, now: float) -> None:
         """Accept a whole graph: nodes without dependencies are queued, the others wait."""
@@ -111,13 +114,20 @@ class ClientMessages(SchedulerBook):
             return
         targets = set(graph.targets)
         for node in graph.nodes:
-            task = Task(node.task_id, node.function_id, b"", node.args, 0)
+            task = Task(node.task_id, node.function_id, b"", node.args, 0, function_name=node.function_name)
             task.profiling, task.stream_output = graph.profiling, graph.stream_output
             is_target = node.task_id in targets
             record = TaskRecord(
-                task, source, TaskState.WAITING, graph=graph.graph_id, is_target=is_target, parent=parent
+                task,
+                source,
+                TaskState.WAITING,
+                graph=graph.graph_id,
+                is_target=is_target,
+                parent=parent,
+                submitted_at=now,
             )
             self._adopt(client, record, graph_nodes=node_ids)
+            self._status.submitted_task(record, now)
         for node_id in self.graphs.add(graph.graph_id, [(node.task_id, node.dependencies) for node in graph.nodes]):
             self._make_ready(self.tasks[node_id])
 
@@ -198,11 +208,17 @@ class ClientMessages(SchedulerBook):
             return
         self._remove_client(source, "this client disconnected")
 
+    def on_status_request(self, source: bytes, request: StatusRequest, now: float) -> None:
+        """Answer ``Client.status()``: the snapshot the status feed would publish now."""
+        self._register_or_refresh_client(source, now)
+        self._send(source, self._snapshot(now, request.request_id))
+
     def _register_or_refresh_client(self, source: bytes, now: float) -> ClientRecord:
         """The client's record, refreshed; a client's first message registers it and grants its first credits."""
         client, new = self.clients.register_or_refresh(source, now)
         if new:
             logger.info("client %s connected", peer_text(source))
+            self._status.peer(PeerEventKind.CLIENT_JOINED, now, source)
             if self._credits.enabled:
                 self._send(source, TaskCredit(self._credits.limit))
         return client

@@ -28,6 +28,10 @@ class ClientRecord:
     credits_held: int = 0  # its tasks that hold a backpressure credit (waiting in the queue since submission)
     credits_due: int = 0  # credits freed since it was last sent a TaskCredit
     output: OutputThrottle | None = None  # its tasks' output, bounded; made at its first TaskLog
+    connected_since: float = 0.0  # for the status feed: when it registered
+    done: int = 0  # its tasks that ended with a result, since it connected
+    failed: int = 0  # ... with a failure
+    cancelled: int = 0  # ... cancelled (or dropped)
 
     @property
     def waiting(self) -> int:
@@ -65,7 +69,7 @@ class ClientTable(Mapping[bytes, ClientRecord]):
         if client is not None:
             client.last_seen = now
             return client, False
-        client = self._records[client_id] = ClientRecord(last_seen=now)
+        client = self._records[client_id] = ClientRecord(last_seen=now, connected_since=now)
         return client, True
 
     def departure(self, client_id: bytes) -> str | None:

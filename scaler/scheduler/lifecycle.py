@@ -29,7 +29,9 @@ from scaler.protocol.messages import (
     Message,
     ObjectInstruction,
     ObjectInstructionType,
+    PeerEventKind,
     SchedulerShutdown,
+    StatusSnapshot,
     Task,
     TaskCancel,
     TaskCancelConfirm,
@@ -44,6 +46,7 @@ from scaler.scheduler.graph_table import GraphTable
 from scaler.scheduler.instructions import Instruction, Send, Stop, id_text, peer_text
 from scaler.scheduler.object_store import ObjectStore
 from scaler.scheduler.placement import Assign, Reject, SetAside, Step, plan_assignments, plan_steal
+from scaler.scheduler.status import ShellFigures, StatusRecorder, build_snapshot
 from scaler.scheduler.task_table import ON_A_WORKER, TaskEvent, TaskRecord, TaskState
 from scaler.scheduler.task_tree import TaskTree
 from scaler.scheduler.workers import WorkerTable
@@ -77,6 +80,8 @@ class SchedulerBook:
         self._noisy: dict[str, RateLimitedLog] = {}
         self._completed = 0
         self._stopped = False
+        self._status = StatusRecorder()  # the status feed's totals and events (status.py)
+        self._shell = ShellFigures()  # the shell's latest figures about its process, for snapshots
 
     # -- output and logs ------------------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class SchedulerBook:
         del self.tasks[task_id]
         self._tree.unlink(record)
         client = self.clients.get(record.client)
+        self._status.ended_task(record, outcome, client, self._now)
         if record.holds_credit:
             self._credits.give_back(record, client)
         if was is TaskState.QUEUED:
@@ -179,6 +185,7 @@ class SchedulerBook:
         if record.worker is not None:
             self.workers.unassign(record.worker, record.task.task_id)
         record.worker = None
+        record.started_at = None
         self._enqueue(record, front=True)
 
     def _take_back(self, record: TaskRecord, worker_died: bool = False) -> None:
@@ -201,6 +208,7 @@ class SchedulerBook:
                 logger.error(text)
                 self._fail(record, TaskResult(task_id, TaskStatus.WORKER_DIED, text.encode(), record.attempt), True)
                 return
+            self._status.retried_task(record, self._now, "its worker died")
         self._requeue(record)
 
     def _cancel(self, record: TaskRecord) -> None:
@@ -289,6 +297,8 @@ class SchedulerBook:
         record.unschedulable_since = None
         record.worker = worker_id
         record.attempt += 1
+        record.sent_at = self._now
+        record.started_at = None
         worker.tasks[task.task_id] = None
         if function:
             worker.functions.add(task.function_id)
@@ -318,6 +328,7 @@ class SchedulerBook:
         client = self.clients.remove(client_id, reason)
         if client is None:
             return
+        self._status.peer(PeerEventKind.CLIENT_LEFT, self._now, client_id, reason)
         for task_id in list(client.tasks):
             record = self.tasks.get(task_id)
             if record is not None:
@@ -330,6 +341,7 @@ class SchedulerBook:
     def _remove_worker(self, worker_id: bytes, died: bool) -> None:
         """The worker is gone: each task it held is requeued, or ends (see ``_take_back``)."""
         worker = self.workers.remove(worker_id)
+        self._status.peer(PeerEventKind.WORKER_DIED if died else PeerEventKind.WORKER_LEFT, self._now, worker_id)
         # Requeued at the front in reverse order, so the tasks keep their dispatch order.
         for task_id in reversed(list(worker.tasks)):
             record = self.tasks[task_id]
@@ -338,6 +350,20 @@ class SchedulerBook:
                 logger.info("task %s: requeued from worker %s", id_text(task_id), peer_text(worker_id))
 
     # -- inspection ---------------------------------------------------------------------------
+
+    def _snapshot(self, now: float, request_id: int = 0) -> StatusSnapshot:
+        """The status feed's snapshot at ``now`` (``status.py``), with the shell's latest figures."""
+        return build_snapshot(
+            now,
+            self._shell,
+            self.scheduler_id,
+            self.clients,
+            self.workers,
+            self.tasks,
+            self.objects,
+            self._status,
+            request_id,
+        )
 
     def statistics(self) -> dict[str, int]:
         """Counts for monitoring and tests."""

@@ -5,6 +5,10 @@ the state, then sends what the state produced as one frame per peer. Draining be
 what batches: a quiet scheduler answers each message at once, a busy one answers many with each
 frame. Bad frames are logged (rate-limited) and dropped by the transport; no exception leaves the
 loop.
+
+The status feed (``publisher.py``, ``status.py``): at each tick the shell reads the monitor
+socket's subscriptions and tells the core whether to record events; at the end of each turn it
+publishes the turn's events (if any), and every status interval a snapshot (if anyone listens).
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+import psutil
+import zmq
+
 from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.security import SchedulerKeys, is_loopback
 from scaler.io.transport import TICK_SECONDS, RouterTransport, Ticker
+from scaler.protocol.codec import encode_one
 from scaler.protocol.messages import Message
+from scaler.scheduler.publisher import StatusPublisher, resolve_monitor_address
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
+from scaler.scheduler.status import ShellFigures
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,12 @@ class SchedulerServer:
         self.state = SchedulerState(config)
         self.exit_with_parent = exit_with_parent
         self._stopping = False
+        config = self.state.config
+        self.monitor_address = resolve_monitor_address(address, config.monitor_address)
+        self._monitor_address_given = config.monitor_address not in (None, "none")
+        self._publisher: StatusPublisher | None = None
+        self._messages_in = 0
+        self._messages_out = 0
 
     def stop(self, *_: object) -> None:
         """Ask the loop to finish (safe from a signal handler)."""
@@ -75,6 +91,7 @@ class SchedulerServer:
             signal.signal(signal.SIGINT, self.stop)
         transport = RouterTransport(self.address, self.keys, self.insecure, name="scheduler")
         try:
+            self._open_feed(transport)
             logger.info(
                 "scheduler serving %s (protected=%s, %s)",
                 self.address,
@@ -87,12 +104,39 @@ class SchedulerServer:
                 )
             self._serve(transport)
         finally:
+            if self._publisher is not None:
+                self._publisher.close()
             transport.close()
             logger.info("scheduler stopped")
+
+    def _open_feed(self, transport: RouterTransport) -> None:
+        """Bind the status feed; a default address that is taken only costs the feed, a given one is an error."""
+        if self.monitor_address is None:
+            logger.info("scheduler: no status feed")
+            return
+        try:
+            self._publisher = StatusPublisher(transport.context, self.monitor_address, self.keys)
+        except zmq.ZMQError as error:
+            if self._monitor_address_given:
+                raise
+            logger.warning(
+                "scheduler: no status feed: cannot bind %s (%s); pick one with --monitor-address",
+                self.monitor_address,
+                error,
+            )
+            return
+        logger.info("scheduler publishes its status feed on %s", self.monitor_address)
 
     def _serve(self, transport: RouterTransport) -> None:
         parent = os.getppid()
         ticker = Ticker(TICK_SECONDS, time.monotonic() + TICK_SECONDS)
+        started = time.monotonic()
+        status_ticker = Ticker(self.state.config.status_interval_seconds, started)
+        process = psutil.Process()
+        process.cpu_percent()  # the first call starts the measurement
+        rates_since = (started, 0, 0)
+        state = self.state
+        publisher = self._publisher
         while not self._stopping:
             outgoing: dict[bytes, list[Message]] = {}
             events = transport.poll(ticker.wait_ms(time.monotonic()))
@@ -112,6 +156,18 @@ class SchedulerServer:
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("scheduler: its parent exited; stopping")
                     self._stopping = True
+                if status_ticker.due(now):
+                    rates_since = self._sample(process, started, rates_since, now)
+                    if publisher is not None and publisher.subscribed():
+                        self._publish_snapshot(publisher, now)
+                if publisher is not None and publisher.subscribed() != state.recording_events:
+                    state.record_events(not state.recording_events)
+            if state.recording_events and publisher is not None:
+                turn_events = state.take_events(now, time.time())
+                if turn_events is not None:
+                    publisher.publish(encode_one(turn_events))
+            if outgoing:
+                self._messages_out += sum(map(len, outgoing.values()))
             transport.send_batches(outgoing)
             if self.check_invariants:
                 self._validate()
@@ -130,11 +186,43 @@ class SchedulerServer:
                     self._safely(functools.partial(self.state.unreadable_frame, source, str(messages)), outgoing)
                 continue
             now = time.monotonic()
+            self._messages_in += len(messages)
             for message in messages:
                 try:
                     self._collect(handle(source, message, now, dispatch=False), outgoing)
                 except Exception:  # a bug must not take the whole cluster down
                     logger.exception("scheduler failed to handle %s from %r", type(message).__name__, source[:64])
+
+    def _publish_snapshot(self, publisher: StatusPublisher, now: float) -> None:
+        try:
+            frame = encode_one(self.state.status(now))
+        except Exception:  # a bug in the feed must not take the whole cluster down
+            logger.exception("scheduler could not make its status snapshot")
+            return
+        publisher.publish(frame)
+
+    def _sample(
+        self, process: psutil.Process, started: float, since: tuple[float, int, int], now: float
+    ) -> tuple[float, int, int]:
+        """Give the core this process's figures for its snapshots; return the new start of the rate window."""
+        then, messages_in, messages_out = since
+        elapsed = max(now - then, 1e-9)
+        try:
+            cpu, rss = process.cpu_percent(), process.memory_info().rss
+        except psutil.Error:  # never let a figure stop the scheduler
+            cpu, rss = 0.0, 0
+        self.state.set_shell_figures(
+            ShellFigures(
+                uptime_seconds=now - started,
+                cpu_percent=cpu,
+                rss_bytes=rss,
+                messages_in_per_second=(self._messages_in - messages_in) / elapsed,
+                messages_out_per_second=(self._messages_out - messages_out) / elapsed,
+                feed_dropped=self._publisher.dropped if self._publisher is not None else 0,
+                wall_offset=time.time() - now,
+            )
+        )
+        return now, self._messages_in, self._messages_out
 
     def _safely(self, step: Callable[[], Iterable[Instruction]], outgoing: dict[bytes, list[Message]]) -> None:
         try:

@@ -31,6 +31,9 @@ from scaler.protocol.messages import (
     ObjectInstruction,
     ObjectRequest,
     SchedulerShutdown,
+    StatusEvents,
+    StatusRequest,
+    StatusSnapshot,
     Task,
     TaskCancel,
     TaskCancelConfirm,
@@ -44,11 +47,21 @@ from scaler.scheduler.instructions import Instruction as Instruction
 from scaler.scheduler.instructions import Send as Send
 from scaler.scheduler.instructions import Stop as Stop
 from scaler.scheduler.instructions import peer_text
+from scaler.scheduler.status import ShellFigures
 from scaler.scheduler.worker_messages import WorkerMessages
 
 logger = logging.getLogger(__name__)
 
-_CLIENT_MESSAGES = (Task, GraphTask, TaskCancel, ClientHeartbeat, ClientDisconnect, ObjectInstruction, ObjectRequest)
+_CLIENT_MESSAGES = (
+    Task,
+    GraphTask,
+    TaskCancel,
+    ClientHeartbeat,
+    ClientDisconnect,
+    ObjectInstruction,
+    ObjectRequest,
+    StatusRequest,
+)
 
 
 class SchedulerState(ClientMessages, WorkerMessages):
@@ -71,6 +84,7 @@ class SchedulerState(ClientMessages, WorkerMessages):
             WorkerHeartbeat: self.on_worker_heartbeat,
             DisconnectRequest: self.on_disconnect_request,
             TaskStarted: self.on_task_started,
+            StatusRequest: self.on_status_request,
         }
         self._failure: str | None = None  # set when a handler raised: the core answers nothing more
 
@@ -125,6 +139,31 @@ class SchedulerState(ClientMessages, WorkerMessages):
         uncharged. Unknown peers (strangers, attackers) are only logged by the shell.
         """
         return self._call(None, self._unreadable_frame, source, reason)
+
+    # -- the status feed (status.py) -------------------------------------------------------------
+
+    def status(self, now: float, request_id: int = 0) -> StatusSnapshot:
+        """The cluster at ``now`` as a ``StatusSnapshot``: what the feed publishes and ``Client.status()`` gets."""
+        if now > self._now:
+            self._now = now
+        return self._snapshot(now, request_id)
+
+    def set_shell_figures(self, figures: ShellFigures) -> None:
+        """The shell's latest figures about its process (CPU, RSS, rates...), for the snapshots."""
+        self._shell = figures
+
+    def record_events(self, recording: bool) -> None:
+        """Record status events (someone subscribes to the feed) or not (the default: it costs nothing then)."""
+        self._status.set_recording(recording)
+
+    @property
+    def recording_events(self) -> bool:
+        """Whether status events are being recorded."""
+        return self._status.recording
+
+    def take_events(self, now: float, wall_time: float) -> StatusEvents | None:
+        """The events recorded since the last call as one ``StatusEvents`` (None if none); call once per turn."""
+        return self._status.take_events(now, wall_time)
 
     def _call(self, now: float | None, step: Callable[..., None], *args: Any) -> list[Instruction]:
         """Run one entry point with its own output list; if it raises, fail stop (see the module docstring)."""

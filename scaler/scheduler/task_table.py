@@ -110,6 +110,11 @@ class TaskRecord:
     is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)
     unschedulable_since: float | None = None  # when no connected worker could run it was first seen
     parent: bytes = b""  # the running task it was submitted from, while linked to it (task_tree.py)
+    # For the status feed and profiling, on the core's clock (``now``): when it was accepted, when
+    # its current attempt was sent to a worker, and when that attempt started (None: not started).
+    submitted_at: float = 0.0
+    sent_at: float = 0.0
+    started_at: float | None = None
 
     def move(self, event: TaskEvent) -> None:
         """Apply ``event`` to this task, or raise ``IllegalTransition``."""

@@ -16,6 +16,7 @@ from scaler.protocol.messages import (
     CancelConfirmType,
     DisconnectRequest,
     DisconnectResponse,
+    PeerEventKind,
     TaskCancelConfirm,
     TaskLog,
     TaskResult,
@@ -40,8 +41,9 @@ class WorkerMessages(SchedulerBook):
 
     def on_worker_heartbeat(self, source: bytes, heartbeat: WorkerHeartbeat, now: float) -> None:
         """Register or refresh a worker and echo the heartbeat."""
-        if self.workers.register_or_refresh(source, now, heartbeat.capabilities):
+        if self.workers.register_or_refresh(source, now, heartbeat.capabilities, heartbeat):
             logger.info("worker %s connected with capabilities %s", peer_text(source), heartbeat.capabilities)
+            self._status.peer(PeerEventKind.WORKER_JOINED, now, source)
         self._send(source, WorkerHeartbeatEcho(heartbeat.timestamp, self.scheduler_id))
 
     def on_task_result(self, source: bytes, result: TaskResult, now: float) -> None:
@@ -62,11 +64,16 @@ class WorkerMessages(SchedulerBook):
             record.deaths += 1
             if record.deaths <= self.config.max_task_retries:
                 logger.warning("task %s: its processor died; retrying (attempt %d)", id_text(task_id), record.attempt)
+                self._status.retried_task(record, now, "its processor died")
                 self._requeue(record)
                 return
             note = f"; its processor died {record.deaths} times, so it will not be retried again"
             result.payload += note.encode()
         self._completed += 1
+        worker.done += 1
+        if record.task.profiling and record.started_at is not None:  # the scheduler's share of the profile
+            result.queue_wait_seconds = record.started_at - record.submitted_at
+            result.transfer_seconds = record.started_at - record.sent_at
         if not wanted or result.status in _STOPPING_STATUSES:  # cancelled, its client gone, or stopped
             self._stop_children(record, ending=True)
         if result.status is not TaskStatus.SUCCESS:
@@ -90,6 +97,8 @@ class WorkerMessages(SchedulerBook):
         # The attempt must be this worker's current one; a repeated report changes nothing.
         if record is not None and record.worker == source and record.attempt == started.attempt and not record.started:
             record.move(TaskEvent.START)
+            record.started_at = now
+            self._status.started_task(record, now)
 
     def on_task_cancel_confirm(self, source: bytes, confirm: TaskCancelConfirm, now: float) -> None:
         """A worker answered a cancel; pass the answer on to the task's client."""
@@ -149,6 +158,7 @@ class WorkerMessages(SchedulerBook):
             return
         logger.info("worker %s is draining: %d tasks held", peer_text(source), len(worker.tasks))
         worker.leaving = True
+        self._status.peer(PeerEventKind.WORKER_DRAINING, now, source)
         for task_id in list(worker.tasks):
             record = self.tasks[task_id]
             if not record.started:  # a started one runs there: its result (or cancel confirm) comes from there

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from scaler.protocol.messages import Task
+from scaler.protocol.messages import Task, WorkerHeartbeat
 from scaler.utility.invariants import require
 
 
@@ -28,6 +28,13 @@ class WorkerRecord:
     balancing: bool = False  # a BalanceRequest to it awaits its answer
     kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
     leaving: bool = False  # draining before a graceful stop: it finishes what it started and gets nothing new
+    # For the status feed: when it joined, its last heartbeat and the figures that came with it,
+    # the interval its heartbeats come at (estimated; 0 until two arrived), and its finished tasks.
+    joined_at: float = 0.0
+    heartbeat: WorkerHeartbeat | None = None
+    heartbeat_at: float = 0.0
+    heartbeat_interval: float = 0.0
+    done: int = 0
 
     def can_run(self, task: Task) -> bool:
         """True if this worker has every capability the task asks for."""
@@ -56,13 +63,21 @@ class WorkerTable(Mapping[bytes, WorkerRecord]):
         """The worker's record, or None (faster than ``Mapping.get``, which goes through an exception)."""
         return self._records.get(worker_id)
 
-    def register_or_refresh(self, worker_id: bytes, now: float, capabilities: dict[str, int]) -> bool:
+    def register_or_refresh(
+        self, worker_id: bytes, now: float, capabilities: dict[str, int], heartbeat: WorkerHeartbeat | None = None
+    ) -> bool:
         """A heartbeat at ``now``: refresh the worker, registering it if new (then return True)."""
         worker = self._records.get(worker_id)
         new = worker is None
         if worker is None:
-            worker = self._records[worker_id] = WorkerRecord(last_seen=now)
+            worker = self._records[worker_id] = WorkerRecord(last_seen=now, joined_at=now)
+        else:  # a smoothed gap: one late heartbeat must not make the next lateness look normal
+            gap = now - worker.heartbeat_at
+            previous = worker.heartbeat_interval
+            worker.heartbeat_interval = gap if not previous else 0.8 * previous + 0.2 * gap
         worker.last_seen = now
+        worker.heartbeat_at = now
+        worker.heartbeat = heartbeat
         worker.capabilities = capabilities
         return new
 

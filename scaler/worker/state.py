@@ -345,7 +345,18 @@ class WorkerState:
             self._enforce_timeouts(now, out)
         if now - self._last_heartbeat >= self.heartbeat_interval_seconds:
             self._last_heartbeat = now
-            heartbeat = WorkerHeartbeat(now, self.held_count(), cpu_percent, rss_bytes, self.capabilities)
+            processors = self._processors
+            busy = len(processors.by_task)
+            heartbeat = WorkerHeartbeat(
+                now,
+                self.held_count(),
+                cpu_percent,
+                rss_bytes,
+                self.capabilities,
+                processors_running=processors.unblocked,
+                processors_parked=busy - processors.unblocked,
+                processors_idle=len(processors.idle),
+            )
             out.append(SendToScheduler(heartbeat))
         return out
 

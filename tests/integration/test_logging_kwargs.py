@@ -23,7 +23,6 @@ def wait_for_file_text(path: pathlib.Path, text: str, timeout: float = 30.0) -> 
 SCALER_ONLY = {  # what a Scaler 1.9 or opengris script passes, with values those accept
     "object_storage_config": None,
     "object_storage_address": None,
-    "monitor_address": None,
     "worker_io_threads": 1,
     "scheduler_io_threads": 1,
     "object_retention_seconds": 60,

@@ -22,7 +22,15 @@ import pytest
 
 from scaler.errors import ProtocolError
 from scaler.protocol.codec import decode, encode_one
-from scaler.protocol.messages import ALL_MESSAGES, CancelConfirmType, ClientHeartbeat, Message, Task, TaskCancel
+from scaler.protocol.messages import (
+    ALL_MESSAGES,
+    CancelConfirmType,
+    ClientHeartbeat,
+    Message,
+    Record,
+    Task,
+    TaskCancel,
+)
 from scaler.protocol.messages import TaskCancelConfirm as Confirm
 from scaler.protocol.version import PROTOCOL_VERSION
 from tests.security.hostile_support import (
@@ -50,6 +58,8 @@ def _wrong_values(annotation: Any) -> list[Any]:
         return [[], {"key": "value"}]
     if isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
         return [99, "0"]
+    if isinstance(annotation, type) and issubclass(annotation, Record):  # the status feed's nested records
+        return [b"record", []]
     return {bytes: ["text", None], str: [b"bytes"], int: ["1", True, 1.5], float: ["1.0"], bool: [1]}[annotation]
 
 

@@ -124,8 +124,8 @@ def test_the_example_command_lines_of_the_issue_parse() -> None:
     )
     assert config.per_worker_queue_size == 1000 and config.protected and config.logging_level == "INFO"
     assert config.logging_paths == ("/var/log/s.log",) and config.logging_config_file == "logging.conf"
-    assert config.address == "tcp://127.0.0.1:8516"
-    assert [message.split()[0] for message in line.unsupported] == ["--monitor-address", "--event-loop", "--io-threads"]
+    assert config.address == "tcp://127.0.0.1:8516" and config.monitor_address == "tcp://127.0.0.1:8518"
+    assert [message.split()[0] for message in line.unsupported] == ["--event-loop", "--io-threads"]
     cluster = (
         "-n 4 -wn a,b,c,d -hi 2 -tts 0 -ds 300 -gc 30 -tm 1073741824 -el builtin -it 1 -ll INFO "
         "-lp /var/log/w.log tcp://127.0.0.1:8516"

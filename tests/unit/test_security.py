@@ -119,10 +119,12 @@ def test_keygen_writes_the_layout_with_private_secrets(tmp_path: Path) -> None:
         "client.key_secret",
         "worker.key",
         "worker.key_secret",
+        "monitor.key",
+        "monitor.key_secret",
         "allowed_keys",
     }
     assert _mode(directory) == 0o700
-    for name in ("scheduler", "client", "worker"):
+    for name in ("scheduler", "client", "worker", "monitor"):
         assert _mode(directory / f"{name}.key_secret") == 0o600
         public, secret = keys.read_key_pair(directory / f"{name}.key_secret", name)
         assert zmq.curve_public(secret) == public == keys.read_public_key(directory / f"{name}.key", name)
@@ -130,8 +132,10 @@ def test_keygen_writes_the_layout_with_private_secrets(tmp_path: Path) -> None:
     assert allowed == {
         keys.read_public_key(directory / "client.key", "c"): "client",
         keys.read_public_key(directory / "worker.key", "w"): "worker",
+        keys.read_public_key(directory / "monitor.key", "m"): "monitor",
     }
     assert "client.key_secret scheduler.key" in instructions
+    assert "monitor.key_secret scheduler.key" in instructions
     with pytest.raises(ValueError, match="already holds"):
         make_keys(directory)
 
@@ -142,7 +146,7 @@ def test_keygen_add_puts_one_more_key_on_the_allow_list(tmp_path: Path) -> None:
     assert _mode(tmp_path / "alice.key_secret") == 0o600
     allowed = keys.read_allow_list(tmp_path / "allowed_keys")
     assert allowed[keys.read_public_key(tmp_path / "alice.key", "alice")] == "alice"
-    assert len(allowed) == 3
+    assert len(allowed) == 4  # client, worker, monitor, alice
     for bad in ("alice", "scheduler", "../evil", ""):
         with pytest.raises(ValueError):
             add_key(tmp_path, bad)
@@ -210,7 +214,7 @@ def test_peer_keys_from_a_directory_or_files(tmp_path: Path) -> None:
 def test_scheduler_keys_need_a_non_empty_allow_list(tmp_path: Path) -> None:
     make_keys(tmp_path)
     loaded = SchedulerKeys.load(tmp_path)
-    assert loaded is not None and set(loaded.allowed.values()) == {"client", "worker"}
+    assert loaded is not None and set(loaded.allowed.values()) == {"client", "worker", "monitor"}
     assert SchedulerKeys.load() is None
     empty = tmp_path / "empty"
     empty.write_text("# nobody\n")
