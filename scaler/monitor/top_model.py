@@ -308,7 +308,7 @@ class TopModel:
             return f"live: {self.address}", False
         text = f"scheduler at {self.address} silent for {silent_seconds:.0f} s — reconnecting"
         if not heard_any:
-            text += " (nothing heard yet: is this the monitor address, the scheduler's port + 2?)"
+            text += " (nothing heard yet: is this the monitor address, the scheduler's port + 2? does it need keys?)"
         elif self.snapshot is not None:
             text += "; the tables show its last snapshot"
         return text, True
