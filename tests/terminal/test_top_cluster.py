@@ -14,7 +14,7 @@ import pytest
 
 from scaler import Client, SchedulerClusterCombo
 from scaler.cli.keygen import make_keys
-from tests.terminal.test_top_fake_feed import ROOT, environment
+from tests.terminal.test_top_fake_feed import ROOT, environment, free_port
 from tests.terminal.tmux import TmuxScreen, require_tmux
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -28,6 +28,11 @@ def total(screen: str, name: str) -> int:
 def worker_count(screen: str) -> int:
     found = re.search(r"^\s*workers (\d+)", screen, flags=re.MULTILINE)
     return int(found.group(1)) if found else -1
+
+
+def scheduler_id(screen: str) -> str:
+    found = re.search(r"^\s*scheduler (\S+) ", screen, flags=re.MULTILINE)
+    return found.group(1) if found else ""
 
 
 def sleeping_rows(screen: str) -> list[tuple[str, float]]:
@@ -121,3 +126,47 @@ def test_top_reads_a_keyed_scheduler_with_its_config_file(tmp_path: Path) -> Non
             assert "EXIT=0" in top.wait_for(lambda s: "EXIT=" in s, 15, "scaler_top to exit")
         finally:
             top.close()
+
+
+def test_top_says_when_the_scheduler_dies_and_recovers_when_it_restarts() -> None:
+    """The CLIs on loopback ports: a scheduler is killed, the screen says so; a new one on the same ports is shown."""
+    require_tmux()
+    address, monitor = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+
+    def start_scheduler() -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "scaler.cli.scheduler", address, "--monitor-address", monitor]
+        return subprocess.Popen([*command, "--logging-level", "WARNING"], cwd=ROOT, env=environment())
+
+    scheduler = start_scheduler()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli.worker",
+            address,
+            "--logging-level",
+            "WARNING",
+            "--death-timeout-seconds",
+            "60",
+        ],
+        cwd=ROOT,
+        env=environment(),
+    )
+    top = TmuxScreen(f"{sys.executable} -m scaler.cli.top {monitor}", environment())
+    try:
+        first = top.wait_for(lambda s: worker_count(s) == 1 and "live:" in s, 60, "the first scheduler's worker")
+        scheduler.kill()  # gone without a word
+        scheduler.wait(10)
+        screen = top.wait_for(lambda s: "silent for" in s, 20, "the silence line")
+        assert f"scheduler at {monitor} silent for" in screen and "reconnecting" in screen
+        scheduler = start_scheduler()
+        # The same worker reconnects to the new scheduler, and scaler_top to its feed, with no key press.
+        screen = top.wait_for(lambda s: worker_count(s) == 1 and "live:" in s, 60, "the new scheduler's worker")
+        assert scheduler_id(screen) != scheduler_id(first)
+        top.press("q")
+        assert "EXIT=0" in top.wait_for(lambda s: "EXIT=" in s, 15, "scaler_top to exit")
+    finally:
+        top.close()
+        for process in (worker, scheduler):
+            process.kill()
+            process.wait(10)
