@@ -73,3 +73,11 @@ def test_without_textual_it_says_what_to_install(
         top_cli.main(["tcp://127.0.0.1:1"])
     assert exited.value.code == 1
     assert "pip install 'scaler[top]'" in capsys.readouterr().err
+
+
+def test_the_launcher_accepts_a_top_section_and_starts_no_monitor(tmp_path: Path) -> None:
+    from scaler.cli.launcher import plan
+
+    path = tmp_path / "scaler.toml"
+    path.write_text('[scheduler]\naddress = "tcp://127.0.0.1:8516"\n\n[top]\naddress = "tcp://127.0.0.1:8518"\n')
+    assert [child.role.section for child in plan(str(path))] == ["scheduler"]
