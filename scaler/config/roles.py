@@ -17,6 +17,7 @@ from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
 from scaler.config.top import TopConfig
 from scaler.config.worker import WorkerConfig
+from scaler.config.worker_manager import WorkerManagerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,7 @@ ROLES: tuple[Role, ...] = (
     Role("scheduler", SchedulerConfig, "scaler.cli.scheduler"),
     Role("cluster", ClusterConfig, "scaler.cli.cluster", needs_scheduler_address=True),
     Role("worker", WorkerConfig, "scaler.cli.worker", needs_scheduler_address=True),
+    Role("worker_manager", WorkerManagerConfig, "scaler.cli.worker_manager", needs_scheduler_address=True),
     Role("client", ClientConfig, None, needs_scheduler_address=True),
     Role("keygen", KeygenConfig, None),  # read by scaler_keygen -c; the launcher makes no keys
     Role("top", TopConfig, None),  # read by scaler_top -c; a terminal monitor is not a background process
