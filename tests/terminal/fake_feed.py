@@ -1,6 +1,6 @@
 """A stand-in status feed: a plain zmq PUB that publishes made-up snapshots, for scaler_top's tests.
 
-``python -m tests.terminal.fake_feed PORT [WORKERS]`` publishes a ``StatusSnapshot`` every 0.2 s
+``python -m tests.terminal.fake_feed PORT [WORKERS [INTERVAL]]`` publishes a ``StatusSnapshot`` every INTERVAL s (0.2)
 (and a ``StatusEvents`` now and then) on tcp://127.0.0.1:PORT until it is killed. Worker i has
 queued 10*i tasks, CPU 90-10*i %, RSS (i+1) MiB and runs its task for i seconds, so each sort key
 gives a known order. ``snapshot(...)`` is what the unit tests build their snapshots from.
@@ -70,7 +70,7 @@ def snapshot(
     return StatusSnapshot(0, now, time.time(), scheduler, [client], [worker(i) for i in range(workers)])
 
 
-def main(port: int, workers: int) -> None:
+def main(port: int, workers: int, interval: float = 0.2) -> None:
     """Publish until killed."""
     context: zmq.Context = zmq.Context()
     publisher = context.socket(zmq.PUB)
@@ -82,11 +82,13 @@ def main(port: int, workers: int) -> None:
         now = time.monotonic() - start
         finished += 7
         publisher.send(encode([snapshot(now, workers, finished)]))
-        if int(now * 5) % 25 == 0:
+        if int(now / interval) % 25 == 0:
             event = PeerEventRecord(PeerEventKind.WORKER_JOINED, now, b"worker|w0|1000|abcd", "")
             publisher.send(encode([StatusEvents(now, time.time(), [], [event], 0)]))
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    main(
+        int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 3, float(sys.argv[3]) if len(sys.argv) > 3 else 0.2
+    )
