@@ -16,6 +16,7 @@ from scaler.config.keygen import KeygenConfig
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
 from scaler.config.ui import UIConfig
+from scaler.config.top import TopConfig
 from scaler.config.worker import WorkerConfig
 from scaler.config.worker_manager import WorkerManagerConfig
 
@@ -39,6 +40,7 @@ ROLES: tuple[Role, ...] = (
     Role("client", ClientConfig, None, needs_scheduler_address=True),
     Role("ui", UIConfig, "scaler.cli.ui", needs_scheduler_address=True, needs_monitor_address=True),
     Role("keygen", KeygenConfig, None),  # read by scaler_keygen -c; the launcher makes no keys
+    Role("top", TopConfig, None),  # read by scaler_top -c; a terminal monitor is not a background process
 )
 
 SECTIONS = tuple(role.section for role in ROLES)
