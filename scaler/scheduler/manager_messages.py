@@ -7,7 +7,8 @@ scheduler's stores, and its effects:
 - **waiting work** is every task that waits for a worker: in the scheduler's queue, or sent to a
   worker that has not started it yet; counted by the capability names it needs;
 - **a manager's workers** are the connected workers whose names it lists; the ones it lists that
-  are not connected yet count as starting;
+  are not connected yet count as starting, except those it was told to stop (a drained worker
+  leaves the scheduler before its process ends: counting it as starting would start a replacement);
 - **a worker chosen to stop** is idle; it is marked ``retiring`` at once, so it gets no new task in
   the time its manager takes to stop it, and it then drains as on any SIGTERM. Should its manager
   go away before stopping it, it becomes an ordinary worker again.
@@ -56,11 +57,13 @@ class ManagerMessages(SchedulerBook):
                 )
         plan = self._plan_scaling(now).get(heartbeat.name, ScalingPlan(self.managers[source].limits.min_workers))
         stop_names: list[str] = []
+        stopping = self.managers[source].stopping
         for worker_id in plan.stop:
             worker = self.workers.get(worker_id)
             if worker is not None and not worker.tasks:
                 worker.retiring = True
                 stop_names.append(worker_name(worker_id))
+                stopping.add(worker_name(worker_id))
                 logger.info("worker %s is idle: its manager %r stops it", peer_text(worker_id), heartbeat.name)
         self._send(source, WorkerManagerCommand(plan.target, stop_names))
 
@@ -82,7 +85,7 @@ class ManagerMessages(SchedulerBook):
             starting = sum(
                 1
                 for name, state in record.workers.items()
-                if state is not ManagedWorkerState.FAILED and name not in connected
+                if state is not ManagedWorkerState.FAILED and name not in connected and name not in record.stopping
             )
             views[record.name] = ManagerView(record.limits, owned[manager_id], starting)
         return plan_scaling(self._waiting_work(), views, now, self.config.worker_idle_seconds)
