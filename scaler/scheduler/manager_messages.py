@@ -5,7 +5,8 @@ itself is the pure ``plan_scaling`` (``scaling_policy.py``); here are only its i
 scheduler's stores, and its effects:
 
 - **waiting work** is every task that waits for a worker: in the scheduler's queue, or sent to a
-  worker that has not started it yet; counted by the capability names it needs;
+  worker that has not started it yet, except the one an idle worker is about to start; counted by
+  the capability names it needs;
 - **a manager's workers** are the connected workers whose names it lists; the ones it lists that
   are not connected yet count as starting, except those it was told to stop (a drained worker
   leaves the scheduler before its process ends: counting it as starting would start a replacement);
@@ -100,9 +101,15 @@ class ManagerMessages(SchedulerBook):
             needs = frozenset(self.tasks[task_id].task.capabilities)
             waiting[needs] = waiting.get(needs, 0) + 1
         for worker in self.workers.values():
-            for task_id in worker.tasks:
-                record = self.tasks[task_id]
+            records = [self.tasks[task_id] for task_id in worker.tasks]
+            # A worker running nothing starts its first task now: that one waits for no new worker
+            # (counting it asked managers for a worker at each dispatch to an idle worker).
+            starts_now = not any(record.started for record in records)
+            for record in records:
                 if not record.started:
+                    if starts_now:
+                        starts_now = False
+                        continue
                     needs = frozenset(record.task.capabilities)
                     waiting[needs] = waiting.get(needs, 0) + 1
         return waiting

@@ -168,3 +168,13 @@ def test_a_heartbeat_sent_before_the_leave_was_granted_does_not_bring_the_worker
     assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(0, [])
     h.tick(11 + SchedulerConfig().worker_timeout_seconds + 1)  # the memory of it is dropped in time
     assert not h.state.workers.was_released(wid("m1.a"))
+
+
+def test_a_task_just_sent_to_an_idle_worker_asks_for_no_new_worker(h: Harness) -> None:
+    # Between its dispatch and the worker's TaskStarted, a task sent to an idle worker is not
+    # waiting: counting it asked the manager for a worker at every dispatch that a heartbeat met.
+    h.add_worker(wid("m1.a"))
+    h.handle(C1, task(b"t0"))
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(1, [])
+    h.handle(C1, task(b"t1"))  # queued behind t0 on the same worker: it does wait
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(2, [])
