@@ -34,6 +34,14 @@ class ManagerMessages(SchedulerBook):
 
     def on_worker_manager_heartbeat(self, source: bytes, heartbeat: WorkerManagerHeartbeat, now: float) -> None:
         """Register or refresh a manager, then answer with its plan."""
+        if source not in self.managers:
+            # A manager restarted under the same name (the old one killed, say): it replaces the
+            # old one now rather than after a worker timeout, and the workers the old one was told
+            # to stop serve again until the new one is told.
+            for manager_id, predecessor in list(self.managers.items()):
+                if predecessor.name == heartbeat.name:
+                    logger.warning("worker manager %r reconnected: it replaces its predecessor", heartbeat.name)
+                    self._drop_manager(manager_id)
         try:
             new = self.managers.refresh(source, heartbeat, now)
         except ValueError as error:
@@ -117,10 +125,13 @@ class ManagerMessages(SchedulerBook):
     def _forget_silent_managers(self, now: float) -> None:
         """Forget managers silent past the worker timeout; the workers they were stopping stay, and serve."""
         for manager_id in self.managers.silent(now, self.config.worker_timeout_seconds):
-            record = self.managers[manager_id]
-            for name in record.workers:
-                for worker_id, worker in self.workers.items():
-                    if worker.retiring and worker_name(worker_id) == name:
-                        worker.retiring = False
-            self.managers.remove(manager_id)
-            logger.warning("worker manager %r timed out; its workers stay as they are", record.name)
+            logger.warning("worker manager %r timed out; its workers stay as they are", self.managers[manager_id].name)
+            self._drop_manager(manager_id)
+
+    def _drop_manager(self, manager_id: bytes) -> None:
+        record = self.managers[manager_id]
+        for name in record.workers:
+            for worker_id, worker in self.workers.items():
+                if worker.retiring and worker_name(worker_id) == name:
+                    worker.retiring = False
+        self.managers.remove(manager_id)

@@ -178,3 +178,16 @@ def test_a_task_just_sent_to_an_idle_worker_asks_for_no_new_worker(h: Harness) -
     assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(1, [])
     h.handle(C1, task(b"t1"))  # queued behind t0 on the same worker: it does wait
     assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(2, [])
+
+
+def test_a_manager_restarted_under_the_same_name_replaces_its_predecessor_at_once(h: Harness) -> None:
+    # The SIGKILL-and-restart case: the old manager stayed on the books for a worker timeout,
+    # and a worker it had been told to stop (and never stopped) got no task and no stop meanwhile.
+    h.add_worker(wid("m1.a"))
+    h.now = 11
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(0, ["m1.a"])
+    restarted = b"manager|m1|2|bbbb"
+    out = h.handle(restarted, beat({"m1.a": RUNNING}))
+    assert list(h.state.managers) == [restarted]
+    (send,) = [i for i in out if isinstance(i, Send)]
+    assert send == Send(restarted, WorkerManagerCommand(0, ["m1.a"]))  # the new one is told, and stops it
