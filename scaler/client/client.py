@@ -124,8 +124,10 @@ class Client:
 
             cpus = os.cpu_count() or 1
             self._combo = SchedulerClusterCombo(  # its logs must not mix with the program's output
-                n_workers=min(2, cpus),  # the first result comes as fast as ever
-                max_workers=cpus,  # and it grows to one worker per CPU while tasks wait
+                # Two workers at once (the first result comes as fast as ever), growing to one per
+                # CPU while tasks wait. With keys, fixed: an elastic one needs a manager key pair too.
+                n_workers=min(2, cpus) if keys_dir is None else cpus,
+                max_workers=cpus if keys_dir is None else None,
                 logging_level="WARNING",
                 logging_paths="/dev/stderr",
                 keys_dir=keys_dir,

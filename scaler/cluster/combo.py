@@ -33,7 +33,7 @@ from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import closest, kwargs_values, settings_of, to_argv
 from scaler.config.worker import WorkerSettings
 from scaler.config.worker_manager import WorkerManagerConfig
-from scaler.io.security import SchedulerKeys, check_bind
+from scaler.io.security import PeerKeys, SchedulerKeys, check_bind
 from scaler.io.sockets import free_tcp_address, validate_address
 from scaler.scheduler.publisher import resolve_monitor_address
 
@@ -122,19 +122,25 @@ class SchedulerClusterCombo:
         manager_argv = None
         fixed = self._cluster.n_workers
         if max_workers is not None and max_workers > fixed:
-            manager_argv = self._manager_argv(fixed, max_workers, cluster_kwargs, scheduler_config.keys_dir)
+            manager_argv = self._manager_argv(fixed, max_workers, cluster_kwargs)
         self._scheduler = subprocess.Popen([sys.executable, "-m", SCHEDULER_MODULE, *to_argv(scheduler_config)])
         self._cluster.start()
         if manager_argv is not None:
             self._manager = subprocess.Popen(manager_argv, start_new_session=True)
         self._stopped = False
 
-    def _manager_argv(
-        self, n_workers: int, max_workers: int, cluster_kwargs: dict[str, Any], keys_dir: str | None
-    ) -> list[str]:
+    def _manager_argv(self, n_workers: int, max_workers: int, cluster_kwargs: dict[str, Any]) -> list[str]:
         """The native manager for the workers beyond the ``n_workers`` that always run."""
         worker_names = {field.name for field in settings_of(WorkerSettings)} - set(_OWN)
         shared = {key: value for key, value in cluster_kwargs.items() if key in worker_names}
+        if self.keys is not None:  # checked here: a manager refused later would leave the combo fixed, silently
+            try:
+                PeerKeys.load("manager", shared.get("keys_dir"))
+            except ValueError as error:
+                raise ValueError(
+                    f"an elastic SchedulerClusterCombo (max_workers) with keys needs a manager key pair: {error}; "
+                    "add one with `scaler_keygen DIR --add manager`"
+                ) from None
         self._manager_dir = tempfile.mkdtemp(prefix="scaler-combo-")
         config = WorkerManagerConfig(
             adapter="native",
@@ -145,7 +151,7 @@ class SchedulerClusterCombo:
             poll_interval_seconds=MANAGER_POLL_SECONDS,
             native_state_dir=self._manager_dir,
             exit_with_parent=True,
-            **kwargs_values(WorkerManagerConfig, "SchedulerClusterCombo", {**shared, "keys_dir": keys_dir}),
+            **kwargs_values(WorkerManagerConfig, "SchedulerClusterCombo", shared),
         )
         return [sys.executable, "-m", MANAGER_MODULE, *to_argv(config)]
 
