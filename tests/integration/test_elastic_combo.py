@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 from scaler import Client, SchedulerClusterCombo
+from scaler.cli.keygen import add_key, make_keys
 from scaler.protocol.messages import WorkerState
 from tests.integration import tasks
 
@@ -52,3 +53,15 @@ def test_n_workers_alone_keeps_a_fixed_cluster_with_no_manager() -> None:
         assert combo._manager is None and len(combo.worker_pids()) == 2
     with pytest.raises(ValueError, match="n_workers <= max_workers"):
         SchedulerClusterCombo(n_workers=3, max_workers=2)
+
+
+@pytest.mark.timeout(60)
+def test_an_elastic_combo_with_keys_but_no_manager_key_pair_says_so_before_starting(tmp_path) -> None:
+    keys = tmp_path / "keys"
+    make_keys(keys)
+    with pytest.raises(ValueError, match="scaler_keygen DIR --add manager"):
+        SchedulerClusterCombo(n_workers=1, max_workers=2, keys_dir=str(keys))
+    add_key(keys, "manager")
+    combo = SchedulerClusterCombo(n_workers=1, max_workers=2, keys_dir=str(keys), logging_level="WARNING")
+    with combo, Client(address=combo.get_address(), keys_dir=str(keys), timeout_seconds=30) as client:
+        assert client.submit(tasks.noop, 3).result(timeout=30) == 3
