@@ -65,3 +65,23 @@ def test_an_elastic_combo_with_keys_but_no_manager_key_pair_says_so_before_start
     combo = SchedulerClusterCombo(n_workers=1, max_workers=2, keys_dir=str(keys), logging_level="WARNING")
     with combo, Client(address=combo.get_address(), keys_dir=str(keys), timeout_seconds=30) as client:
         assert client.submit(tasks.noop, 3).result(timeout=30) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_client_without_address_on_four_cpus_starts_two_workers_and_grows_to_four(monkeypatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with Client(timeout_seconds=60) as client:
+        combo = client._combo
+        assert combo._manager is not None and len(combo._cluster.pids()) == 2
+        futures = [client.submit(tasks.sleep_return, 1.0, i) for i in range(16)]
+        deadline = time.monotonic() + 60
+        while active_workers(client) < 4:
+            assert time.monotonic() < deadline, "never grew to one worker per CPU"
+            time.sleep(0.1)
+        assert [future.result(timeout=60) for future in futures] == list(range(16))
+        pids = combo.worker_pids()
+        manager = combo._manager
+    assert manager.poll() is not None
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
