@@ -69,8 +69,10 @@ class Client:
     """A connection to a scaler scheduler.
 
     ``Client(address)`` connects to a running scheduler. ``Client()`` inside a task connects to
-    the scheduler of the task's worker; anywhere else it starts a private local cluster (one
-    worker per CPU) and owns it. Use it as a context manager, or call ``disconnect()`` when done.
+    the scheduler of the task's worker; anywhere else it starts a private local cluster and owns
+    it: two workers (one on a single CPU) at once, growing to one worker per CPU while tasks wait
+    and back to two after a minute idle (``SchedulerClusterCombo(n_workers=2, max_workers=CPUS)``).
+    Use it as a context manager, or call ``disconnect()`` when done.
 
     ``profiling=True`` measures where every task's time and memory went
     (``future.profiling_info()``, ``task_report()``); ``stream_output=True`` prints what tasks
@@ -120,8 +122,15 @@ class Client:
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
+            cpus = os.cpu_count() or 1
             self._combo = SchedulerClusterCombo(  # its logs must not mix with the program's output
-                n_workers=os.cpu_count() or 1, logging_level="WARNING", logging_paths="/dev/stderr", keys_dir=keys_dir
+                # Two workers at once (the first result comes as fast as ever), growing to one per
+                # CPU while tasks wait. With keys, fixed: an elastic one needs a manager key pair too.
+                n_workers=min(2, cpus) if keys_dir is None else cpus,
+                max_workers=cpus if keys_dir is None else None,
+                logging_level="WARNING",
+                logging_paths="/dev/stderr",
+                keys_dir=keys_dir,
             )
             address = self._combo.get_address()
         self.address = validate_address(address)

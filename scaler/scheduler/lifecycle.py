@@ -435,6 +435,7 @@ class SchedulerBook:
     def _release(self, worker_id: bytes) -> None:
         """Let a leaving worker go: requeue what it still holds, and tell it that it may exit."""
         self._remove_worker(worker_id, died=False)
+        self.workers.mark_released(worker_id, self._now)
         self._send(worker_id, DisconnectResponse())
 
     def _shutdown(self, reason: str) -> None:

@@ -32,6 +32,9 @@ class ManagerRecord:
     limits: ManagerLimits
     start_seconds: float
     workers: dict[str, ManagedWorkerState] = field(default_factory=dict)  # by worker name
+    # Names the scheduler told it to stop that it still lists: gone from the scheduler (drained), not
+    # yet ended on the engine. They are leaving, so they never count as workers still starting.
+    stopping: set[str] = field(default_factory=set)
 
 
 class ManagerTable(Mapping[bytes, ManagerRecord]):
@@ -64,6 +67,7 @@ class ManagerTable(Mapping[bytes, ManagerRecord]):
             self._drop_owners(manager_id, record)
         record.name, record.last_seen, record.limits = heartbeat.name, now, limits
         record.start_seconds, record.workers = heartbeat.start_seconds, workers
+        record.stopping &= workers.keys()
         for name in workers:
             self._owners[name] = manager_id
         return new

@@ -232,6 +232,7 @@ class SchedulerState(ClientMessages, WorkerMessages, ManagerMessages):
                 self._remove_worker(worker_id, died=True)
             elif worker.leaving and not worker.tasks:  # its last tasks were cancelled on their client's behalf
                 self._release(worker_id)
+        self.workers.forget_released(now - self.config.worker_timeout_seconds)
         self._forget_silent_managers(now)
         self._expire_unschedulable(now)
         self._dispatch()

@@ -40,7 +40,9 @@ class WorkerMessages(SchedulerBook):
     """The handlers of worker messages; see the module docstring."""
 
     def on_worker_heartbeat(self, source: bytes, heartbeat: WorkerHeartbeat, now: float) -> None:
-        """Register or refresh a worker and echo the heartbeat."""
+        """Register or refresh a worker and echo the heartbeat; ignore a late one from a worker already let go."""
+        if self.workers.was_released(source):
+            return
         if self.workers.register_or_refresh(source, now, heartbeat.capabilities, heartbeat):
             logger.info("worker %s connected with capabilities %s", peer_text(source), heartbeat.capabilities)
             self._status.peer(PeerEventKind.WORKER_JOINED, now, source)

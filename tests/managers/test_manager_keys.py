@@ -39,7 +39,7 @@ def test_a_manager_with_its_own_key_pair_gets_in_and_one_off_the_allow_list_is_r
         log = tmp_path / "manager.log"
         with open(log, "ab") as out:
             manager = subprocess.Popen(
-                manager_argv(address, tmp_path, f"--keys-dir={keys}", "--min-workers=1"),
+                manager_argv(address, tmp_path, f"--keys-dir={keys}", "--min-workers=1", "--max-workers=1"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env_with_worktree(),
@@ -54,7 +54,7 @@ def test_a_manager_with_its_own_key_pair_gets_in_and_one_off_the_allow_list_is_r
                 wait_for_names(client, set(names))  # its worker got in with the worker key pair
             workers = [child.pid for child in psutil.Process(manager.pid).children()]
             deadline = time.monotonic() + 10
-            while "peer manager|keyed|" not in scheduler_log.read_text():  # its heartbeats got through
+            while "worker manager 'keyed' connected" not in scheduler_log.read_text():  # its heartbeats got through
                 assert time.monotonic() < deadline, scheduler_log.read_text()
                 time.sleep(0.05)
             assert manager.poll() is None

@@ -158,14 +158,16 @@ def test_the_command_starts_its_minimum_and_after_it_is_killed_a_restart_adopts_
     with scheduler_process(tmp_path / "scheduler.log") as address:
         argv = [
             sys.executable, "-m", "scaler.cli.worker_manager", "native", address, "--name=cmd",
-            "--min-workers=2", "--max-workers=3", f"--native-state-dir={state}", "--poll-interval-seconds=0.3",
+            "--min-workers=2", "--max-workers=2", f"--native-state-dir={state}", "--poll-interval-seconds=0.3",
             "--heartbeat-interval-seconds=0.5",
         ]  # fmt: skip
         log = tmp_path / "manager.log"
         pids: list[int] = []
+        managers: list[subprocess.Popen[bytes]] = []
         try:
             asked = time.monotonic()
             first = start_logged(argv, log)
+            managers.append(first)
             with Client(address=address, timeout_seconds=30) as client:
                 deadline = time.monotonic() + 30
                 while len(list(state.glob("cmd.*.log"))) < 2:
@@ -182,6 +184,7 @@ def test_the_command_starts_its_minimum_and_after_it_is_killed_a_restart_adopts_
                 wait_for_names(client, workers)  # and they still serve
 
                 second = start_logged(argv, log)
+                managers.append(second)
                 deadline = time.monotonic() + 30
                 while "adopted 2 workers" not in log.read_text():
                     assert time.monotonic() < deadline, log.read_text()
@@ -192,6 +195,10 @@ def test_the_command_starts_its_minimum_and_after_it_is_killed_a_restart_adopts_
                 second.send_signal(signal.SIGTERM)
                 assert second.wait(timeout=15) == 0
         finally:
+            for manager in managers:  # a failed check leaves none running
+                if manager.poll() is None:
+                    manager.kill()
+                    manager.wait()
             for pid in pids:
                 if pid_alive(pid):
                     os.kill(pid, signal.SIGTERM)

@@ -208,8 +208,8 @@ def test_the_command_runs_its_minimum_as_jobs_and_leaves_them_running_when_it_st
     with scheduler_process(log) as address:
         argv = [
             sys.executable, "-m", "scaler.cli.worker_manager", "slurm", address, "--name=cli", "--min-workers=2",
-            "--poll-interval-seconds=0.5", f"--slurm-output={tmp_path}/%x-%j.out", "--slurm-cpus-per-task=1",
-            "--slurm-time=10:00", "--slurm-sbatch=--comment=scaler-test",
+            "--max-workers=2", "--poll-interval-seconds=0.5", f"--slurm-output={tmp_path}/%x-%j.out",
+            "--slurm-cpus-per-task=1", "--slurm-time=10:00", "--slurm-sbatch=--comment=scaler-test",
         ]  # fmt: skip
         asked_wall = time.time()
         with open(tmp_path / "manager.log", "ab") as out:

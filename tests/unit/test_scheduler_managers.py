@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from scaler.protocol.messages import (
+    DisconnectRequest,
     ManagedWorkerRecord,
     ManagedWorkerState,
     TaskStarted,
+    WorkerHeartbeat,
     WorkerManagerCommand,
     WorkerManagerHeartbeat,
 )
@@ -132,3 +134,60 @@ def test_a_silent_manager_is_forgotten_and_its_retiring_worker_serves_again() ->
 def test_impossible_limits_are_ignored(h: Harness) -> None:
     assert h.handle(M1, beat({}, low=3, high=1)) == []
     assert len(h.state.managers) == 0
+
+
+def test_a_drained_worker_its_manager_still_lists_is_not_counted_as_starting(h: Harness) -> None:
+    # Found end to end: a stopped worker leaves the scheduler at once (it held nothing) while its
+    # process still exits, so the manager lists it a little longer. Counted as "starting", it made
+    # the target one too high and the manager started a replacement for every worker it stopped.
+    h.add_worker(wid("m1.a"))
+    h.add_worker(wid("m1.b"))
+    h.now = 11
+    both = {"m1.a": RUNNING, "m1.b": RUNNING}
+    assert command(h.handle(M1, beat(both, low=1))) == WorkerManagerCommand(1, ["m1.a"])
+    h.handle(wid("m1.a"), DisconnectRequest(drain=True))
+    h.handle(wid("m1.a"), DisconnectRequest())
+    assert wid("m1.a") not in h.state.workers
+    assert command(h.handle(M1, beat(both, low=1))) == WorkerManagerCommand(1, [])
+    # Once the manager no longer lists it, the name is forgotten.
+    assert command(h.handle(M1, beat({"m1.b": RUNNING}, low=1))) == WorkerManagerCommand(1, [])
+    assert not h.state.managers[M1].stopping
+
+
+def test_a_heartbeat_sent_before_the_leave_was_granted_does_not_bring_the_worker_back(h: Harness) -> None:
+    # Found end to end: a drained worker's last heartbeat, in flight when the scheduler let it go,
+    # registered it again as a fresh idle worker; its manager then saw a target one above what it
+    # ran and started a replacement.
+    h.add_worker(wid("m1.a"))
+    h.now = 11
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(0, ["m1.a"])
+    h.handle(wid("m1.a"), DisconnectRequest(drain=True))
+    assert wid("m1.a") not in h.state.workers
+    assert h.handle(wid("m1.a"), WorkerHeartbeat(h.now, 0, 0.0, 0)) == []
+    assert wid("m1.a") not in h.state.workers
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(0, [])
+    h.tick(11 + SchedulerConfig().worker_timeout_seconds + 1)  # the memory of it is dropped in time
+    assert not h.state.workers.was_released(wid("m1.a"))
+
+
+def test_a_task_just_sent_to_an_idle_worker_asks_for_no_new_worker(h: Harness) -> None:
+    # Between its dispatch and the worker's TaskStarted, a task sent to an idle worker is not
+    # waiting: counting it asked the manager for a worker at every dispatch that a heartbeat met.
+    h.add_worker(wid("m1.a"))
+    h.handle(C1, task(b"t0"))
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(1, [])
+    h.handle(C1, task(b"t1"))  # queued behind t0 on the same worker: it does wait
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(2, [])
+
+
+def test_a_manager_restarted_under_the_same_name_replaces_its_predecessor_at_once(h: Harness) -> None:
+    # The SIGKILL-and-restart case: the old manager stayed on the books for a worker timeout,
+    # and a worker it had been told to stop (and never stopped) got no task and no stop meanwhile.
+    h.add_worker(wid("m1.a"))
+    h.now = 11
+    assert command(h.handle(M1, beat({"m1.a": RUNNING}))) == WorkerManagerCommand(0, ["m1.a"])
+    restarted = b"manager|m1|2|bbbb"
+    out = h.handle(restarted, beat({"m1.a": RUNNING}))
+    assert list(h.state.managers) == [restarted]
+    (send,) = [i for i in out if isinstance(i, Send)]
+    assert send == Send(restarted, WorkerManagerCommand(0, ["m1.a"]))  # the new one is told, and stops it
