@@ -145,8 +145,10 @@ class DashboardModel:
             HistoryPoint(
                 time=wall,
                 tasks_per_second=rate,
-                queued=by_state.get("queued", 0) + by_state.get("waiting", 0),
-                running=by_state.get("running", 0) + by_state.get("assigned", 0),
+                # Running means a processor runs it now; every other live task waits somewhere: in the
+                # scheduler's queue, on its inputs (a graph node), or in a worker's queue behind its current one.
+                queued=sum(by_state.values()) - by_state.get("running", 0),
+                running=by_state.get("running", 0),
                 workers=len(snapshot.workers),
                 cpu_percent=sum(worker.cpu_percent for worker in snapshot.workers),
                 rss_bytes=sum(worker.rss_bytes for worker in snapshot.workers),

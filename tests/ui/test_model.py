@@ -180,14 +180,15 @@ def test_snapshots_make_the_overview_series_and_the_rate():
                 WALL + i,
                 [worker_status(W1, cpu=50.0, rss=100), worker_status(W2, cpu=25.0, rss=50)],
                 totals={"finished": 10 * i, "failed": i},
-                by_state={"queued": 3, "waiting": 1, "running": 2},
+                by_state={"queued": 3, "waiting": 1, "assigned": 5, "running": 2},
             )
         )
     overview = model.overview()
     series = overview["series"]
     assert series["time"][0] >= WALL + 19 - 10  # only the last history_seconds
     assert series["tasks_per_second"][-1] == pytest.approx(11.0)
-    assert series["queued"][-1] == 4 and series["running"][-1] == 2 and series["workers"][-1] == 2
+    # Tasks in a worker's queue (assigned, not started) wait: they are not running.
+    assert series["queued"][-1] == 9 and series["running"][-1] == 2 and series["workers"][-1] == 2
     assert series["cpu_percent"][-1] == 75.0 and series["rss_bytes"][-1] == 150
     assert overview["summary"]["workers"] == 2 and overview["summary"]["connected"] is True
 
