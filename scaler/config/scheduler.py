@@ -78,6 +78,12 @@ class SchedulerConfig(LoggingSettings):
         scaler_flags=("--status-report-interval-seconds", "-sri"),
         scaler_meaning="mapped: how often the status feed publishes a snapshot",
     )
+    worker_idle_seconds: float = setting(
+        60.0,
+        help="a worker manager's worker idle this long, with no work waiting that it could run, is stopped "
+        "(drained); never below the manager's minimum",
+        group="timeouts",
+    )
     client_timeout_seconds: float = setting(
         60.0,
         help="drop a client not heard from for this long",
@@ -118,7 +124,12 @@ class SchedulerConfig(LoggingSettings):
             raise ValueError(f"per_worker_queue_size must be at least 1, got {self.per_worker_queue_size}")
         if self.max_task_retries < 0:
             raise ValueError(f"max_task_retries cannot be negative, got {self.max_task_retries}")
-        for name in ("client_timeout_seconds", "worker_timeout_seconds", "unschedulable_grace_seconds"):
+        for name in (
+            "client_timeout_seconds",
+            "worker_timeout_seconds",
+            "unschedulable_grace_seconds",
+            "worker_idle_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0, got {getattr(self, name)}")
         if self.monitor_address is not None and self.monitor_address != "none":

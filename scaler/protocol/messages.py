@@ -543,6 +543,54 @@ class StatusEvents(Message):
     dropped: int  # events left out since the last message: the feed keeps at most a bounded number a turn
 
 
+# -- worker managers ------------------------------------------------------------------------------
+# A worker manager starts and stops workers on some engine (local processes, Slurm jobs, Kubernetes
+# pods). It connects like a client, announces itself every heartbeat, and does what the scheduler's
+# scaling policy (scaler/scheduler/scaling_policy.py) answers. Its workers carry the names it gave
+# them (the NAME in a worker identity ``worker|NAME|pid|...``), which is how the scheduler knows whose
+# each worker is.
+
+
+class ManagedWorkerState(enum.IntEnum):
+    """Where a worker a manager started is, as the manager sees it."""
+
+    STARTING = 0  # asked of the engine, not yet running (a pending Slurm job, say)
+    RUNNING = 1
+    FAILED = 2  # the engine could not start it (an impossible constraint, say); ``detail`` says why
+
+
+@dataclass(slots=True)
+class ManagedWorkerRecord(Record):
+    """One worker a manager started, by the name it gave it."""
+
+    worker_name: str
+    state: ManagedWorkerState
+    detail: str
+
+
+@dataclass(slots=True)
+class WorkerManagerHeartbeat(Message):
+    """Manager -> scheduler: who it is, what its workers offer, its limits, and the workers it started."""
+
+    TYPE: ClassVar[int] = 28
+    name: str
+    capabilities: dict[str, int]
+    min_workers: int
+    max_workers: int
+    tasks_per_worker: int
+    start_seconds: float  # how long a worker takes to start, if it knows; 0 when it does not
+    workers: list[ManagedWorkerRecord]
+
+
+@dataclass(slots=True)
+class WorkerManagerCommand(Message):
+    """Scheduler -> manager: run ``target`` workers, and stop these (idle; each drains before it exits)."""
+
+    TYPE: ClassVar[int] = 29
+    target: int
+    stop_workers: list[str]  # worker names, as the manager gave them
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Task,
     TaskResult,
@@ -571,4 +619,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     StatusRequest,
     StatusSnapshot,
     StatusEvents,
+    WorkerManagerHeartbeat,
+    WorkerManagerCommand,
 )

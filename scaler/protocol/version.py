@@ -1,3 +1,3 @@
 """The wire protocol version. Bump it whenever a message gains, loses or changes a field."""
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7

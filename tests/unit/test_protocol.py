@@ -36,6 +36,8 @@ from scaler.protocol.messages import (
     GraphNode,
     GraphTask,
     LogStream,
+    ManagedWorkerRecord,
+    ManagedWorkerState,
     Message,
     ObjectContent,
     ObjectInstruction,
@@ -65,6 +67,8 @@ from scaler.protocol.messages import (
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
+    WorkerManagerCommand,
+    WorkerManagerHeartbeat,
     WorkerState,
     WorkerStatus,
 )
@@ -171,6 +175,19 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
         [PeerEventRecord(PeerEventKind.WORKER_JOINED, 1234.0, b"worker-1", "")],
         3,
     ),
+    WorkerManagerHeartbeat: lambda: WorkerManagerHeartbeat(
+        "slurm-a",
+        {"gpu": 1},
+        0,
+        8,
+        1,
+        2.5,
+        [
+            ManagedWorkerRecord("slurm-a-1", ManagedWorkerState.RUNNING, ""),
+            ManagedWorkerRecord("slurm-a-2", ManagedWorkerState.FAILED, "job 12 failed: constraint"),
+        ],
+    ),
+    WorkerManagerCommand: lambda: WorkerManagerCommand(3, ["slurm-a-1"]),
 }
 
 MESSAGE_IDS = [kind.__name__ for kind in ALL_MESSAGES]
@@ -902,6 +919,56 @@ record RunningTask(task_id: bytes, function_name: str, client_id: bytes, running
 record WorkerStatus(worker_id: bytes, state: WorkerState, capabilities: dict[str, int], queued: int, running: list[RunningTask], processors_running: int, processors_parked: int, processors_idle: int, cpu_percent: float, rss_bytes: int, heartbeat_age_seconds: float, done: int)
 record TaskEventRecord(kind: TaskEventKind, time: float, task_id: bytes, client_id: bytes, worker_id: bytes, function_name: str, attempt: int, queue_wait_seconds: float, run_seconds: float, peak_memory_bytes: int, detail: str)
 record PeerEventRecord(kind: PeerEventKind, time: float, peer_id: bytes, detail: str)""",
+    7: """\
+1 Task(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], attempt: int, priority: int, capabilities: dict[str, int], timeout_seconds: float, profiling: bool, stream_output: bool, objects: list[ObjectContent], parent_task_id: bytes, function_name: str)
+2 TaskResult(task_id: bytes, status: TaskStatus, payload: bytes, attempt: int, result_object_id: bytes, duration_seconds: float, cpu_seconds: float, peak_memory_bytes: int, load_seconds: float, serialize_seconds: float, result_bytes: int, queue_wait_seconds: float, transfer_seconds: float)
+3 TaskCancel(task_id: bytes)
+4 TaskCancelConfirm(task_id: bytes, confirm: CancelConfirmType)
+5 ClientHeartbeat(timestamp: float)
+6 ClientHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+7 WorkerHeartbeat(timestamp: float, queued_tasks: int, cpu_percent: float, rss_bytes: int, capabilities: dict[str, int], processors_running: int, processors_parked: int, processors_idle: int)
+8 WorkerHeartbeatEcho(timestamp: float, scheduler_id: bytes)
+9 ClientDisconnect(kind: DisconnectType)
+10 ClientShutdownResponse(accepted: bool, reason: str)
+11 DisconnectRequest(drain: bool)
+12 DisconnectResponse()
+13 SchedulerShutdown(reason: str)
+14 ClientDropped(reason: str)
+15 GraphTask(graph_id: bytes, nodes: list[GraphNode], targets: list[bytes], profiling: bool, stream_output: bool, parent_task_id: bytes)
+16 TaskLog(task_id: bytes, stream: LogStream, text: str, dropped_bytes: int)
+17 ObjectInstruction(kind: ObjectInstructionType, object_ids: list[bytes], payloads: list[bytes])
+18 ObjectRequest(object_ids: list[bytes])
+19 ObjectResponse(object_ids: list[bytes], payloads: list[bytes], found: list[bool])
+20 BalanceRequest(task_ids: list[bytes])
+21 BalanceResponse(task_ids: list[bytes])
+22 ProcessorBlocked(blocked: bool)
+23 TaskStarted(task_id: bytes, attempt: int)
+24 TaskCredit(count: int)
+25 StatusRequest(request_id: int)
+26 StatusSnapshot(request_id: int, now: float, wall_time: float, scheduler: SchedulerStatus, clients: list[ClientStatus], workers: list[WorkerStatus])
+27 StatusEvents(now: float, wall_time: float, tasks: list[TaskEventRecord], peers: list[PeerEventRecord], dropped: int)
+28 WorkerManagerHeartbeat(name: str, capabilities: dict[str, int], min_workers: int, max_workers: int, tasks_per_worker: int, start_seconds: float, workers: list[ManagedWorkerRecord])
+29 WorkerManagerCommand(target: int, stop_workers: list[str])
+enum TaskStatus(SUCCESS=0, FAILED=1, PROCESSOR_DIED=2, WORKER_DIED=3, TIMEOUT=4, REJECTED=5, NO_WORKER=6, MISSING_OBJECTS=7)
+enum CancelConfirmType(CANCELED=0, CANCEL_FAILED=1, CANCEL_NOT_FOUND=2)
+enum DisconnectType(DISCONNECT=0, SHUTDOWN=1)
+enum ArgumentKind(INLINE=0, OBJECT=1)
+enum ObjectInstructionType(CREATE=0, DELETE=1, CLEAR=2, DELETE_FUNCTIONS=3)
+enum LogStream(STDOUT=1, STDERR=2)
+record TaskArgument(name: str, kind: ArgumentKind, data: bytes)
+record ObjectContent(object_id: bytes, data: bytes)
+record GraphNode(task_id: bytes, function_id: bytes, function: bytes, args: list[TaskArgument], dependencies: list[bytes], function_name: str)
+enum WorkerState(ACTIVE=0, DRAINING=1, LOST=2)
+enum TaskEventKind(SUBMITTED=0, STARTED=1, FINISHED=2, FAILED=3, CANCELLED=4, RETRIED=5)
+enum PeerEventKind(WORKER_JOINED=0, WORKER_LEFT=1, WORKER_DIED=2, WORKER_DRAINING=3, CLIENT_JOINED=4, CLIENT_LEFT=5)
+record SchedulerStatus(scheduler_id: bytes, version: str, uptime_seconds: float, cpu_percent: float, rss_bytes: int, messages_in_per_second: float, messages_out_per_second: float, tasks_by_state: dict[str, int], tasks_total: dict[str, int], objects: int, object_bytes: int, feed_dropped: int)
+record ClientStatus(client_id: bytes, queued: int, running: int, done: int, failed: int, cancelled: int, credits_in_use: int, connected_seconds: float)
+record RunningTask(task_id: bytes, function_name: str, client_id: bytes, running_seconds: float)
+record WorkerStatus(worker_id: bytes, state: WorkerState, capabilities: dict[str, int], queued: int, running: list[RunningTask], processors_running: int, processors_parked: int, processors_idle: int, cpu_percent: float, rss_bytes: int, heartbeat_age_seconds: float, done: int)
+record TaskEventRecord(kind: TaskEventKind, time: float, task_id: bytes, client_id: bytes, worker_id: bytes, function_name: str, attempt: int, queue_wait_seconds: float, run_seconds: float, peak_memory_bytes: int, detail: str)
+record PeerEventRecord(kind: PeerEventKind, time: float, peer_id: bytes, detail: str)
+enum ManagedWorkerState(STARTING=0, RUNNING=1, FAILED=2)
+record ManagedWorkerRecord(worker_name: str, state: ManagedWorkerState, detail: str)""",
 }
 
 

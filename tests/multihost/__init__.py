@@ -1,0 +1,1 @@
+"""The multi-host suite: scaler across simulated hosts (Linux network namespaces)."""
