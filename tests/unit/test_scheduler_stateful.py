@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -238,6 +239,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, len(WORKERS) - 1))
     def worker_heartbeat(self, index: int) -> None:
         worker = WORKERS[index]
+        if self.state.workers.was_released(worker):
+            # A heartbeat still in flight from a worker the scheduler just let go: ignored, not a new worker.
+            self.handle(worker, WorkerHeartbeat(self.now, 0, 0.0, 0))
+            assert worker not in self.state.workers
+            return
         if worker not in self.held:
             self.held[worker], self.to_answer[worker], self.worker_functions[worker] = {}, set(), set()
         self.handle(worker, WorkerHeartbeat(self.now, len(self.held[worker]), 0.0, 0))
@@ -468,7 +474,14 @@ class SchedulerMachine(RuleBasedStateMachine):
         if sys.exc_info()[1] is not None:
             return  # a step already failed; draining would only bury its report
         if not self.held:
-            self.worker_heartbeat(0)
+            fresh = [i for i, w in enumerate(WORKERS) if not self.state.workers.was_released(w)]
+            if not fresh:  # every identity was just let go: wait out the memory of it, clients kept alive
+                self.now += TIMEOUT + 1.0
+                for client in sorted(self.connected):
+                    self.handle(client, ClientHeartbeat(self.now))
+                self.apply(self.state.tick(self.now))
+                fresh = [0]
+            self.worker_heartbeat(fresh[0])
         for _ in range(1000):
             if not self.state.tasks:
                 break
@@ -495,4 +508,5 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
-test_scheduler_state_machine = SchedulerMachine.TestCase
+# 300 examples: about 25 s on a quiet 2-core machine, so a busy one needs more than the default 60 s.
+test_scheduler_state_machine = pytest.mark.timeout(240)(SchedulerMachine.TestCase)
