@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from scaler.monitor.feed import readable_id
 from scaler.protocol.messages import TaskEventKind, TaskEventRecord
 
 QUEUED = "queued"
@@ -93,13 +94,7 @@ SORT_KEYS: dict[str, Callable[[TaskRow], Any]] = {
 }
 
 
-def peer_name(peer_id: bytes) -> str:
-    """A readable name for a worker or client id: its text (ids are ``kind|name|pid|suffix``), else hex."""
-    try:
-        text = peer_id.decode()
-    except UnicodeDecodeError:
-        return peer_id.hex()
-    return text if text.isprintable() else peer_id.hex()
+peer_name = readable_id  # one spelling of ids for the metrics, the model and the pages
 
 
 @dataclass(frozen=True)
