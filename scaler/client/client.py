@@ -123,11 +123,15 @@ class Client:
             from scaler.cluster.combo import SchedulerClusterCombo
 
             cpus = os.cpu_count() or 1
+            # Two workers at once (the first result comes as fast as ever), growing to one per CPU
+            # while tasks wait. A keys directory made before scaler_keygen made a manager key pair
+            # gets the fixed cluster it always had.
+            elastic = keys_dir is None or os.path.exists(
+                os.path.join(os.path.expanduser(keys_dir), "manager.key_secret")
+            )
             self._combo = SchedulerClusterCombo(  # its logs must not mix with the program's output
-                # Two workers at once (the first result comes as fast as ever), growing to one per
-                # CPU while tasks wait. With keys, fixed: an elastic one needs a manager key pair too.
-                n_workers=min(2, cpus) if keys_dir is None else cpus,
-                max_workers=cpus if keys_dir is None else None,
+                n_workers=min(2, cpus) if elastic else cpus,
+                max_workers=cpus if elastic else None,
                 logging_level="WARNING",
                 logging_paths="/dev/stderr",
                 keys_dir=keys_dir,

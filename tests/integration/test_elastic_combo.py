@@ -59,6 +59,8 @@ def test_n_workers_alone_keeps_a_fixed_cluster_with_no_manager() -> None:
 def test_an_elastic_combo_with_keys_but_no_manager_key_pair_says_so_before_starting(tmp_path) -> None:
     keys = tmp_path / "keys"
     make_keys(keys)
+    for name in ("manager.key", "manager.key_secret"):  # a directory made before keygen made this pair
+        (keys / name).unlink()
     with pytest.raises(ValueError, match="scaler_keygen DIR --add manager"):
         SchedulerClusterCombo(n_workers=1, max_workers=2, keys_dir=str(keys))
     add_key(keys, "manager")

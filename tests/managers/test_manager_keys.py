@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from scaler import Client
-from scaler.cli.keygen import add_key, make_keys
+from scaler.cli.keygen import make_keys
 from scaler.io.keys import create_key_pair
 from tests.managers.support import env_with_worktree, pid_alive, scheduler_process, wait_for_names
 
@@ -29,8 +29,7 @@ def manager_argv(address: str, tmp_path: Path, *flags: str) -> list[str]:
 @pytest.mark.timeout(90)
 def test_a_manager_with_its_own_key_pair_gets_in_and_one_off_the_allow_list_is_refused(tmp_path) -> None:
     keys = tmp_path / "keys"
-    make_keys(keys)
-    add_key(keys, "manager")
+    make_keys(keys)  # with a manager key pair, on the allow-list
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     _, stranger_key = create_key_pair(stranger, "manager")
