@@ -13,6 +13,17 @@ as ``scaler_top`` and ``scaler_ui`` do. Runs alternate between the two clusters 
 ...) so that drift in the machine's load hits both alike; the report gives each run, the medians,
 and the ratio on / off of the median throughputs (the issue's goal: 0.97 or more). It also checks
 that the subscriber saw an event for every task, so the "on" runs did pay for the events.
+
+On a machine shared with other work the wall clock swings by more than the feed costs, so each
+run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
+process's client, and for "on" the subscriber): CPU per task, and the throughput ratio it implies
+on a machine the benchmark had to itself (off CPU / on CPU).
+
+Last, it measures the feed's own CPU cost per task without sockets or other processes, which
+load disturbs least: the scheduler core pushing tasks through submit, dispatch, start and result
+with events off and on (taking and encoding them once per turn of 50 tasks), and a subscriber
+decoding those events; their sum, set against the end-to-end CPU per task, is the share of the
+feed in a CPU-bound run.
 """
 
 from __future__ import annotations
@@ -70,6 +81,78 @@ def throughput(client: Any, tasks: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
+def core_costs(tasks: int = 50_000, burst: int = 50) -> tuple[float, float, float]:
+    """CPU microseconds per task: the scheduler core with events off, with events on, and decoding them."""
+    from scaler.protocol.codec import decode, encode_one
+    from scaler.protocol.content_id import content_id
+    from scaler.protocol.messages import (
+        ArgumentKind,
+        ClientHeartbeat,
+        Task,
+        TaskArgument,
+        TaskResult,
+        TaskStarted,
+        TaskStatus,
+        WorkerHeartbeat,
+    )
+    from scaler.scheduler.state import SchedulerConfig, SchedulerState, Send
+
+    def run(recording: bool) -> tuple[float, list[bytes]]:
+        function = b"f" * 200
+        function_id = content_id(function)
+        state = SchedulerState(SchedulerConfig(per_worker_queue_size=1000))
+        state.record_events(recording)
+        for number in range(2):
+            state.handle(b"worker|host|%d|0000" % number, WorkerHeartbeat(0.0, 0, 0.0, 0), 0.0)
+        client = b"client|host|1234|abcdef12"
+        state.handle(client, ClientHeartbeat(0.0), 0.0)
+        argument = [TaskArgument("", ArgumentKind.INLINE, b"1")]
+        frames: list[bytes] = []
+        sent, now = 0, 0.0
+        start = time.process_time()
+        while sent < tasks:
+            out = []
+            for _ in range(burst):
+                task = Task(sent.to_bytes(16, "big"), function_id, function if sent == 0 else b"", argument, 0)
+                task.function_name = "benchmarks.bench_status_feed.noop"
+                out += state.handle(client, task, now, dispatch=False)
+                sent += 1
+            out += state.dispatch()
+            for instruction in out:
+                if isinstance(instruction, Send) and isinstance(instruction.message, Task):
+                    worker, message = instruction.to, instruction.message
+                    state.handle(worker, TaskStarted(message.task_id, message.attempt), now, dispatch=False)
+                    result = TaskResult(message.task_id, TaskStatus.SUCCESS, b"r", message.attempt)
+                    state.handle(worker, result, now, dispatch=False)
+            state.dispatch()
+            events = state.take_events(now, now) if recording else None
+            if events is not None:
+                frames.append(encode_one(events))
+            now += 0.001
+        return (time.process_time() - start) / tasks * 1e6, frames
+
+    off = min(run(False)[0] for _ in range(3))
+    on, frames = min((run(True) for _ in range(3)), key=lambda pair: pair[0])
+    start = time.process_time()
+    for frame in frames:
+        decode(frame)
+    return off, on, (time.process_time() - start) / tasks * 1e6
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their live descendants."""
+    total = 0.0
+    for root in roots:
+        try:
+            process = psutil.Process(root)
+            for member in [process, *process.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -110,12 +193,25 @@ def main() -> None:
         for client in (off_client, on_client):
             throughput(client, options.warmup)
         results: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}  # CPU microseconds per task
         clients = {"off": off_client, "on": on_client}
+        here = os.getpid()
+        roots = {
+            "off": [off_cluster.scheduler_pid(), *off_cluster.worker_pids()],
+            "on": [on_cluster.scheduler_pid(), *on_cluster.worker_pids(), subscriber.pid],
+        }
         for round_number in range(options.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for kind in order:
+                before_cpu = cpu_seconds(roots[kind]) + _own_cpu(here)
                 results[kind].append(throughput(clients[kind], options.tasks))
-                print(f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s", flush=True)
+                time.sleep(0.3)  # the subscriber decodes the last events of the run
+                cpu[kind].append((cpu_seconds(roots[kind]) + _own_cpu(here) - before_cpu) / options.tasks * 1e6)
+                print(
+                    f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s, "
+                    f"{cpu[kind][-1]:>6,.0f} CPU us/task",
+                    flush=True,
+                )
         time.sleep(1.5)  # the last events and a snapshot reach the subscriber
         subscriber.terminate()
         counts: dict[str, Any] = json.loads(subscriber.communicate(timeout=30)[0] or "{}")
@@ -127,7 +223,20 @@ def main() -> None:
     )
     print(f"feed off:                      median {off:>9,.0f} tasks/s  (runs: {_runs(results['off'])})")
     print(f"feed on, subscriber decoding:  median {on:>9,.0f} tasks/s  (runs: {_runs(results['on'])})")
-    print(f"ratio on / off:                {on / off:.3f}")
+    print(f"ratio on / off:                {on / off:.3f}  (wall clock)")
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
+    print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
+    core_off, core_on, decoding = core_costs()
+    added = core_on - core_off + decoding
+    print(
+        f"feed's own CPU per task:       scheduler core {core_off:.1f} us off, {core_on:.1f} us on "
+        f"(+{core_on - core_off:.1f}); a subscriber decoding {decoding:.1f} us"
+    )
+    print(
+        f"  = {added:.1f} us of the {cpu_off:,.0f} us a task costs with the feed off: "
+        f"ratio {cpu_off / (cpu_off + added):.3f} when CPU-bound"
+    )
     print(
         f"subscriber: {counts.get('snapshots', 0)} snapshots, {counts.get('event_messages', 0):,} event messages, "
         f"{counts.get('task_events', 0):,} task events ({counts.get('finished_events', 0):,} finished of "
@@ -138,6 +247,11 @@ def main() -> None:
     if any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in left):
         print(f"processes left behind: {sorted(left)}", file=sys.stderr)
         raise SystemExit(1)
+
+
+def _own_cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _runs(values: list[float]) -> str:

@@ -12,7 +12,9 @@ from scaler.about import __version__
 from scaler.client.client import Client
 from scaler.client.future import ProfileResult, ScalerFuture
 from scaler.client.object_reference import ObjectReference
+from scaler.client.progress import progress
 from scaler.client.serializer import Serializer
+from scaler.client.task_report import TaskRecord
 from scaler.cluster.cluster import Cluster
 from scaler.cluster.combo import SchedulerClusterCombo
 from scaler.errors import (
@@ -60,7 +62,9 @@ __all__ = [
     "Serializer",
     "ShutdownRefusedError",
     "TaskNotFoundError",
+    "TaskRecord",
     "TaskRejectedError",
     "TaskTimeoutError",
     "WorkerDiedError",
+    "progress",
 ]

@@ -1,8 +1,8 @@
 """``scaler_keygen DIR``: make a cluster's CURVE keys, and say which file goes to which host.
 
-``scaler_keygen DIR`` writes the scheduler's, a client's, a worker's and a status-feed
-monitor's key pairs and the allow-list that holds the client's, the worker's and the monitor's
-public keys (the layout is described in
+``scaler_keygen DIR`` writes the scheduler's, a client's, a worker's, a status-feed monitor's
+and a worker manager's key pairs and the allow-list that holds the public keys of all but the
+scheduler (the layout is described in
 ``scaler/io/keys.py``). ``scaler_keygen DIR --add NAME`` adds one more key pair, for another user
 or another group of hosts, and puts its public key on the allow-list. Secret files are created
 with mode 0600 and are never overwritten.
@@ -21,6 +21,7 @@ from scaler.config.keygen import KeygenConfig
 from scaler.io.keys import (
     ALLOW_LIST,
     CLIENT,
+    MANAGER,
     MONITOR,
     SCHEDULER,
     WORKER,
@@ -41,7 +42,7 @@ def make_keys(directory: PathLike) -> str:
     Raises ``ValueError`` if ``directory`` already holds any of the files.
     """
     directory = Path(directory).absolute()
-    names = (SCHEDULER, CLIENT, WORKER, MONITOR)
+    names = (SCHEDULER, CLIENT, WORKER, MONITOR, MANAGER)
     wanted = [path(directory, name) for name in names for path in (public_key_path, key_pair_path)]
     wanted.append(directory / ALLOW_LIST)
     existing = [path.name for path in wanted if path.exists()]
@@ -52,7 +53,7 @@ def make_keys(directory: PathLike) -> str:
         )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     public_files = {name: create_key_pair(directory, name)[0] for name in names}
-    allowed = [(read_public_key(public_files[name], f"{name} public key"), name) for name in (CLIENT, WORKER, MONITOR)]
+    allowed = [(read_public_key(public_files[name], f"{name} public key"), name) for name in names[1:]]
     write_allow_list(directory / ALLOW_LIST, allowed)
     return _instructions(directory)
 
@@ -91,6 +92,7 @@ def _instructions(directory: Path) -> str:
   worker.key_secret     the workers' key pair (secret)     -> each worker host
   client.key_secret     a client's key pair (secret)       -> each client host
   monitor.key_secret    the status feed's readers (secret) -> where scaler_top / scaler_ui run
+  manager.key_secret    worker managers' key pair (secret) -> where scaler_worker_manager runs
 
 On one machine, point every process at the whole directory:
   scaler_scheduler tcp://0.0.0.0:8516 --keys-dir {here}
@@ -103,6 +105,7 @@ Across machines, copy to each host only the files it needs, into a directory of 
   worker hosts:   worker.key_secret scheduler.key
   client hosts:   client.key_secret scheduler.key
   monitor hosts:  monitor.key_secret scheduler.key  (scaler_top, scaler_ui)
+  manager hosts:  manager.key_secret worker.key_secret scheduler.key  (scaler_worker_manager)
 Keep *.key_secret files private (mode 0600; `scp -p` keeps it), and never copy scheduler.key_secret
 off the scheduler host. One more key pair (one per user, say): scaler_keygen {here} --add NAME
 """
@@ -115,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scaler_keygen",
         description="Make CURVE keys for a scaler scheduler, its workers and its clients. Settings come from the "
         "flags, then the [keygen] section of -c FILE.toml.",
-        epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret), monitor.key(_secret) "
-        "and allowed_keys.",
+        epilog="Files: scheduler.key(_secret), client.key(_secret), worker.key(_secret), monitor.key(_secret), "
+        "manager.key(_secret) and allowed_keys.",
     )
 
 

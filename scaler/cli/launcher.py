@@ -31,6 +31,7 @@ from scaler.config.roles import ROLES, SECTIONS, Role, load_config
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import ConfigError, check_sections, read_toml
 from scaler.io.security import SchedulerKeys, check_bind
+from scaler.scheduler.publisher import resolve_monitor_address
 
 logger = logging.getLogger("scaler.launcher")
 
@@ -75,6 +76,7 @@ def plan(path: str) -> list[Child]:
     check_sections(path, data, SECTIONS)
     children = []
     scheduler_address: str | None = None
+    monitor_address: str | None = None  # where [scheduler] publishes its status feed, if it does
     for role in ROLES:
         if role.section not in data or role.module is None:
             continue
@@ -86,10 +88,20 @@ def plan(path: str) -> list[Child]:
             keys = SchedulerKeys.load(config.keys_dir, config.key_file, config.allow_list_file)
             check_bind(config.address, keys, config.insecure)
             scheduler_address = _local(config.address)
+            feed = resolve_monitor_address(config.address, config.monitor_address)
+            monitor_address = _local(feed) if feed is not None else None
         elif not config.address:
             if scheduler_address is None or not role.needs_scheduler_address:
                 raise ConfigError(f"{path}: [{role.section}] needs the scheduler's address, or a [scheduler] section")
-            command.append(scheduler_address)
+            if role.needs_monitor_address:
+                if monitor_address is None:
+                    raise ConfigError(
+                        f"{path}: [{role.section}] reads the scheduler's status feed, but [scheduler] publishes none: "
+                        f'remove monitor_address = "none" there, or give [{role.section}] an address'
+                    )
+                command.append(monitor_address)
+            else:
+                command.append(scheduler_address)
         stop_seconds = _STOP_SECONDS + getattr(config, "grace_period_seconds", 0.0)
         children.append(Child(role, command, stop_seconds))
     if not children:

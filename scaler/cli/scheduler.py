@@ -10,6 +10,7 @@ from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.compat import SCHEDULER_UNSUPPORTED
 from scaler.config.scheduler import SchedulerConfig
 from scaler.io.security import SchedulerKeys, check_bind
+from scaler.scheduler.publisher import MonitorBindError
 from scaler.scheduler.server import SchedulerServer
 
 
@@ -35,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     start_logging(parser, config, notes)
     server = SchedulerServer(config.address, config, config.exit_with_parent, keys, config.insecure)
-    server.run()
+    try:
+        server.run()
+    except MonitorBindError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if server.state.failure is not None:  # it stopped after an internal error: its supervisor must know
         raise SystemExit(1)
 

@@ -23,10 +23,12 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from scaler.client import graph as graphs
+from scaler.client import progress as progress_bars
+from scaler.client import task_report as task_reports
 from scaler.client.agent import AgentFactory, ClientAgent
 from scaler.client.encoder import (
     AUTOMATIC_OBJECT_CACHE_BYTES,
@@ -67,13 +69,18 @@ class Client:
     """A connection to a scaler scheduler.
 
     ``Client(address)`` connects to a running scheduler. ``Client()`` inside a task connects to
-    the scheduler of the task's worker; anywhere else it starts a private local cluster (one
-    worker per CPU) and owns it. Use it as a context manager, or call ``disconnect()`` when done.
+    the scheduler of the task's worker; anywhere else it starts a private local cluster and owns
+    it: two workers (one on a single CPU) at once, growing to one worker per CPU while tasks wait
+    and back to two after a minute idle (``SchedulerClusterCombo(n_workers=2, max_workers=CPUS)``).
+    Use it as a context manager, or call ``disconnect()`` when done.
 
-    ``profiling=True`` measures every task (``future.profiling_info()``); ``stream_output=True``
-    prints what tasks write on this process's stdout and stderr, each line prefixed with the
-    task id. A ``Client`` pickles as its address and settings, so passing it to a task gives
-    the task a client of the same scheduler.
+    ``profiling=True`` measures where every task's time and memory went
+    (``future.profiling_info()``, ``task_report()``); ``stream_output=True`` prints what tasks
+    write on this process's stdout and stderr, each line prefixed with the task id. ``map``,
+    ``starmap`` and ``get`` take ``progress=True`` to draw a progress bar while they wait.
+
+    A ``Client`` pickles as its address and settings, so passing it to a task gives the task a
+    client of the same scheduler.
 
     Keys, for a scheduler that requires them: ``keys_dir`` is a directory made by
     ``scaler_keygen`` (or a copy holding ``client.key_secret`` and ``scheduler.key``);
@@ -115,8 +122,19 @@ class Client:
         if address is None:
             from scaler.cluster.combo import SchedulerClusterCombo
 
+            cpus = os.cpu_count() or 1
+            # Two workers at once (the first result comes as fast as ever), growing to one per CPU
+            # while tasks wait. A keys directory made before scaler_keygen made a manager key pair
+            # gets the fixed cluster it always had.
+            elastic = keys_dir is None or os.path.exists(
+                os.path.join(os.path.expanduser(keys_dir), "manager.key_secret")
+            )
             self._combo = SchedulerClusterCombo(  # its logs must not mix with the program's output
-                n_workers=os.cpu_count() or 1, logging_level="WARNING", logging_paths="/dev/stderr", keys_dir=keys_dir
+                n_workers=min(2, cpus) if elastic else cpus,
+                max_workers=cpus if elastic else None,
+                logging_level="WARNING",
+                logging_paths="/dev/stderr",
+                keys_dir=keys_dir,
             )
             address = self._combo.get_address()
         self.address = validate_address(address)
@@ -208,15 +226,30 @@ class Client:
         options = (dict(capabilities or {}), priority, timeout)
         return self._submit(function_id, function, tuple(args), dict(kwargs), *options)
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        """Like the builtin ``map``, run on the cluster; block and return the results in order."""
-        return self.starmap(fn, zip(*iterables))  # noqa: B905 - stops at the shortest, like the builtin
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], progress: progress_bars.ProgressOptions = False
+    ) -> list[Any]:
+        """Like the builtin ``map``, run on the cluster; block and return the results in order.
 
-    def starmap(self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]]) -> list[Any]:
-        """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order."""
+        ``progress=True`` draws a progress bar (``scaler.progress``) while the tasks run; a dict
+        gives the bar's options instead, e.g. ``progress={"desc": "pricing", "file": sys.stdout}``.
+        The first failure, in order, is raised either way, and the tasks left are cancelled.
+        """
+        return self.starmap(fn, zip(*iterables), progress=progress)  # noqa: B905 - stops at the shortest
+
+    def starmap(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        progress: progress_bars.ProgressOptions = False,
+    ) -> list[Any]:
+        """Run ``fn(*args)`` for each ``args`` in ``iterable``; block and return the results in order.
+
+        ``progress``: as for ``map``.
+        """
         function_id, function = self._encoder.function(fn)
         futures = [self._submit(function_id, function, tuple(args), {}) for args in iterable]
-        return _gather(futures)
+        return _gather(futures, progress)
 
     # -- objects -------------------------------------------------------------------------------
 
@@ -238,7 +271,7 @@ class Client:
 
     # -- graphs --------------------------------------------------------------------------------
 
-    def get(self, graph: Any, keys: Any, block: bool = True) -> Any:
+    def get(self, graph: Any, keys: Any, block: bool = True, progress: progress_bars.ProgressOptions = False) -> Any:
         """Run a Dask-style task graph; return ``{key: value}`` (or ``{key: future}`` with ``block=False``).
 
         ``graph`` maps keys (strings, or tuples such as ``("x", 0)``) to data, an
@@ -251,12 +284,37 @@ class Client:
 
         As a dask scheduler (``dask.compute(obj, scheduler=client.get)``) it takes dask's graph and
         nested list of keys, and returns the values shaped like ``keys``, as dask expects.
+
+        ``progress=True`` draws a progress bar of the keys asked for while it blocks (a dict gives
+        the bar's options, as for ``map``); with ``block=False``, call ``scaler.progress`` on the
+        returned futures instead.
         """
+        if progress_bars.wanted(progress) and not block:
+            raise ValueError("progress=True needs block=True; with block=False, use scaler.progress(futures)")
         request = graphs.plan_request(graph, keys)  # raises before anything is sent
         futures = self._send_graph(request.plan)
         if not block and not request.from_dask:
             return futures
-        return request.pack(dict(zip(futures, _gather(list(futures.values())))))  # noqa: B905
+        return request.pack(dict(zip(futures, _gather(list(futures.values()), progress))))  # noqa: B905
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def task_report(
+        self,
+        futures: Iterable[ScalerFuture] | Mapping[Any, ScalerFuture],
+        csv_path: str | os.PathLike[str] | None = None,
+    ) -> list[task_reports.TaskRecord]:
+        """Where each task's time and memory went: one ``TaskRecord`` per future, in order.
+
+        Each record has the task's id, function name and status (``pending``, ``success``,
+        ``failed``, ``cancelled``), and with ``Client(profiling=True)`` its queue wait, transfer,
+        load, run and CPU time, peak memory, result size and serialization time (``None`` when
+        not measured). ``csv_path`` also writes them there as CSV, one row per task.
+        """
+        rows = task_reports.records(futures)
+        if csv_path is not None:
+            task_reports.write_csv(rows, csv_path)
+        return rows
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -413,6 +471,7 @@ class Client:
         task.stream_output = self.stream_output
         task.parent_task_id = task_context.current_task_id()  # b"" outside a task
         encoder.send_with_function(task, function_id, function)
+        future._function_name = task.function_name  # named by the encoder, as the status feed shows it
         if self._agent.error is not None:  # lost meanwhile, maybe after the agent's last flush: never wait
             self._manager.fail_all(self._agent.error)
         return future
@@ -438,6 +497,9 @@ class Client:
         on_finish = _countdown(len(plan.targets), unpin) if unpin is not None else None
         task_ids = encoded.task_ids
         futures = {key: self._manager.create(task_ids[key], self.profiling, on_finish) for key in plan.targets}
+        names = {node.task_id: node.function_name for node in encoded.nodes}  # the feed's names, in the report
+        for future in futures.values():
+            future._function_name = names[future.task_id]
         targets = [task_ids[key] for key in plan.targets]
         graph_task = GraphTask(self._next_task_id(), encoded.nodes, targets, self.profiling, self.stream_output)
         graph_task.parent_task_id = task_context.current_task_id()
@@ -445,12 +507,14 @@ class Client:
         return futures
 
 
-def _gather(futures: list[ScalerFuture]) -> list[Any]:
-    """Wait for every result in order; on the first error, cancel the rest and raise it."""
+def _gather(futures: list[ScalerFuture], progress: progress_bars.ProgressOptions = False) -> list[Any]:
+    """Wait for every result in order (drawing a bar if asked); on the first error, cancel the rest and raise it."""
     for future in futures:
         future._want()  # big results kept on the scheduler are fetched together, not one by one
     try:
         with task_context.blocked():
+            if progress_bars.wanted(progress):
+                return progress_bars.gather(futures, progress)
             return [future.result() for future in futures]
     except BaseException:
         for future in futures:

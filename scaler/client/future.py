@@ -62,11 +62,38 @@ _KEPT, _FETCHING, _SETTLED = FutureStage.KEPT, FutureStage.FETCHING, FutureStage
 
 @dataclass(frozen=True)
 class ProfileResult:
-    """What the processor measured while running a task (``Client(profiling=True)``)."""
+    """Where a task's time and memory went (``Client(profiling=True)``), in seconds and bytes.
+
+    The first three keep Scaler's names. The processor measures the function call
+    (``duration_s``, ``cpu_time_s``), the peak memory, loading the task (``load_s``: its objects,
+    function and arguments unpickled) and its result (``serialize_s``, ``result_bytes``). The
+    scheduler measures ``queue_wait_s`` (submitted until a worker started it) and ``transfer_s``
+    (handed to a worker until it started there: the function and arguments reaching it); they
+    stay 0.0 with a scheduler that does not measure them.
+    """
 
     duration_s: float  # wall-clock time of the function call
-    cpu_time_s: float  # CPU time of the processor during the call
-    memory_peak: int  # peak resident memory of the processor during the call, in bytes
+    cpu_time_s: float  # CPU time of the processor during the call (all its threads)
+    memory_peak: int  # peak resident memory of the processor while it ran the task, interpreter included
+    load_s: float = 0.0  # fetching the task's objects and unpickling its function and arguments
+    serialize_s: float = 0.0  # pickling the result (or the exception it raised)
+    result_bytes: int = 0  # the pickled result's size
+    queue_wait_s: float = 0.0  # submitted -> started on a worker
+    transfer_s: float = 0.0  # sent to a worker -> started there
+
+    @classmethod
+    def from_result(cls, result: TaskResult) -> ProfileResult:
+        """The figures a ``TaskResult`` carries."""
+        return cls(
+            result.duration_seconds,
+            result.cpu_seconds,
+            result.peak_memory_bytes,
+            result.load_seconds,
+            result.serialize_seconds,
+            result.result_bytes,
+            result.queue_wait_seconds,
+            result.transfer_seconds,
+        )
 
 
 def _on_event_loop() -> bool:
@@ -117,6 +144,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
     _kept: TaskResult | None = None  # a result the scheduler keeps until fetched
     _release: weakref.finalize[Any, Any] | None = None  # frees an unfetched result
     _profile: ProfileResult | None = None
+    _function_name = ""  # set by the client that submitted it
 
     def __init__(self, task_id: bytes, owner: ClientFutureManager, profiling: bool = False) -> None:
         super().__init__()
@@ -128,6 +156,11 @@ class ScalerFuture(concurrent.futures.Future[Any]):
     def task_id(self) -> bytes:
         """The task's id, as it appears in logs on every process."""
         return self._task_id
+
+    @property
+    def function_name(self) -> str:
+        """The name of the function the task runs (``""`` if unknown), as the task report shows it."""
+        return self._function_name
 
     def running(self) -> bool:
         """True from the moment ``submit()`` returns until the future is done, as in Scaler.
@@ -280,6 +313,10 @@ class ScalerFuture(concurrent.futures.Future[Any]):
                 f"read it from another thread"
             )
 
+    def _wait_would_hang(self) -> bool:
+        """Whether waiting here for the outcome would never end: on the thread that delivers it."""
+        return not concurrent.futures.Future.done(self) and self._owner.on_delivery_thread()
+
     # -- used by ClientFutureManager only ------------------------------------------------------
 
     def _claim(self) -> bool | None:
@@ -314,7 +351,7 @@ class ScalerFuture(concurrent.futures.Future[Any]):
 
     def _set_profile(self, result: TaskResult) -> None:
         if self._profiling:
-            self._profile = ProfileResult(result.duration_seconds, result.cpu_seconds, result.peak_memory_bytes)
+            self._profile = ProfileResult.from_result(result)
 
     def _keep(self, result: TaskResult, release: weakref.finalize[Any, Any]) -> None:
         """The scheduler kept the claimed result: the future is done, and fetches when someone asks."""

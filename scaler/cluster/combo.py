@@ -1,5 +1,10 @@
 """``SchedulerClusterCombo``: a scheduler and N workers as local subprocesses, for one machine.
 
+With ``max_workers`` above ``n_workers`` it is elastic: the ``n_workers`` start at once, as always (so
+the first result comes no later), and a ``native`` worker manager (``scaler.cli.worker_manager``)
+adds workers up to ``max_workers`` while tasks wait and stops them again once they have been idle
+for the scheduler's ``worker_idle_seconds``.
+
 Everything runs as child processes of the caller (``python -m scaler.cli...``, each given its
 settings as flags derived from its configuration class), so a script
 needs no ``if __name__ == "__main__"`` guard, and every child exits with its parent.
@@ -7,18 +12,28 @@ needs no ``if __name__ == "__main__"`` guard, and every child exits with its par
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 from typing import Any
+
+import psutil
 
 from scaler.cluster.cluster import Cluster
 from scaler.config.cluster import ClusterConfig
 from scaler.config.compat import COMBO_UNSUPPORTED_KWARGS, split_unsupported
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import closest, kwargs_values, settings_of, to_argv
-from scaler.io.security import SchedulerKeys, check_bind
+from scaler.config.worker import WorkerSettings
+from scaler.config.worker_manager import WorkerManagerConfig
+from scaler.io.security import PeerKeys, SchedulerKeys, check_bind
 from scaler.io.sockets import free_tcp_address, validate_address
 from scaler.scheduler.publisher import resolve_monitor_address
 
@@ -30,12 +45,20 @@ SCHEDULER_MODULE = "scaler.cli.scheduler"  # what the scheduler process runs
 # files, which come from ``keys_dir`` (a key pair for the scheduler is not one for the workers).
 _OWN = ("address", "n_workers", "exit_with_parent", "key_file", "scheduler_key_file", "allow_list_file")
 
+MANAGER_MODULE = "scaler.cli.worker_manager"  # what the elastic part runs
+MANAGER_POLL_SECONDS = 0.5  # a laptop session: grow within about a second of work waiting
+
 
 class SchedulerClusterCombo:
     """A local scheduler with ``n_workers`` workers; ``get_address()`` is what clients connect to.
 
     With no ``address`` it picks a free loopback port (and another for its status feed); with no
-    ``n_workers``, one worker per CPU. ``monitor_address`` is where the status feed is published
+    ``n_workers``, one worker per CPU (or, with ``max_workers``, ``min(2, max_workers)``).
+    ``max_workers`` above ``n_workers`` makes it elastic: ``n_workers`` workers run all along, and a
+    native worker manager starts more, up to ``max_workers``, while tasks wait, and stops them (they
+    drain: no task is lost) once idle for ``worker_idle_seconds`` (a scheduler setting, default 60).
+
+    ``monitor_address`` is where the status feed is published
     (``scaler.monitor.feed.StatusFeed`` reads it), None when ``monitor_address="none"`` turns it off.
     Every other keyword argument is a setting of ``scaler.config.scheduler.SchedulerConfig`` or
     of ``scaler.config.cluster.ClusterConfig`` (``per_worker_queue_size``,
@@ -52,7 +75,17 @@ class SchedulerClusterCombo:
     (``InsecureBindError`` otherwise).
     """
 
-    def __init__(self, address: str | None = None, n_workers: int | None = None, **settings: Any) -> None:
+    def __init__(
+        self, address: str | None = None, n_workers: int | None = None, max_workers: int | None = None, **settings: Any
+    ) -> None:
+        self._stopped = True  # until everything has started: __del__ has nothing to stop
+        self._manager: subprocess.Popen[bytes] | None = None
+        self._manager_dir: str | None = None
+        if max_workers is not None:
+            if n_workers is None:
+                n_workers = min(2, max_workers)
+            if not 1 <= n_workers <= max_workers:
+                raise ValueError(f"need 1 <= n_workers <= max_workers, got {n_workers} and {max_workers}")
         settings = split_unsupported("SchedulerClusterCombo", settings, COMBO_UNSUPPORTED_KWARGS, logger)
         scheduler_names = {field.name for field in settings_of(SchedulerConfig)} - set(_OWN)
         cluster_names = {field.name for field in settings_of(ClusterConfig)} - set(_OWN)
@@ -86,9 +119,41 @@ class SchedulerClusterCombo:
                 **kwargs_values(ClusterConfig, "SchedulerClusterCombo", cluster_kwargs),
             )
         )
+        manager_argv = None
+        fixed = self._cluster.n_workers
+        if max_workers is not None and max_workers > fixed:
+            manager_argv = self._manager_argv(fixed, max_workers, cluster_kwargs)
         self._scheduler = subprocess.Popen([sys.executable, "-m", SCHEDULER_MODULE, *to_argv(scheduler_config)])
         self._cluster.start()
+        if manager_argv is not None:
+            self._manager = subprocess.Popen(manager_argv, start_new_session=True)
         self._stopped = False
+
+    def _manager_argv(self, n_workers: int, max_workers: int, cluster_kwargs: dict[str, Any]) -> list[str]:
+        """The native manager for the workers beyond the ``n_workers`` that always run."""
+        worker_names = {field.name for field in settings_of(WorkerSettings)} - set(_OWN)
+        shared = {key: value for key, value in cluster_kwargs.items() if key in worker_names}
+        if self.keys is not None:  # checked here: a manager refused later would leave the combo fixed, silently
+            try:
+                PeerKeys.load("manager", shared.get("keys_dir"))
+            except ValueError as error:
+                raise ValueError(
+                    f"an elastic SchedulerClusterCombo (max_workers) with keys needs a manager key pair: {error}; "
+                    "add one with `scaler_keygen DIR --add manager`"
+                ) from None
+        self._manager_dir = tempfile.mkdtemp(prefix="scaler-combo-")
+        config = WorkerManagerConfig(
+            adapter="native",
+            address=self._address,
+            name=f"combo-{uuid.uuid4().hex[:8]}",
+            min_workers=0,
+            max_workers=max_workers - n_workers,
+            poll_interval_seconds=MANAGER_POLL_SECONDS,
+            native_state_dir=self._manager_dir,
+            exit_with_parent=True,
+            **kwargs_values(WorkerManagerConfig, "SchedulerClusterCombo", shared),
+        )
+        return [sys.executable, "-m", MANAGER_MODULE, *to_argv(config)]
 
     def get_address(self) -> str:
         """The address clients connect to."""
@@ -103,8 +168,29 @@ class SchedulerClusterCombo:
         return self._scheduler.pid
 
     def worker_pids(self) -> list[int]:
-        """The worker agents' process ids."""
-        return self._cluster.pids()
+        """The worker agents' process ids (with the ones the elastic part runs now)."""
+        return self._cluster.pids() + self._managed_pids()
+
+    def _managed_pids(self) -> list[int]:
+        return [process.pid for process in self._managed_processes()]
+
+    def _managed_processes(self) -> list[psutil.Process]:
+        """The managed workers alive now, from the manager's state file (a pid counts only with its start time)."""
+        if self._manager_dir is None:
+            return []
+        processes = []
+        for path in os.listdir(self._manager_dir):
+            if not path.endswith(".json"):
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+                with open(os.path.join(self._manager_dir, path)) as file:
+                    entries = json.load(file)["workers"].values()
+                for entry in entries:
+                    with contextlib.suppress(psutil.Error):
+                        process = psutil.Process(int(entry["pid"]))
+                        if abs(process.create_time() - float(entry["create_time"])) < 0.05:
+                            processes.append(process)
+        return processes
 
     def shutdown(self) -> None:
         """Stop the scheduler, then the workers; leaves no process behind. Idempotent.
@@ -122,7 +208,27 @@ class SchedulerClusterCombo:
             except subprocess.TimeoutExpired:
                 self._scheduler.kill()
                 self._scheduler.wait()
+        managed: list[psutil.Process] = []
+        if self._manager is not None:
+            if self._manager.poll() is None:
+                self._manager.terminate()  # its workers stay: it saves their pids as it goes
+                try:
+                    self._manager.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._manager.kill()
+                    self._manager.wait()
+            managed = self._managed_processes()
+            for process in managed:  # the scheduler told them to exit; SIGTERM any that missed it
+                with contextlib.suppress(psutil.Error):
+                    process.terminate()
         self._cluster.shutdown(grace_seconds=5.0)
+        if self._manager is not None:
+            _, alive = psutil.wait_procs(managed, timeout=5.0)
+            for process in alive:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            if self._manager_dir is not None:
+                shutil.rmtree(self._manager_dir, ignore_errors=True)
 
     def __enter__(self) -> SchedulerClusterCombo:
         return self

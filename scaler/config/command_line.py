@@ -96,7 +96,11 @@ def build_parser(
         help_text = argparse.SUPPRESS if meta.hidden else shown.replace("%", "%%")
         if meta.positional:
             group(meta.group).add_argument(
-                field.name, nargs="?", default=argparse.SUPPRESS, metavar=field.name.upper(), help=help_text
+                field.name,
+                nargs="?",
+                default=argparse.SUPPRESS,
+                metavar=meta.metavar or field.name.upper(),
+                help=help_text,
             )
             continue
         options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": help_text}

@@ -15,7 +15,10 @@ from scaler.config.cluster import ClusterConfig
 from scaler.config.keygen import KeygenConfig
 from scaler.config.scheduler import SchedulerConfig
 from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
+from scaler.config.top import TopConfig
+from scaler.config.ui import UIConfig
 from scaler.config.worker import WorkerConfig
+from scaler.config.worker_manager import WorkerManagerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,14 +29,18 @@ class Role:
     config: type
     module: str | None  # run as ``python -m MODULE -c FILE``; None: read in-process only (the client)
     needs_scheduler_address: bool = False  # takes [scheduler]'s address when its own section has none
+    needs_monitor_address: bool = False  # takes [scheduler]'s monitor address (its port + 2) instead
 
 
 ROLES: tuple[Role, ...] = (
     Role("scheduler", SchedulerConfig, "scaler.cli.scheduler"),
     Role("cluster", ClusterConfig, "scaler.cli.cluster", needs_scheduler_address=True),
     Role("worker", WorkerConfig, "scaler.cli.worker", needs_scheduler_address=True),
+    Role("worker_manager", WorkerManagerConfig, "scaler.cli.worker_manager", needs_scheduler_address=True),
     Role("client", ClientConfig, None, needs_scheduler_address=True),
+    Role("ui", UIConfig, "scaler.cli.ui", needs_scheduler_address=True, needs_monitor_address=True),
     Role("keygen", KeygenConfig, None),  # read by scaler_keygen -c; the launcher makes no keys
+    Role("top", TopConfig, None),  # read by scaler_top -c; a terminal monitor is not a background process
 )
 
 SECTIONS = tuple(role.section for role in ROLES)

@@ -63,8 +63,8 @@ class SchedulerConfig(LoggingSettings):
     )
     monitor_address: str | None = setting(
         None,
-        help="publish the status feed (for scaler_top, scaler_ui, StatusFeed) here; default: the scheduler's port "
-        "+ 2 on the same host (beside an ipc:// path, that path + '.monitor'); 'none' turns the feed off",
+        help="publish the status feed (read by scaler_top, scaler_ui and StatusFeed) here, or 'none' to turn it "
+        "off (default: the scheduler's port + 2 on the same host; beside an ipc:// path, that path + '.monitor')",
         group="scheduler",
         scaler_flags=("--monitor-address", "-ma"),
         scaler_meaning="mapped: the same default (the scheduler's port + 2); 'none' turns the feed off. Its messages "
@@ -77,6 +77,12 @@ class SchedulerConfig(LoggingSettings):
         group="scheduler",
         scaler_flags=("--status-report-interval-seconds", "-sri"),
         scaler_meaning="mapped: how often the status feed publishes a snapshot",
+    )
+    worker_idle_seconds: float = setting(
+        60.0,
+        help="a worker manager's worker idle this long, with no work waiting that it could run, is stopped "
+        "(drained); never below the manager's minimum",
+        group="timeouts",
     )
     client_timeout_seconds: float = setting(
         60.0,
@@ -118,7 +124,12 @@ class SchedulerConfig(LoggingSettings):
             raise ValueError(f"per_worker_queue_size must be at least 1, got {self.per_worker_queue_size}")
         if self.max_task_retries < 0:
             raise ValueError(f"max_task_retries cannot be negative, got {self.max_task_retries}")
-        for name in ("client_timeout_seconds", "worker_timeout_seconds", "unschedulable_grace_seconds"):
+        for name in (
+            "client_timeout_seconds",
+            "worker_timeout_seconds",
+            "unschedulable_grace_seconds",
+            "worker_idle_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be more than 0, got {getattr(self, name)}")
         if self.monitor_address is not None and self.monitor_address != "none":

@@ -36,7 +36,20 @@ SAME = "same"
 _KEY = "scaler.setting"
 
 # --help groups, in the order they are shown.
-GROUPS = ("arguments", "scheduler", "workers", "timeouts", "keys", "logging", "configuration file")
+GROUPS = (
+    "arguments",
+    "scheduler",
+    "worker manager",
+    "native adapter",
+    "slurm adapter",
+    "kubernetes adapter",
+    "workers",
+    "dashboard",
+    "timeouts",
+    "keys",
+    "logging",
+    "configuration file",
+)
 
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -10,7 +10,8 @@ role's files from it by these names::
                                created inside tasks use it too
     DIR/monitor.key_secret     a status feed reader's key pair (0600): scaler_top, scaler_ui, StatusFeed
                                (``PeerKeys.load("monitor", keys_dir=DIR)``)
-    DIR/client.key, worker.key, monitor.key  their public keys (already on the allow-list)
+    DIR/manager.key_secret     a worker manager's key pair (0600): scaler_worker_manager
+    DIR/client.key, worker.key, monitor.key, manager.key  their public keys (already on the allow-list)
     DIR/allowed_keys           the allow-list: the public keys the scheduler accepts (scheduler host)
 
 A ``.key`` file holds a public key, a ``.key_secret`` file a key pair, both in ZeroMQ's
@@ -35,6 +36,7 @@ SCHEDULER = "scheduler"
 CLIENT = "client"
 WORKER = "worker"
 MONITOR = "monitor"  # status feed readers: scaler_top, scaler_ui, StatusFeed
+MANAGER = "manager"  # worker managers: scaler_worker_manager, and an elastic SchedulerClusterCombo
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 ALLOW_LIST = "allowed_keys"

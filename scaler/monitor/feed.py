@@ -38,6 +38,15 @@ def monitor_address_for(scheduler_address: str) -> str:
     return f"{host}:{int(port) + 2}"
 
 
+def readable_id(peer_id: bytes) -> str:
+    """A worker's, client's or scheduler's id as text (ids are ``kind|name|pid|suffix``), or hex if it is not text."""
+    try:
+        text = peer_id.decode()
+    except UnicodeDecodeError:
+        return peer_id.hex()
+    return text if text.isprintable() else peer_id.hex()
+
+
 class StatusFeed:
     """Reads a scheduler's status feed; see the module docstring.
 

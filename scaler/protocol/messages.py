@@ -386,8 +386,9 @@ class ProcessorBlocked(Message):
 
 
 # -- the status feed ------------------------------------------------------------------------------
-# The scheduler publishes ``StatusSnapshot`` every status interval and ``StatusEvents`` once per
-# loop turn that had any, on its monitor socket (PUB); a client asks for one snapshot with
+# The scheduler publishes ``StatusSnapshot`` every status interval and ``StatusEvents`` with what
+# happened since the last one (at most every 50 ms, and only when something did), on its monitor
+# socket (PUB); a client asks for one snapshot with
 # ``StatusRequest`` on its own connection. Times named ``time`` are the scheduler's monotonic
 # clock; each message carries ``now`` (that clock) and ``wall_time`` (epoch seconds) at sending,
 # so a reader converts: wall = wall_time - (now - time).
@@ -533,7 +534,7 @@ class PeerEventRecord(Record):
 
 @dataclass(slots=True)
 class StatusEvents(Message):
-    """What happened in one turn of the scheduler's loop (only turns that had events send one)."""
+    """What happened since the previous ``StatusEvents``: sent at most every 50 ms, only when something did."""
 
     TYPE: ClassVar[int] = 27
     now: float

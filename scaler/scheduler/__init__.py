@@ -26,6 +26,10 @@
     placement.py (plan_assignments, plan_steal) and balancer.py only plan: they read the stores
     and return steps (Assign, Reject, SetAside, Drop; tasks to ask back) that lifecycle.py applies.
 
+    status.py: the status feed's pure part. StatusRecorder keeps the totals, and the events the
+    handlers report while a subscriber listens; build_snapshot (SchedulerState.status(now)) reads
+    the stores into a StatusSnapshot. publisher.py is the shell's XPUB socket that sends them.
+
 One task: ``Task`` from a client -> ``on_task`` (function registry, credits, object check) ->
 ``TaskQueue`` -> ``_dispatch``: ``plan_assignments`` picks the least loaded worker that can run
 it -> ``Send(worker, Task + the function and objects it lacks)`` -> ``TaskStarted`` (its death

@@ -44,6 +44,7 @@ from scaler.scheduler.credits import Credits
 from scaler.scheduler.functions import FunctionRegistry
 from scaler.scheduler.graph_table import GraphTable
 from scaler.scheduler.instructions import Instruction, Send, Stop, id_text, peer_text
+from scaler.scheduler.managers import ManagerTable
 from scaler.scheduler.object_store import ObjectStore
 from scaler.scheduler.placement import Assign, Reject, SetAside, Step, plan_assignments, plan_steal
 from scaler.scheduler.status import ShellFigures, StatusRecorder, build_snapshot
@@ -67,6 +68,7 @@ class SchedulerBook:
         self.scheduler_id = scheduler_id if scheduler_id is not None else uuid.uuid4().bytes
         self.clients = ClientTable()
         self.workers = WorkerTable()
+        self.managers = ManagerTable()
         self.tasks: dict[bytes, TaskRecord] = {}
         self.graphs = GraphTable()
         self.objects = ObjectStore()
@@ -300,6 +302,7 @@ class SchedulerBook:
         record.sent_at = self._now
         record.started_at = None
         worker.tasks[task.task_id] = None
+        worker.busy_at = self._now
         if function:
             worker.functions.add(task.function_id)
         if contents:
@@ -432,6 +435,7 @@ class SchedulerBook:
     def _release(self, worker_id: bytes) -> None:
         """Let a leaving worker go: requeue what it still holds, and tell it that it may exit."""
         self._remove_worker(worker_id, died=False)
+        self.workers.mark_released(worker_id, self._now)
         self._send(worker_id, DisconnectResponse())
 
     def _shutdown(self, reason: str) -> None:

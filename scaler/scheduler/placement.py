@@ -109,7 +109,11 @@ def plan_assignments(
     read gets a step.
     """
     limit = per_worker_queue_size
-    loads = {worker_id: len(worker.tasks) for worker_id, worker in workers.items() if not worker.leaving}
+    loads = {
+        worker_id: len(worker.tasks)
+        for worker_id, worker in workers.items()
+        if not worker.leaving and not worker.retiring
+    }
     orders = {worker_id: order for order, worker_id in enumerate(workers)}
     heap = [(load, orders[worker_id], worker_id) for worker_id, load in loads.items() if load < limit]
     heapq.heapify(heap)
@@ -179,7 +183,7 @@ def plan_steal(
         return {}
     loads: dict[bytes, list[bytes]] = {}
     for worker_id, worker in workers.items():
-        if not worker.balancing and not worker.leaving:
+        if not worker.balancing and not worker.leaving and not worker.retiring:
             loads[worker_id] = [task_id for task_id in worker.tasks if tasks[task_id].state is TaskState.ASSIGNED]
 
     def can_run(worker_id: bytes, task_id: bytes) -> bool:

@@ -25,8 +25,12 @@ logger = logging.getLogger(__name__)
 
 OFF = "none"
 # Frames queued per subscriber before sends fail (and are counted as dropped). A frame is a
-# snapshot or one turn's events (at most ``status.MAX_EVENTS_PER_TURN`` of them, ~1 MiB).
-SEND_HIGH_WATER_MARK = 100
+# snapshot or one turn's events (at most ``status.MAX_EVENTS_PER_TURN`` of them).
+SEND_HIGH_WATER_MARK = 50
+
+
+class MonitorBindError(RuntimeError):
+    """The monitor address the scheduler was given cannot be bound."""
 
 
 def resolve_monitor_address(scheduler_address: str, monitor_address: str | None) -> str | None:

@@ -7,8 +7,12 @@ frame. Bad frames are logged (rate-limited) and dropped by the transport; no exc
 loop.
 
 The status feed (``publisher.py``, ``status.py``): at each tick the shell reads the monitor
-socket's subscriptions and tells the core whether to record events; at the end of each turn it
-publishes the turn's events (if any), and every status interval a snapshot (if anyone listens).
+socket's subscriptions and tells the core whether to record events; every status interval it
+publishes a snapshot (if anyone listens). The core collects events turn by turn; the shell
+publishes what was collected at the end of a turn, at most every ``EVENTS_FLUSH_SECONDS``. A
+quiet scheduler so sends one ``StatusEvents`` per turn that had events, and a busy one, whose
+turns come thousands of times a second with a few tasks each, one per 50 ms: a message per turn
+would then cost the scheduler (and each subscriber) a send and a wake-up for every few tasks.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from scaler.io.security import SchedulerKeys, is_loopback
 from scaler.io.transport import TICK_SECONDS, RouterTransport, Ticker
 from scaler.protocol.codec import encode_one
 from scaler.protocol.messages import Message
-from scaler.scheduler.publisher import StatusPublisher, resolve_monitor_address
+from scaler.scheduler.publisher import MonitorBindError, StatusPublisher, resolve_monitor_address
 from scaler.scheduler.state import Instruction, SchedulerConfig, SchedulerState, Send, Stop
 from scaler.scheduler.status import ShellFigures
 
 logger = logging.getLogger(__name__)
+
+EVENTS_FLUSH_SECONDS = 0.05  # the status feed's events leave at most this often (see the module docstring)
 
 
 class SchedulerServer:
@@ -118,7 +124,10 @@ class SchedulerServer:
             self._publisher = StatusPublisher(transport.context, self.monitor_address, self.keys)
         except zmq.ZMQError as error:
             if self._monitor_address_given:
-                raise
+                raise MonitorBindError(
+                    f"cannot publish the status feed on {self.monitor_address}: {error}; pick another "
+                    f"--monitor-address, or 'none' to run without the feed"
+                ) from None
             logger.warning(
                 "scheduler: no status feed: cannot bind %s (%s); pick one with --monitor-address",
                 self.monitor_address,
@@ -137,6 +146,7 @@ class SchedulerServer:
         rates_since = (started, 0, 0)
         state = self.state
         publisher = self._publisher
+        events_due = started
         while not self._stopping:
             outgoing: dict[bytes, list[Message]] = {}
             events = transport.poll(ticker.wait_ms(time.monotonic()))
@@ -162,10 +172,11 @@ class SchedulerServer:
                         self._publish_snapshot(publisher, now)
                 if publisher is not None and publisher.subscribed() != state.recording_events:
                     state.record_events(not state.recording_events)
-            if state.recording_events and publisher is not None:
+            if state.recording_events and now >= events_due and publisher is not None:
                 turn_events = state.take_events(now, time.time())
                 if turn_events is not None:
                     publisher.publish(encode_one(turn_events))
+                    events_due = now + EVENTS_FLUSH_SECONDS
             if outgoing:
                 self._messages_out += sum(map(len, outgoing.values()))
             transport.send_batches(outgoing)

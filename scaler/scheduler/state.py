@@ -41,12 +41,14 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStarted,
     WorkerHeartbeat,
+    WorkerManagerHeartbeat,
 )
 from scaler.scheduler.client_messages import ClientMessages
 from scaler.scheduler.instructions import Instruction as Instruction
 from scaler.scheduler.instructions import Send as Send
 from scaler.scheduler.instructions import Stop as Stop
 from scaler.scheduler.instructions import peer_text
+from scaler.scheduler.manager_messages import ManagerMessages
 from scaler.scheduler.status import ShellFigures
 from scaler.scheduler.worker_messages import WorkerMessages
 
@@ -64,7 +66,7 @@ _CLIENT_MESSAGES = (
 )
 
 
-class SchedulerState(ClientMessages, WorkerMessages):
+class SchedulerState(ClientMessages, WorkerMessages, ManagerMessages):
     """All scheduler bookkeeping as a plain object; see the module docstring."""
 
     def __init__(self, config: SchedulerConfig | None = None, scheduler_id: bytes | None = None) -> None:
@@ -84,6 +86,7 @@ class SchedulerState(ClientMessages, WorkerMessages):
             WorkerHeartbeat: self.on_worker_heartbeat,
             DisconnectRequest: self.on_disconnect_request,
             TaskStarted: self.on_task_started,
+            WorkerManagerHeartbeat: self.on_worker_manager_heartbeat,
             StatusRequest: self.on_status_request,
         }
         self._failure: str | None = None  # set when a handler raised: the core answers nothing more
@@ -229,6 +232,8 @@ class SchedulerState(ClientMessages, WorkerMessages):
                 self._remove_worker(worker_id, died=True)
             elif worker.leaving and not worker.tasks:  # its last tasks were cancelled on their client's behalf
                 self._release(worker_id)
+        self.workers.forget_released(now - self.config.worker_timeout_seconds)
+        self._forget_silent_managers(now)
         self._expire_unschedulable(now)
         self._dispatch()
 

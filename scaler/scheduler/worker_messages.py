@@ -40,7 +40,9 @@ class WorkerMessages(SchedulerBook):
     """The handlers of worker messages; see the module docstring."""
 
     def on_worker_heartbeat(self, source: bytes, heartbeat: WorkerHeartbeat, now: float) -> None:
-        """Register or refresh a worker and echo the heartbeat."""
+        """Register or refresh a worker and echo the heartbeat; ignore a late one from a worker already let go."""
+        if self.workers.was_released(source):
+            return
         if self.workers.register_or_refresh(source, now, heartbeat.capabilities, heartbeat):
             logger.info("worker %s connected with capabilities %s", peer_text(source), heartbeat.capabilities)
             self._status.peer(PeerEventKind.WORKER_JOINED, now, source)
@@ -59,6 +61,7 @@ class WorkerMessages(SchedulerBook):
             )
             return
         task_id = result.task_id
+        worker.busy_at = now
         wanted = record.state is not TaskState.CANCELING and record.client in self.clients
         if result.status is TaskStatus.PROCESSOR_DIED and wanted:
             record.deaths += 1
@@ -169,7 +172,9 @@ class WorkerMessages(SchedulerBook):
         grace = self.config.unschedulable_grace_seconds
         for task_id in list(self._queued_with_capabilities):
             record = self.tasks[task_id]
-            if any(worker.can_run(record.task) for worker in self.workers.values()):
+            if any(worker.can_run(record.task) for worker in self.workers.values()) or self.managers.can_serve(
+                record.task.capabilities
+            ):  # a worker manager can start one that runs it
                 record.unschedulable_since = None
                 continue
             if record.unschedulable_since is None:

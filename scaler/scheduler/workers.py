@@ -28,6 +28,8 @@ class WorkerRecord:
     balancing: bool = False  # a BalanceRequest to it awaits its answer
     kept: set[bytes] = field(default_factory=set)  # tasks it refused to hand back: running, or parked
     leaving: bool = False  # draining before a graceful stop: it finishes what it started and gets nothing new
+    retiring: bool = False  # idle, and its worker manager was told to stop it: it gets nothing new meanwhile
+    busy_at: float = 0.0  # when it was last sent a task or sent a result: idle since then if it holds none
     # For the status feed: when it joined, its last heartbeat and the figures that came with it,
     # the interval its heartbeats come at (estimated; 0 until two arrived), and its finished tasks.
     joined_at: float = 0.0
@@ -46,6 +48,22 @@ class WorkerTable(Mapping[bytes, WorkerRecord]):
 
     def __init__(self) -> None:
         self._records: dict[bytes, WorkerRecord] = {}
+        # Workers let go after a graceful leave, and when: a heartbeat they sent before reading the
+        # DisconnectResponse must not register them again (a ghost that a worker manager would count).
+        self._released: dict[bytes, float] = {}
+
+    def mark_released(self, worker_id: bytes, now: float) -> None:
+        """Remember that ``worker_id`` left on purpose: its late heartbeats are ignored."""
+        self._released[worker_id] = now
+
+    def was_released(self, worker_id: bytes) -> bool:
+        """True if this worker left on purpose recently (it never comes back under the same identity)."""
+        return worker_id in self._released
+
+    def forget_released(self, before: float) -> None:
+        """Drop the memory of workers released before ``before``."""
+        for worker_id in [w for w, at in self._released.items() if at < before]:
+            del self._released[worker_id]
 
     def __getitem__(self, worker_id: bytes) -> WorkerRecord:
         return self._records[worker_id]

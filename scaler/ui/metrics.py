@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scaler.monitor.feed import readable_id
 from scaler.protocol.messages import (
     PeerEventKind,
     SchedulerStatus,
@@ -91,13 +92,7 @@ _SCHEDULER_GAUGES: tuple[tuple[str, str, Callable[[SchedulerStatus], float]], ..
 )
 
 
-def peer_label(peer_id: bytes) -> str:
-    """A worker's or scheduler's id as a label value: its text (``worker|host|pid|tag``), or hex if it is not text."""
-    try:
-        text = peer_id.decode()
-    except UnicodeDecodeError:
-        return peer_id.hex()
-    return text if text.isprintable() else peer_id.hex()
+peer_label = readable_id  # one spelling of ids for the metrics, the model and the pages
 
 
 @dataclass(frozen=True)

@@ -165,17 +165,39 @@ class ProcessorStarter:
 
 
 class ResourceSampler:
-    """CPU and memory of the agent, read at most once per heartbeat: psutil reads /proc, which is slow."""
+    """CPU and memory of the worker (its agent and every processor under it), read at most once per heartbeat.
+
+    psutil reads /proc, which is slow, hence the interval. Each process's CPU share is measured since
+    the previous sample, so the same ``psutil.Process`` objects are kept from one sample to the next.
+    Memory is the sum of their resident sets (pages a processor shares with the fork server count
+    in both, as ``top`` shows them).
+    """
 
     def __init__(self, interval: float) -> None:
         self._process = psutil.Process()
         self._interval = interval
         self._next = 0.0
         self._last = (0.0, 0)
+        self._known: dict[int, psutil.Process] = {}
 
     def sample(self, now: float) -> tuple[float, int]:
-        """``(cpu_percent, rss_bytes)``, read again only once ``interval`` has passed."""
+        """``(cpu_percent, rss_bytes)`` (100 = one core), read again only once ``interval`` has passed."""
         if now >= self._next:
             self._next = now + self._interval
-            self._last = (self._process.cpu_percent(), self._process.memory_info().rss)
+            try:
+                processes = [self._process, *self._process.children(recursive=True)]
+            except psutil.Error:
+                processes = [self._process]
+            cpu, rss = 0.0, 0
+            known: dict[int, psutil.Process] = {}
+            for process in processes:
+                process = self._known.get(process.pid, process)  # the one whose last CPU reading we hold
+                try:
+                    cpu += process.cpu_percent()
+                    rss += process.memory_info().rss
+                except psutil.Error:  # it ended meanwhile
+                    continue
+                known[process.pid] = process
+            self._known = known
+            self._last = (cpu, rss)
         return self._last

@@ -8,12 +8,12 @@ It runs the task and writes back one ``TaskResult``, through ``processor_context
 writes from the task's threads (output lines, block notices) never interleave with it. A
 task's exception comes back pickled together with its traceback text.
 
-Per task, on request: ``profiling`` fills the result's wall time, CPU time and peak memory
-(``profiling.py``); ``stream_output`` sends what the task prints as ``TaskLog`` messages,
-coalesced and within the processor's byte budget (``output.py``). The processor leads its own
-process group, so the programs its tasks start share that group and are killed with it
-(``process_group.py``). If the agent dies, a watchdog thread ends the processor and that group,
-so no orphan outlives its worker.
+Per task, on request: ``profiling`` fills the result's loading, run, CPU and serialization
+times, its size and the peak memory (``profiling.py``); ``stream_output`` sends what the task
+prints as ``TaskLog`` messages, coalesced and within the processor's byte budget (``output.py``).
+The processor leads its own process group, so the programs its tasks start share that group and
+are killed with it (``process_group.py``). If the agent dies, a watchdog thread ends the
+processor and that group, so no orphan outlives its worker.
 """
 
 from __future__ import annotations
@@ -125,18 +125,16 @@ def run_task(
 
     ``output_budget`` bounds what it may print (the processor's, shared by its tasks; else its own).
     """
+    profile = TaskProfile() if task.profiling else None  # first: loading the objects is part of the cost
     for content in task.objects:
         objects[content.object_id] = content.data
     processor_context.task_started(task.task_id)
     try:
-        if not (task.profiling or task.stream_output):
-            return execute(task, functions, objects)
-        profile = TaskProfile() if task.profiling else None
-        if task.stream_output:
-            with redirect_output(task.task_id, output_budget, output_limits):
-                result = execute(task, functions, objects)
+        if not task.stream_output:
+            result = execute(task, functions, objects, profile)
         else:
-            result = execute(task, functions, objects)
+            with redirect_output(task.task_id, output_budget, output_limits):
+                result = execute(task, functions, objects, profile)
         if profile is not None:
             profile.fill(result)
         return result
@@ -144,8 +142,13 @@ def run_task(
         processor_context.task_finished()
 
 
-def execute(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, bytes] | None = None) -> TaskResult:
-    """Run one task and always return its result; never raise."""
+def execute(
+    task: Task,
+    functions: dict[bytes, _Function],
+    objects: dict[bytes, bytes] | None = None,
+    profile: TaskProfile | None = None,
+) -> TaskResult:
+    """Run one task and always return its result; never raise. ``profile`` is told each phase's end."""
     try:
         if task.function:
             functions[task.function_id] = pickle.loads(task.function)
@@ -163,15 +166,23 @@ def execute(task: Task, functions: dict[bytes, _Function], objects: dict[bytes, 
                 args.append(value)
     except BaseException as error:  # noqa: BLE001 - a bad payload must not kill the processor
         return _failure(task, error)
+    if profile is not None:
+        profile.loaded()
     try:
         value = function(*args, **kwargs)
     except BaseException as error:  # noqa: BLE001 - report whatever the user code raised
+        if profile is not None:
+            profile.ran()
         return _failure(task, error)
+    if profile is not None:
+        profile.ran()
     try:
         payload = serializer.serialize(value)
     except BaseException as error:  # noqa: BLE001
         message = f"the task returned a {type(value).__qualname__} that cannot be serialized: {error}"
         return _failure(task, SerializationError(message))
+    if profile is not None:
+        profile.serialized(len(payload))
     if len(payload) > MAX_PAYLOAD_BYTES:
         message = f"the task's result is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte message limit"
         return _failure(task, SerializationError(message))

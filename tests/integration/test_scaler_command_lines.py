@@ -49,12 +49,12 @@ def wait_for(predicate: object, timeout: float = 30.0) -> None:
 @pytest.mark.timeout(150)
 def test_the_scaler_example_command_lines_serve_a_client_and_log_where_they_say(tmp_path: pathlib.Path) -> None:
     before = descendants()
-    address = free_tcp_address()
+    address, monitor = free_tcp_address(), free_tcp_address()
     scheduler_log, workers_log = tmp_path / "s.log", tmp_path / "w.log"
     (tmp_path / "logging.conf").write_text(LOGGING_CONF)
     scheduler_command = (
         f"scaler_scheduler -mt 1000 -ct 60 -wt 60 -qs 1000 -p -ll INFO -lp {scheduler_log} -lc logging.conf "
-        f"-ma tcp://127.0.0.1:8518 -e builtin --io-threads 1 {address}"
+        f"-ma {monitor} -e builtin --io-threads 1 {address}"
     )
     cluster_command = (
         f"scaler_cluster -n 4 -wn a,b,c,d -hi 2 -tts 0 -ds 300 -gc 30 -tm 1073741824 -el builtin -it 1 -ll INFO "
@@ -85,7 +85,8 @@ def test_the_scaler_example_command_lines_serve_a_client_and_log_where_they_say(
     # The scheduler: -lp holds its lines, and so does the -lc file's handler (stderr here).
     scheduler_text = scheduler_log.read_text()
     assert f"scheduler serving {address} (protected=True" in scheduler_text
-    for flag in ("--monitor-address", "--event-loop", "--io-threads"):
+    assert f"scheduler publishes its status feed on {monitor}" in scheduler_text  # -ma
+    for flag in ("--event-loop", "--io-threads"):
         assert f"{flag} is accepted for compatibility with Scaler and has no effect" in scheduler_text
     assert "FROM-LOGGING-CONF scaler.scheduler.server: scheduler serving" in (tmp_path / "scheduler.err").read_text()
 

@@ -6,10 +6,15 @@ import collections.abc
 import functools
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import zmq
 
 from scaler import Client, SchedulerClusterCombo
 from scaler.io.sockets import free_tcp_address
@@ -22,6 +27,7 @@ from scaler.protocol.messages import (
     TaskEventRecord,
     WorkerState,
 )
+from scaler.scheduler.publisher import StatusPublisher, resolve_monitor_address
 from tests.integration import tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -175,3 +181,53 @@ def test_the_feed_can_be_turned_off() -> None:
         with Client(combo.get_address(), timeout_seconds=30) as client:
             assert client.submit(tasks.noop, 3).result(timeout=30) == 3
             assert client.status().scheduler.tasks_total["finished"] == 1
+
+
+def test_the_publisher_knows_its_subscribers_and_never_waits_for_a_slow_one() -> None:
+    context: zmq.Context[Any] = zmq.Context()
+    address = free_tcp_address()
+    publisher = StatusPublisher(context, address)
+    reader = context.socket(zmq.SUB)
+    try:
+        assert not publisher.subscribed()
+        reader.setsockopt(zmq.RCVHWM, 1)
+        reader.setsockopt(zmq.SUBSCRIBE, b"")
+        reader.connect(address)
+        deadline = time.monotonic() + 10
+        while not publisher.subscribed():
+            assert time.monotonic() < deadline, "the subscription never showed"
+            time.sleep(0.01)
+        # The reader never reads: once its queues are full, sends fail at once and are counted.
+        frame = b"x" * 65536
+        started = time.monotonic()
+        results = [publisher.publish(frame) for _ in range(2000)]
+        assert time.monotonic() - started < 5
+        assert results[0] and not all(results) and publisher.dropped == results.count(False) > 0
+        reader.close(linger=0)
+        deadline = time.monotonic() + 10
+        while publisher.subscribed():  # a reader that goes away unsubscribes
+            assert time.monotonic() < deadline, "the reader's departure never showed"
+            time.sleep(0.01)
+    finally:
+        reader.close(linger=0)
+        publisher.close()
+        context.term()
+
+
+def test_the_default_monitor_address_sits_beside_the_scheduler() -> None:
+    assert resolve_monitor_address("tcp://127.0.0.1:8516", None) == "tcp://127.0.0.1:8518"
+    assert resolve_monitor_address("ipc:///tmp/s", None) == "ipc:///tmp/s.monitor"
+    assert resolve_monitor_address("inproc://s", None) is None
+    assert resolve_monitor_address("tcp://127.0.0.1:8516", "none") is None
+    assert resolve_monitor_address("tcp://127.0.0.1:8516", "tcp://127.0.0.1:9") == "tcp://127.0.0.1:9"
+
+
+def test_a_monitor_address_that_is_taken_stops_the_scheduler_with_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monitor = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        command = [sys.executable, "-m", "scaler.cli.scheduler", free_tcp_address(), "--monitor-address", monitor]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert f"cannot publish the status feed on {monitor}" in finished.stderr and "Traceback" not in finished.stderr

@@ -329,15 +329,26 @@ def test_keygen_command_layout_permissions_and_instructions(tmp_path: Path) -> N
     command = [sys.executable, "-m", "scaler.cli.keygen", str(directory)]
     made = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert made.returncode == 0, made.stderr
-    secrets = {"scheduler.key_secret", "client.key_secret", "worker.key_secret"}
-    publics = {"scheduler.key", "client.key", "worker.key", "allowed_keys"}
+    secrets = {
+        "scheduler.key_secret",
+        "client.key_secret",
+        "worker.key_secret",
+        "monitor.key_secret",
+        "manager.key_secret",
+    }
+    publics = {"scheduler.key", "client.key", "worker.key", "manager.key", "monitor.key", "allowed_keys"}
     assert {path.name for path in directory.iterdir()} == secrets | publics
     assert directory.stat().st_mode & 0o777 == 0o700
     for name in secrets:
         assert (directory / name).stat().st_mode & 0o777 == 0o600, name
     scheduler_keys = SchedulerKeys.load(directory)
-    assert scheduler_keys is not None and sorted(scheduler_keys.allowed.values()) == ["client", "worker"]
-    for role in ("client", "worker"):
+    assert scheduler_keys is not None and sorted(scheduler_keys.allowed.values()) == [
+        "client",
+        "manager",
+        "monitor",
+        "worker",
+    ]
+    for role in ("client", "worker", "monitor"):
         peer = PeerKeys.load(role, keys_dir=directory)
         assert peer is not None and scheduler_keys.allowed[peer.public_key] == role
         assert peer.scheduler_key == scheduler_keys.public_key
@@ -354,5 +365,6 @@ def test_keygen_command_layout_permissions_and_instructions(tmp_path: Path) -> N
     added = subprocess.run([*command, "--add", "alice"], capture_output=True, text=True, timeout=30)
     assert added.returncode == 0, added.stderr
     reloaded = SchedulerKeys.load(directory)
-    assert reloaded is not None and sorted(reloaded.allowed.values()) == ["alice", "client", "worker"]
+    assert reloaded is not None
+    assert sorted(reloaded.allowed.values()) == ["alice", "client", "manager", "monitor", "worker"]
     assert subprocess.run(["scaler_keygen", "--help"], capture_output=True, timeout=30).returncode == 0

@@ -111,16 +111,32 @@ def histories(draw: st.DrawFn) -> dict:
     return {"managers": managers, "steps": steps}
 
 
-def simulate(history: dict, idle_seconds: float = 6.0, dt: float = 1.0, quiet_steps: int = 150) -> None:
+def simulate(history: dict, idle_seconds: float = 6.0, dt: float = 1.0, max_quiet_steps: int = 3000) -> None:
     """Run a history, checking each property at every step; then a quiet tail must settle."""
     managers: dict[str, SimManager] = history["managers"]
     workers: dict[bytes, SimWorker] = {}
     waiting: list[tuple[frozenset[str], float]] = []
     now = 0.0
     counter = 0
-    steps = history["steps"] + [(0, NONE, 1.0, False)] * quiet_steps
+    scripted = list(history["steps"])
+    quiet = 0  # steps since the script ended: long enough for the work to finish, then one idle period more
+    settled_at: float | None = None
     previous: dict[str, ScalingPlan] | None = None
-    for arriving, needs, length, death in steps:
+    while True:
+        if scripted:
+            arriving, needs, length, death = scripted.pop(0)
+        else:
+            quiet += 1
+            busy = any(w.running for w in workers.values()) or any(
+                any(m.limits.can_serve(job[0]) for m in managers.values()) for job in waiting
+            )
+            if busy:
+                assert quiet < max_quiet_steps, "the work never finished: scaling stalled"
+            elif settled_at is None:
+                settled_at = now
+            elif now - settled_at > idle_seconds + 3 * dt:
+                break
+            arriving, needs, length, death = 0, NONE, 1.0, False
         now += dt
         waiting.extend([(needs, length)] * arriving)
         # Workers connect, finish tasks, take waiting work, and sometimes die.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -43,6 +44,7 @@ from scaler.protocol.messages import (
     TaskCancel,
     TaskCancelConfirm,
     TaskCredit,
+    TaskEventKind,
     TaskResult,
     TaskStatus,
     WorkerHeartbeat,
@@ -67,6 +69,7 @@ FUNCTION_IDS = sorted(FUNCTIONS)
 CLIENT_SLOTS = 2
 TERMINAL_CONFIRMS = (CancelConfirmType.CANCELED, CancelConfirmType.CANCEL_NOT_FOUND)
 FAILURES = (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.PROCESSOR_DIED)
+_TERMINAL_EVENTS = (TaskEventKind.FINISHED, TaskEventKind.FAILED, TaskEventKind.CANCELLED)
 
 
 def payload(task_id: bytes, attempt: int) -> bytes:
@@ -81,6 +84,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.state = SchedulerState(CONFIG)
+        self.state.record_events(True)  # the status feed's events, checked against the tasks' lives
+        self.task_events: dict[bytes, list[TaskEventKind]] = {}  # task id -> its events, in order
         self.now = 0.0
         self.task_counter = 0
         # clients
@@ -234,6 +239,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, len(WORKERS) - 1))
     def worker_heartbeat(self, index: int) -> None:
         worker = WORKERS[index]
+        if self.state.workers.was_released(worker):
+            # A heartbeat still in flight from a worker the scheduler just let go: ignored, not a new worker.
+            self.handle(worker, WorkerHeartbeat(self.now, 0, 0.0, 0))
+            assert worker not in self.state.workers
+            return
         if worker not in self.held:
             self.held[worker], self.to_answer[worker], self.worker_functions[worker] = {}, set(), set()
         self.handle(worker, WorkerHeartbeat(self.now, len(self.held[worker]), 0.0, 0))
@@ -433,6 +443,27 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert record.state is not TaskState.QUEUED
 
     @invariant()
+    def the_status_feed_agrees_with_the_state(self) -> None:
+        snapshot = self.state.status(self.now)
+        tasks = self.state.tasks
+        assert sum(snapshot.scheduler.tasks_by_state.values()) == len(tasks)
+        totals = snapshot.scheduler.tasks_total
+        assert totals["submitted"] == totals["finished"] + totals["failed"] + totals["cancelled"] + len(tasks)
+        for client in snapshot.clients:
+            assert client.queued + client.running == len(self.state.clients[client.client_id].tasks)
+        for worker in snapshot.workers:
+            assert worker.queued + len(worker.running) == len(self.state.workers[worker.worker_id].tasks)
+        events = self.state.take_events(self.now, 0.0)
+        for event in events.tasks if events is not None else []:
+            kind, task_id = TaskEventKind(event[0]), event[2]  # type: ignore[index]
+            self.task_events.setdefault(task_id, []).append(kind)
+        for task_id, kinds in self.task_events.items():
+            assert kinds[0] is TaskEventKind.SUBMITTED and kinds.count(TaskEventKind.SUBMITTED) == 1
+            ends = [kind for kind in kinds if kind in _TERMINAL_EVENTS]
+            assert len(ends) == (0 if task_id in tasks else 1), f"task {task_id!r}: events {kinds}"
+            assert not ends or kinds[-1] is ends[0], "an event after the task ended"
+
+    @invariant()
     def functions_belong_to_connected_clients(self) -> None:
         used = set().union(*(client.functions for client in self.state.clients.values()))
         assert self.state.statistics()["functions"] == len(used)
@@ -443,7 +474,14 @@ class SchedulerMachine(RuleBasedStateMachine):
         if sys.exc_info()[1] is not None:
             return  # a step already failed; draining would only bury its report
         if not self.held:
-            self.worker_heartbeat(0)
+            fresh = [i for i, w in enumerate(WORKERS) if not self.state.workers.was_released(w)]
+            if not fresh:  # every identity was just let go: wait out the memory of it, clients kept alive
+                self.now += TIMEOUT + 1.0
+                for client in sorted(self.connected):
+                    self.handle(client, ClientHeartbeat(self.now))
+                self.apply(self.state.tick(self.now))
+                fresh = [0]
+            self.worker_heartbeat(fresh[0])
         for _ in range(1000):
             if not self.state.tasks:
                 break
@@ -470,4 +508,5 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
-test_scheduler_state_machine = SchedulerMachine.TestCase
+# 300 examples: about 25 s on a quiet 2-core machine, so a busy one needs more than the default 60 s.
+test_scheduler_state_machine = pytest.mark.timeout(240)(SchedulerMachine.TestCase)

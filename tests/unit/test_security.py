@@ -121,10 +121,12 @@ def test_keygen_writes_the_layout_with_private_secrets(tmp_path: Path) -> None:
         "worker.key_secret",
         "monitor.key",
         "monitor.key_secret",
+        "manager.key",
+        "manager.key_secret",
         "allowed_keys",
     }
     assert _mode(directory) == 0o700
-    for name in ("scheduler", "client", "worker", "monitor"):
+    for name in ("scheduler", "client", "worker", "monitor", "manager"):
         assert _mode(directory / f"{name}.key_secret") == 0o600
         public, secret = keys.read_key_pair(directory / f"{name}.key_secret", name)
         assert zmq.curve_public(secret) == public == keys.read_public_key(directory / f"{name}.key", name)
@@ -133,6 +135,7 @@ def test_keygen_writes_the_layout_with_private_secrets(tmp_path: Path) -> None:
         keys.read_public_key(directory / "client.key", "c"): "client",
         keys.read_public_key(directory / "worker.key", "w"): "worker",
         keys.read_public_key(directory / "monitor.key", "m"): "monitor",
+        keys.read_public_key(directory / "manager.key", "m"): "manager",
     }
     assert "client.key_secret scheduler.key" in instructions
     assert "monitor.key_secret scheduler.key" in instructions
@@ -146,7 +149,7 @@ def test_keygen_add_puts_one_more_key_on_the_allow_list(tmp_path: Path) -> None:
     assert _mode(tmp_path / "alice.key_secret") == 0o600
     allowed = keys.read_allow_list(tmp_path / "allowed_keys")
     assert allowed[keys.read_public_key(tmp_path / "alice.key", "alice")] == "alice"
-    assert len(allowed) == 4  # client, worker, monitor, alice
+    assert len(allowed) == 5  # client, worker, monitor, manager, alice
     for bad in ("alice", "scheduler", "../evil", ""):
         with pytest.raises(ValueError):
             add_key(tmp_path, bad)
@@ -214,7 +217,7 @@ def test_peer_keys_from_a_directory_or_files(tmp_path: Path) -> None:
 def test_scheduler_keys_need_a_non_empty_allow_list(tmp_path: Path) -> None:
     make_keys(tmp_path)
     loaded = SchedulerKeys.load(tmp_path)
-    assert loaded is not None and set(loaded.allowed.values()) == {"client", "worker", "monitor"}
+    assert loaded is not None and set(loaded.allowed.values()) == {"client", "worker", "monitor", "manager"}
     assert SchedulerKeys.load() is None
     empty = tmp_path / "empty"
     empty.write_text("# nobody\n")

@@ -12,6 +12,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
@@ -140,6 +141,68 @@ def test_the_sampling_fallback_sees_the_peak(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(profiling, "_reset_kernel_peak", lambda: False)
     result = run_task(make_task(b"t1", spin_and_allocate, 32, profiling=True), {}, {})
     assert result.peak_memory_bytes >= 32 * 1024 * 1024
+
+
+def rebuild_slowly(seconds: float) -> str:
+    time.sleep(seconds)
+    return "loaded"
+
+
+class SlowToLoad:
+    """An argument that takes ``seconds`` to unpickle."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_slowly, (self.seconds,)
+
+
+class SlowToPickle:
+    """A result that takes ``seconds`` to pickle."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        time.sleep(self.seconds)
+        return str, ("pickled",)
+
+
+def test_profiling_splits_loading_running_and_pickling() -> None:
+    def slow_result(argument: str) -> SlowToPickle:
+        time.sleep(0.2)
+        return SlowToPickle(0.3)
+
+    result = run_task(make_task(b"t1", slow_result, SlowToLoad(0.3), profiling=True), {}, {})
+    assert value_of(result) == "pickled"
+    assert result.load_seconds >= 0.3
+    assert 0.2 <= result.duration_seconds < 0.5  # the call alone: with the loading or the pickling, 0.5 or more
+    assert result.serialize_seconds >= 0.3
+    assert result.result_bytes == len(result.payload)
+
+
+def test_profiling_measures_the_result_size() -> None:
+    result = run_task(make_task(b"t1", bytes, 1_000_000, profiling=True), {}, {})
+    assert result.result_bytes >= 1_000_000
+    assert result.result_bytes == len(result.payload)
+
+
+def test_profiling_of_a_task_that_raises() -> None:
+    def slow_failure() -> None:
+        time.sleep(0.2)
+        raise ValueError("no")
+
+    result = run_task(make_task(b"t1", slow_failure, profiling=True), {}, {})
+    assert result.status is TaskStatus.FAILED
+    assert result.duration_seconds >= 0.2
+    assert result.result_bytes == len(result.payload) > 0  # the pickled exception went back
+
+
+def test_profiling_of_a_task_whose_arguments_cannot_load() -> None:
+    result = run_task(make_task(b"t1", len, b"obj:missing", profiling=True), {}, {})
+    assert result.status is TaskStatus.FAILED
+    assert result.load_seconds >= 0 and result.duration_seconds < 0.05
 
 
 # -- output streaming -----------------------------------------------------------------------------------

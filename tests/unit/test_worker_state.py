@@ -8,6 +8,7 @@ the test.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,7 +72,9 @@ class NoticesChecked:
 
     Every ``RunTask`` must come right after ``SendToScheduler(TaskStarted)`` of the same task and
     attempt (the scheduler charges a worker's death only to tasks that started). The examples
-    below then list only the other instructions; the notices have tests of their own.
+    below then list only the other instructions; the notices have tests of their own. Likewise
+    each heartbeat's processor counts (for the status feed) must match the state's own, and are
+    then zeroed, so that the examples need not spell them out.
     """
 
     def __init__(self, state: WorkerState) -> None:
@@ -87,12 +90,28 @@ class NoticesChecked:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             out = attribute(*args, **kwargs)
-            return without_start_notices(out) if isinstance(out, list) and name not in KEEP_NOTICES else out
+            if isinstance(out, list) and name not in KEEP_NOTICES:
+                out = without_processor_counts(self.state, without_start_notices(out))
+            return out
 
         return call
 
 
 KEEP_NOTICES = {"queued_task_ids", "processor_ids", "idle_processor_ids", "blocked_task_ids"}
+
+
+def without_processor_counts(state: WorkerState, out: list[Any]) -> list[Any]:
+    kept = []
+    for instruction in out:
+        if isinstance(instruction, SendToScheduler) and isinstance(instruction.message, WorkerHeartbeat):
+            heartbeat, counts = instruction.message, state.statistics()
+            reported = (heartbeat.processors_running, heartbeat.processors_parked, heartbeat.processors_idle)
+            expected = (counts["running"] - counts["blocked"], counts["blocked"], counts["idle_processors"])
+            assert reported == expected, f"heartbeat processors {reported}, the state has {expected}"
+            zeroed = dataclasses.replace(heartbeat, processors_running=0, processors_parked=0, processors_idle=0)
+            instruction = SendToScheduler(zeroed)
+        kept.append(instruction)
+    return kept
 
 
 def without_start_notices(out: list[Any]) -> list[Any]:
@@ -875,6 +894,22 @@ def test_heartbeat_reports_held_tasks_parked_ones_included(ws: WorkerState) -> N
     ws.on_processor_blocked(1, BLOCKED, 2.1)
     ws.on_processor_started(2, 2.2)
     assert ws.tick(4.0) == [beat(4.0, 3)]
+
+
+def test_heartbeat_counts_processors_running_parked_and_idle(ws: Any) -> None:
+    raw: WorkerState = ws.state  # the heartbeat as sent, counts included
+    ws.on_task(task(b"t1", FN_BYTES), 0.5)
+    ws.on_task(task(b"t2"), 0.5)
+    (heartbeat,) = raw.tick(2.0)
+    assert isinstance(heartbeat, SendToScheduler) and isinstance(heartbeat.message, WorkerHeartbeat)
+    counts = heartbeat.message.processors_running, heartbeat.message.processors_parked
+    assert counts + (heartbeat.message.processors_idle,) == (1, 0, 0)
+    ws.on_processor_blocked(1, BLOCKED, 2.1)  # t1 waits on its children: t2 goes to a new processor
+    ws.on_processor_started(2, 2.2)
+    (heartbeat,) = raw.tick(4.0)
+    assert isinstance(heartbeat, SendToScheduler) and isinstance(heartbeat.message, WorkerHeartbeat)
+    message = heartbeat.message
+    assert (message.processors_running, message.processors_parked, message.processors_idle) == (1, 1, 0)
 
 
 def test_worker_exits_without_scheduler_contact() -> None:
