@@ -7,7 +7,10 @@ import os
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import zmq
@@ -26,7 +29,7 @@ from scaler.protocol.messages import (
     WorkerState,
     WorkerStatus,
 )
-from scaler.ui.metrics import ClusterMetrics
+from scaler.ui.metrics import LIVE_TASK_STATES, ClusterMetrics
 from tests.integration import tasks
 from tests.integration.conftest import descendants, wait_no_descendants
 
@@ -199,3 +202,91 @@ def test_metrics_match_what_a_real_cluster_did() -> None:
         finally:
             pump.stop()
     assert not wait_no_descendants(before)  # the killed worker's processors went with it
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, str]:
+    """GET ``url``: (status, body), with ``Authorization: Bearer token`` if given."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_scaler_ui_serves_metrics_that_match_a_real_run(tmp_path: Path) -> None:
+    from tests.ui.browser import DashboardProcess  # the dashboard's own test helper: scaler_ui as a process
+
+    n_workers, n_tasks, n_failing, token = 2, 40, 5, "metrics-token"
+    before = descendants()
+    # a snapshot every 0.2 s: several of them fall inside the run, for the scrape during it
+    with SchedulerClusterCombo(n_workers=n_workers, status_interval_seconds=0.2, logging_level="WARNING") as combo:
+        monitor_address = combo.get_monitor_address()
+        assert monitor_address is not None
+        dashboard = DashboardProcess(monitor_address, "--ui-token", token, log_path=tmp_path / "ui.log")
+        try:
+            dashboard.wait_healthy()
+
+            def scrape() -> Samples:
+                status, text = http_get(dashboard.url + "/metrics", token)
+                assert status == 200, text
+                return scrape_text(text)
+
+            def scrape_until(done: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
+                deadline = time.monotonic() + timeout
+                samples = scrape()
+                while not done(samples) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    samples = scrape()
+                return samples
+
+            assert http_get(dashboard.url + "/metrics")[0] == 401  # /metrics asks for the token like the rest
+            scrape_until(lambda s: s.get(("scaler_workers", (("state", "active"),))) == n_workers)
+            with Client(address=combo.get_address(), timeout_seconds=30) as client:
+                futures = [
+                    client.submit(tasks.raise_value_error, "boom")
+                    if i % 8 == 0
+                    else client.submit(tasks.sleep_return, 0.1, i)
+                    for i in range(n_tasks)
+                ]
+                # during the run: a scrape sees every task submitted and some not ended yet
+                during = scrape_until(
+                    lambda s: (
+                        s.get(("scaler_tasks_total", (("state", "submitted"),))) == n_tasks
+                        and s.get(("scaler_tasks_total", (("state", "finished"),)), 0) < n_tasks - n_failing
+                    )
+                )
+                in_flight = sum(value(during, "scaler_tasks_live", state=state) for state in LIVE_TASK_STATES)
+                ended = sum(value(during, "scaler_tasks_total", state=state) for state in ("finished", "failed"))
+                assert in_flight > 0
+                assert in_flight + ended == n_tasks  # each task is either held by the scheduler or has ended
+                concurrent.futures.wait(futures, timeout=60)
+                assert sum(future.exception() is not None for future in futures) == n_failing
+
+            finished = n_tasks - n_failing
+            samples = scrape_until(
+                lambda s: (
+                    s.get(("scaler_tasks_total", (("state", "finished"),))) == finished
+                    and s.get(("scaler_tasks_total", (("state", "failed"),))) == n_failing
+                    and s.get(("scaler_task_duration_seconds_count", (("state", "finished"),))) == finished
+                    and s.get(("scaler_clients", ())) == 0
+                )
+            )
+            assert value(samples, "scaler_tasks_total", state="finished") == finished
+            assert value(samples, "scaler_tasks_total", state="failed") == n_failing
+            assert value(samples, "scaler_task_duration_seconds_count", state="finished") == finished
+            assert value(samples, "scaler_task_duration_seconds_count", state="failed") == n_failing
+            assert value(samples, "scaler_task_duration_seconds_sum", state="finished") >= 0.1 * finished
+            assert value(samples, "scaler_task_queue_wait_seconds_count") == n_tasks
+            assert workers(samples) == n_workers
+            assert sum(value(samples, "scaler_tasks_live", state=state) for state in LIVE_TASK_STATES) == 0
+            assert value(samples, "scaler_scheduler_up") == 1
+            assert value(samples, "scaler_scheduler_rss_bytes") > 0
+
+            status, body = http_get(dashboard.url + "/health")  # no token needed
+            assert status == 200, body
+        finally:
+            dashboard.stop()
+    assert not wait_no_descendants(before)
