@@ -10,7 +10,7 @@ from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.ui import UIConfig
 from scaler.io.security import PeerKeys
 
-_UI_MODULES = ("fastapi", "starlette", "uvicorn", "prometheus_client")
+_UI_MODULES = ("starlette", "uvicorn", "prometheus_client")
 
 
 def build_parser() -> argparse.ArgumentParser:
