@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Put a scaler_keygen directory into the cluster as three Secrets, one per role, each holding only
 # what that role reads, and the workers' Pod template into a ConfigMap:
-#   scaler_keygen keys && scaler_keygen keys --add manager
+#   scaler_keygen keys     (its manager key pair included; an older directory: scaler_keygen keys --add manager)
 #   deploy/kubernetes/create-secrets.sh keys [NAMESPACE]
 # Clients keep client.key_secret (and scheduler.key) outside the cluster.
 set -euo pipefail

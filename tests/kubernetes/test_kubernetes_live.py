@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scaler.cli.keygen import add_key, make_keys
+from scaler.cli.keygen import make_keys
 from scaler.config.worker import WorkerConfig
 from scaler.protocol.messages import ManagedWorkerState
 from scaler.worker_manager.adapter import WorkerCommand
@@ -122,7 +122,7 @@ def test_live_workers_join_the_scheduler_are_adopted_after_a_restart_and_only_th
 
     keys = tmp_path / "keys"
     make_keys(keys)
-    add_key(keys, "manager")
+    # make_keys makes the manager key pair too
     core.create_namespaced_secret(
         ns, keys_secret("scaler-scheduler-keys", keys, ["scheduler.key_secret", "scheduler.key", "allowed_keys"])
     )

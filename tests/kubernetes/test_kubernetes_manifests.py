@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from scaler.cli.common import parse_command
-from scaler.cli.keygen import add_key, make_keys
+from scaler.cli.keygen import make_keys
 from scaler.cli.scheduler import build_parser as scheduler_parser
 from scaler.cli.worker_manager import build_parser as manager_parser
 from scaler.cli.worker_manager import make_adapter, parse_config
@@ -130,7 +130,7 @@ def run_create_secrets(tmp_path: Path, real_kubectl: str | None = None) -> tuple
     """
     keys = tmp_path / "keys"
     make_keys(keys)
-    add_key(keys, "manager")
+    # make_keys makes the manager key pair too
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log, objects = tmp_path / "kubectl.log", tmp_path / "objects.yaml"
