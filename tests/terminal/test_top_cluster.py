@@ -65,7 +65,8 @@ def test_top_follows_a_real_cluster(cluster: SchedulerClusterCombo) -> None:
         top.wait_for(lambda s: worker_count(s) == 3, 60, "the third worker")
 
         with Client(cluster.get_address(), timeout_seconds=30) as client:
-            futures = [client.submit(time.sleep, 0.02) for _ in range(300)]
+            # About 7 s on 2 workers: the 1 s refreshes see the finished count at several values.
+            futures = [client.submit(time.sleep, 0.05) for _ in range(300)]
             seen = {total(top.wait_for(lambda s: total(s, "submitted") >= 300, 30, "300 submitted"), "finished")}
             while not all(future.done() for future in futures):
                 seen.add(total(top.screen(), "finished"))
