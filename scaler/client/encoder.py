@@ -17,7 +17,7 @@ import pickle
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,14 +176,17 @@ class TaskEncoder:
         """Encode every node of a plan; raises (``SerializationError``) before anything is sent."""
         task_ids = {node.key: new_task_id() for node in plan.nodes}
         big: Big = {}
-        nodes = [self.graph_node(node, task_ids, big) for node in plan.nodes]
+        memo: dict[Hashable, bytes] = {}
+        nodes = [self.graph_node(node, task_ids, big, memo) for node in plan.nodes]
         check_message_size(sum(len(a.data) for node in nodes for a in node.args if a.kind is ArgumentKind.INLINE))
         return EncodedGraph(nodes, task_ids, big, self.graph_runner())
 
-    def graph_node(self, node: graphs.NodePlan, task_ids: dict[Any, bytes], big: Big) -> GraphNode:
+    def graph_node(
+        self, node: graphs.NodePlan, task_ids: dict[Any, bytes], big: Big, memo: dict[Hashable, bytes] | None = None
+    ) -> GraphNode:
         """One planned graph node as a ``GraphNode``: its expression, then its dependencies and data."""
         try:
-            expression = encode_expression(node.expression)
+            expression = encode_expression(node.expression, memo)
         except Exception as error:
             raise SerializationError(f"cannot pickle the task of graph key {node.key!r}: {error}") from error
         arguments = [self.payload_argument("", expression, big)]

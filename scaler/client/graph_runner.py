@@ -12,7 +12,8 @@ pickled with a ``GraphSerializer``.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+import types
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ class Arg:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Arg) and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((Arg, self.index))
 
     def __repr__(self) -> str:
         return f"Arg({self.index})"
@@ -102,17 +106,73 @@ def run_graph_node(expression: Any, *values: Any) -> Any:
     return evaluate(expression, values)
 
 
-def encode_expression(expression: Any) -> bytes:
-    """The bytes of a node's expression argument, for ``GraphSerializer.deserialize``."""
-    payload: bytes = cloudpickle.dumps(expression, protocol=pickle.HIGHEST_PROTOCOL)
-    return EXPRESSION_MAGIC + payload
+def encode_expression(expression: Any, memo: dict[Hashable, bytes] | None = None) -> bytes:
+    """The bytes of a node's expression argument, for ``GraphSerializer.deserialize``.
+
+    With ``memo``, expressions that would pickle the same are pickled once: in a big graph most
+    nodes share a handful of shapes (``add(Arg(0), Arg(1))``), and cloudpickle is most of the
+    client's cost per node otherwise.
+    """
+    key = _memo_key(expression) if memo is not None else None
+    if key is not None and memo is not None:
+        cached = memo.get(key)
+        if cached is not None:
+            return cached
+    payload: bytes = EXPRESSION_MAGIC + cloudpickle.dumps(expression, protocol=pickle.HIGHEST_PROTOCOL)
+    if key is not None and memo is not None:
+        memo[key] = payload
+    return payload
+
+
+# Leaves a memo key can carry exactly: equal keys must mean equal pickles, and 1 == 1.0 == True
+# or 0.0 == -0.0 would not, so each leaf is tagged with its type (and floats go by repr).
+_EXACT_LEAVES = frozenset({int, str, bytes, bool, type(None)})
+
+
+def _memo_key(expression: Any) -> Hashable | None:
+    """A key equal only for expressions that pickle to the same bytes; None when unsure."""
+    kind = type(expression)
+    if kind is Arg:
+        return (Arg, expression.index)
+    if kind in _EXACT_LEAVES:
+        return (kind, expression)
+    if kind is float:
+        return (float, repr(expression))
+    if kind is Call:
+        if not isinstance(expression.func, types.FunctionType | types.BuiltinFunctionType):
+            return None
+        parts = _memo_keys(expression.args)
+        return None if parts is None else (Call, expression.func, parts)
+    if kind is ListOf or kind is TupleOf:
+        parts = _memo_keys(expression.items)
+        return None if parts is None else (kind, parts)
+    if kind is DictOf:
+        keys, values = _memo_keys(expression.keys), _memo_keys(expression.values)
+        return None if keys is None or values is None else (DictOf, keys, values)
+    return None  # a dask node, or anything else: pickled every time
+
+
+def _memo_keys(expressions: tuple[Any, ...]) -> tuple[Hashable, ...] | None:
+    keys = tuple(_memo_key(item) for item in expressions)
+    return None if None in keys else keys
 
 
 class GraphSerializer(Serializer):
     """The serializer graph nodes travel with: the client's own, plus node expressions."""
 
+    # Decoded expressions kept per processor, by their bytes: at most this many.
+    CACHE_SIZE = 1024
+
     def __init__(self, inner: Serializer) -> None:
         self.inner = inner
+        self._expressions: dict[bytes, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"inner": self.inner}  # the cache is the receiver's own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.inner = state["inner"]
+        self._expressions = {}
 
     def serialize(self, obj: Any) -> bytes:
         """Results and data go through the client's serializer."""
@@ -120,6 +180,15 @@ class GraphSerializer(Serializer):
 
     def deserialize(self, payload: bytes) -> Any:
         """Expressions are recognized by their prefix; everything else is the client's serializer's."""
-        if bytes(payload[: len(EXPRESSION_MAGIC)]) == EXPRESSION_MAGIC:
-            return pickle.loads(memoryview(payload)[len(EXPRESSION_MAGIC) :])
-        return self.inner.deserialize(payload)
+        if bytes(payload[: len(EXPRESSION_MAGIC)]) != EXPRESSION_MAGIC:
+            return self.inner.deserialize(payload)
+        key = bytes(payload)
+        expression = self._expressions.get(key)
+        if expression is None:
+            expression = pickle.loads(memoryview(key)[len(EXPRESSION_MAGIC) :])
+            # Shared between nodes only when nothing in it can carry state from one node to the next.
+            if _memo_key(expression) is not None:
+                if len(self._expressions) >= self.CACHE_SIZE:
+                    self._expressions.clear()
+                self._expressions[key] = expression
+        return expression

@@ -12,9 +12,21 @@ import pickle
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scaler.client.graph import Dependency, Literal, dask_graph, flatten_keys, pack_results, plan_graph
-from scaler.client.graph_runner import EXPRESSION_MAGIC, GraphSerializer, encode_expression, run_graph_node
+from scaler.client.graph_runner import (
+    EXPRESSION_MAGIC,
+    Arg,
+    Call,
+    DictOf,
+    GraphSerializer,
+    ListOf,
+    TupleOf,
+    encode_expression,
+    run_graph_node,
+)
 from scaler.client.object_reference import ObjectReference
 from scaler.client.serializer import DefaultSerializer, Serializer
 
@@ -32,6 +44,7 @@ def run_locally(graph: Any, keys: list[Any], serializer: Serializer | None = Non
     wrapper = GraphSerializer(serializer or DefaultSerializer())
     plan = plan_graph(graph, keys)
     stored: dict[Any, bytes] = {}  # key -> serialized result, as the scheduler keeps it
+    memo: dict[Any, bytes] = {}  # as the client's encoder keeps it for one graph
     for node in plan.nodes:
         values = []
         for argument in node.arguments:
@@ -39,7 +52,7 @@ def run_locally(graph: Any, keys: list[Any], serializer: Serializer | None = Non
                 values.append(wrapper.deserialize(stored[argument.key]))
             else:
                 values.append(wrapper.deserialize(wrapper.inner.serialize(argument.value)))
-        expression = wrapper.deserialize(encode_expression(node.expression))
+        expression = wrapper.deserialize(encode_expression(node.expression, memo))
         stored[node.key] = wrapper.serialize(run_graph_node(expression, *values))
     return {key: wrapper.inner.deserialize(stored[key]) for key in plan.targets}
 
@@ -205,6 +218,93 @@ def test_graph_serializer_recognizes_expressions_only_by_their_prefix() -> None:
     assert wrapper.deserialize(encode_expression((1, "x"))) == (1, "x")
     assert wrapper.deserialize(pickle.dumps(b"plain")) == b"plain"
     assert not pickle.dumps(object).startswith(EXPRESSION_MAGIC)
+
+
+# -- expression memo (client) and cache (worker) ---------------------------------------------------
+
+
+def test_nodes_of_one_shape_are_pickled_once_per_graph() -> None:
+    graph = {f"x{i}": (inc, i) for i in range(50)} | {f"y{i}": (add, f"x{i}", f"x{i + 1}") for i in range(49)}
+    plan = plan_graph(graph, [f"y{i}" for i in range(49)])
+    memo: dict[Any, bytes] = {}
+    encoded = [encode_expression(node.expression, memo) for node in plan.nodes]
+    assert len(memo) == 1 + 50  # one add(Arg 0, Arg 1) for all 49 adds; each inc carries its own i
+    assert encoded == [encode_expression(node.expression) for node in plan.nodes]
+    assert run_locally(graph, ["y0", "y48"]) == {"y0": 3, "y48": 99}
+
+
+# Leaves that compare equal across types (1 == 1.0 == True, 0.0 == -0.0), so that random lists hold twins.
+LEAVES = st.sampled_from([0, 0.0, -0.0, False, 1, 1.0, True, None, ""])
+EXPRESSIONS = st.recursive(
+    LEAVES | st.integers(0, 3).map(Arg),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda items: Call(add, tuple(items))),
+        st.lists(inner, max_size=3).map(lambda items: ListOf(tuple(items))),
+        st.lists(inner, max_size=3).map(lambda items: TupleOf(tuple(items))),
+        st.lists(inner, max_size=3).map(lambda items: DictOf(tuple(range(len(items))), tuple(items))),
+    ),
+    max_leaves=8,
+)
+
+
+def exactly(value: Any) -> Any:
+    """A value with every leaf's type spelled out: 1, 1.0 and True differ here, as do 0.0 and -0.0."""
+    if isinstance(value, ListOf | TupleOf):
+        return (type(value).__name__, [exactly(item) for item in value.items])
+    if isinstance(value, DictOf):
+        return ("DictOf", value.keys, [exactly(item) for item in value.values])
+    if isinstance(value, Call):
+        return ("Call", value.func, [exactly(item) for item in value.args])
+    if isinstance(value, Arg):
+        return ("Arg", value.index)
+    return (type(value).__name__, repr(value))
+
+
+@given(st.lists(EXPRESSIONS, min_size=1, max_size=12))
+def test_the_memo_never_confuses_expressions_that_merely_compare_equal(expressions: list[Any]) -> None:
+    memo: dict[Any, bytes] = {}
+    wrapper = GraphSerializer(DefaultSerializer())
+    for expression in expressions:
+        decoded = wrapper.deserialize(encode_expression(expression, memo))
+        assert exactly(decoded) == exactly(expression)
+
+
+def test_twins_that_compare_equal_get_their_own_bytes() -> None:
+    memo: dict[Any, bytes] = {}
+    wrapper = GraphSerializer(DefaultSerializer())
+    twins = [1, 1.0, True, 0, 0.0, -0.0, False, "1", b"1"]
+    for leaf in twins + [Call(add, (Arg(0), leaf)) for leaf in twins]:
+        assert exactly(wrapper.deserialize(encode_expression(leaf, memo))) == exactly(leaf)
+
+
+class Counter:
+    """A callable that keeps state between calls: each node must get its own copy, as without a cache."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: int) -> int:
+        self.calls += 1
+        return self.calls
+
+
+def test_stateful_callables_are_neither_memoized_nor_shared_between_nodes() -> None:
+    counter = Counter()
+    graph = {f"n{i}": (counter, i) for i in range(5)}
+    assert run_locally(graph, list(graph)) == {f"n{i}": 1 for i in range(5)}
+
+
+def test_the_worker_cache_is_its_own_bounded_and_not_pickled() -> None:
+    wrapper = GraphSerializer(DefaultSerializer())
+    wrapper.CACHE_SIZE = 3
+    payloads = [encode_expression(Call(add, (Arg(0), i))) for i in range(5)]
+    first = wrapper.deserialize(payloads[0])
+    assert wrapper.deserialize(payloads[0]) is first  # decoded once, shared: nothing in it holds state
+    for payload in payloads:
+        wrapper.deserialize(payload)
+    assert len(wrapper._expressions) <= 3
+    copy = pickle.loads(pickle.dumps(wrapper))
+    assert copy._expressions == {} and isinstance(copy.inner, DefaultSerializer)
 
 
 # -- dask --------------------------------------------------------------------------------------------
