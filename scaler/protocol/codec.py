@@ -4,12 +4,19 @@ A frame is one msgpack array: ``[PROTOCOL_VERSION, [TYPE, field, ...], [TYPE, fi
 Putting several messages in one frame is how senders batch: whatever is ready to go to a
 peer in one turn of its loop leaves as one frame.
 
-Decoding trusts nothing. Lengths are bounded by the frame's own size (so a few bytes cannot
-declare a huge array), nesting is bounded by msgpack (1024 levels in its C unpacker, Python's
-recursion limit in its pure-Python one), and every field is checked against its annotation in
-``messages.py``. Any failure raises ``ProtocolError`` and nothing else: a hostile frame must
-never surface as another exception type in a peer's receive loop, and nothing from the frame
-reaches an error message unbounded (it ends up in logs).
+Frames are read and written by msgspec: messages are array-like msgspec structs tagged with their
+``TYPE`` (``messages.py``), so one call turns a whole frame into typed messages in C, checking every
+field against its annotation as it goes (exact types, enums by value, every field present and none
+extra), and one call turns a batch into bytes. The bytes are the same as msgpack's own packer makes.
+
+Decoding trusts nothing. A few bytes cannot make the decoder allocate a huge container (a declared
+length is checked against the bytes left), and nesting is bounded by the message classes, since
+a field of the wrong type is refused when its first byte is read. Any failure raises
+``ProtocolError`` and nothing else: a hostile frame must never surface as another exception type
+in a peer's receive loop, and nothing from the frame reaches an error message unbounded (it ends
+up in logs). A refused frame is parsed again by msgpack, with every length bounded by the frame's
+size and nesting by its unpacker (1024 levels in C, the recursion limit in Python), only to say
+what is wrong with it: garbage, another protocol version, or a bad message.
 
 A frame can still expand in memory: every one-byte ``[]`` becomes a Python list, so a frame of
 N bytes can cost up to ~75 N bytes while it is decoded. The frame size limit bounds that; the
@@ -19,18 +26,18 @@ otherwise trigger repeated collections (2-5x slower, for good frames and bad ali
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+import functools
 import gc
-import threading
-import typing
-from collections.abc import Callable, Iterable, Sequence
+import operator
+from collections.abc import Iterable, Sequence
+from itertools import islice, repeat
 from typing import Any
 
 import msgpack
+import msgspec
 
 from scaler.errors import ProtocolError, ProtocolVersionError
-from scaler.protocol.messages import ALL_MESSAGES, Message, Record
+from scaler.protocol.messages import ALL_MESSAGES, Message
 from scaler.protocol.version import PROTOCOL_VERSION
 
 DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -39,173 +46,22 @@ MAX_PAYLOAD_BYTES = DEFAULT_MAX_FRAME_BYTES - 1024 * 1024
 # Frames at least this big decode with the garbage collector paused (see the module docstring).
 _GC_PAUSE_BYTES = 1024 * 1024
 
-_Checker = Callable[[Any], Any]
-
-
-def _fail(expected: str, value: object) -> typing.NoReturn:
-    raise ProtocolError(f"expected {expected}, got {type(value).__name__}")
-
-
-def _check_exact(kind: type) -> _Checker:
-    def check(value: Any) -> Any:
-        if type(value) is not kind:
-            _fail(kind.__name__, value)
-        return value
-
-    return check
-
-
-def _check_float(value: Any) -> float:
-    # msgpack may shrink a whole float to an int on other implementations; accept both.
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        return float(value)
-    _fail("float", value)
-
-
-def _check_enum(kind: type[enum.IntEnum]) -> _Checker:
-    def check(value: Any) -> Any:
-        if type(value) is not int:
-            _fail(kind.__name__, value)
-        try:
-            return kind(value)
-        except ValueError:
-            raise ProtocolError(f"{value} is not a valid {kind.__name__}") from None
-
-    return check
-
-
-def _check_list(inner: _Checker) -> _Checker:
-    def check(value: Any) -> Any:
-        if type(value) is not list:
-            _fail("list", value)
-        return [inner(item) for item in value]
-
-    return check
-
-
-def _check_dict(key: _Checker, inner: _Checker) -> _Checker:
-    def check(value: Any) -> Any:
-        if type(value) is not dict:
-            _fail("map", value)
-        return {key(k): inner(v) for k, v in value.items()}
-
-    return check
-
-
-def _check_record(kind: type) -> _Checker:
-    build = _builder(kind)
-
-    def check(value: Any) -> Any:
-        if type(value) is not list:
-            _fail(kind.__name__, value)
-        return build(value)
-
-    return check
-
-
-def _checker_for(annotation: Any) -> _Checker:
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        (inner,) = typing.get_args(annotation)
-        return _check_list(_checker_for(inner))
-    if origin is dict:
-        key, inner = typing.get_args(annotation)
-        return _check_dict(_checker_for(key), _checker_for(inner))
-    if annotation is float:
-        return _check_float
-    if annotation in (bytes, str, int, bool):
-        return _check_exact(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
-        return _check_enum(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, Record):
-        return _check_record(annotation)
-    raise TypeError(f"the codec cannot carry fields of type {annotation!r}")
-
-
-def _builder(kind: type) -> Callable[[Sequence[Any]], Any]:
-    """Return a function that validates a list of field values and builds ``kind`` from it.
-
-    The function is generated for ``kind``, with the checks of scalar fields written inline: a
-    generic loop over one checker per field costs several times more, and the status feed's
-    readers decode tens of thousands of records a second. It checks the fields in order and raises
-    exactly what the per-field checkers raise.
-    """
-    hints = typing.get_type_hints(kind)
-    fields = [field.name for field in dataclasses.fields(kind)]
-    count = len(fields)
-    namespace: dict[str, Any] = {"kind": kind, "ProtocolError": ProtocolError, "fail": _fail, "to_float": _check_float}
-    arguments: list[str] = []
-    for index, field_name in enumerate(fields):
-        annotation, value = hints[field_name], f"v{index}"
-        if annotation in (bytes, str, int, bool):
-            namespace[f"t{index}"] = annotation
-            arguments.append(f"{value} if type({value}) is t{index} else fail({annotation.__name__!r}, {value})")
-        elif annotation is float:
-            arguments.append(f"{value} if type({value}) is float else to_float({value})")
-        elif isinstance(annotation, type) and issubclass(annotation, enum.IntEnum):
-            namespace[f"m{index}"] = {int(member): member for member in annotation}
-            namespace[f"c{index}"] = _check_enum(annotation)
-            arguments.append(
-                f"m{index}[{value}] if type({value}) is int and {value} in m{index} else c{index}({value})"
-            )
-        else:
-            namespace[f"c{index}"] = _checker_for(annotation)
-            arguments.append(f"c{index}({value})")
-    lines = [
-        "def build(values):",
-        f"    if len(values) != {count}:",
-        f"        raise ProtocolError(f'{kind.__name__} has {count} fields, got {{len(values)}}')",
-    ]
-    if count:
-        lines.append(f"    {', '.join(f'v{index}' for index in range(count))}, = values")
-    lines.append(f"    return kind({', '.join(arguments)})")
-    exec("\n".join(lines), namespace)  # noqa: S102 - the source is made above from the message classes only
-    build: Callable[[Sequence[Any]], Any] = namespace["build"]
-    return build
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_BUILDERS: dict[int, Callable[[Sequence[Any]], Any]] = {}
-for _message_type in ALL_MESSAGES:
-    _FIELD_NAMES[_message_type] = tuple(field.name for field in dataclasses.fields(_message_type))  # type: ignore[arg-type]
-    _BUILDERS[_message_type.TYPE] = _builder(_message_type)
-for _record_type in Record.__subclasses__():
-    _FIELD_NAMES[_record_type] = tuple(field.name for field in dataclasses.fields(_record_type))  # type: ignore[arg-type]
-
-
-def _to_wire(obj: Any) -> Any:
-    names = _FIELD_NAMES.get(type(obj))
-    if names is None:
-        raise TypeError(f"cannot encode {type(obj).__name__}")
-    return [getattr(obj, name) for name in names]
-
-
-class _ThreadPackers(threading.local):
-    """One msgpack ``Packer`` per thread.
-
-    A ``Packer`` keeps its output buffer between calls, and its ``default`` hook is Python code,
-    so the interpreter may switch threads in the middle of a pack: a packer shared by two
-    threads (two clients in one process, or a task's threads) interleaves their frames.
-    """
-
-    def __init__(self) -> None:
-        self.packer = msgpack.Packer(default=_to_wire, use_bin_type=True, autoreset=True)
-
-
-_packers = _ThreadPackers()
+# A frame as msgspec reads it: the version, then messages, each told apart by its tag (its TYPE,
+# the array's first item). Encoder and decoder hold no state between calls: one of each serves
+# every thread (msgspec makes their methods thread-safe, and runs no Python code while it works).
+_FRAME_ITEM: Any = functools.reduce(operator.or_, ALL_MESSAGES, int)  # int | Task | TaskResult | ...
+_DECODER = msgspec.msgpack.Decoder(list[_FRAME_ITEM])
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 def encode(messages: Iterable[Message]) -> bytes:
     """Encode one or more messages into one frame (safe from any number of threads)."""
     frame: list[Any] = [PROTOCOL_VERSION]
-    for message in messages:
-        wire = [message.TYPE]
-        wire.extend(getattr(message, name) for name in _FIELD_NAMES[type(message)])
-        frame.append(wire)
-    packed: bytes = _packers.packer.pack(frame)
-    return packed
+    frame.extend(messages)
+    if not all(map(isinstance, islice(frame, 1, None), repeat(Message))):  # in C: a few ns a message
+        stranger = next(item for item in islice(frame, 1, None) if not isinstance(item, Message))
+        raise TypeError(f"cannot encode {type(stranger).__name__}: not a message")
+    return _ENCODER.encode(frame)
 
 
 def encode_frames(messages: Sequence[Message], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[bytes]:
@@ -226,7 +82,9 @@ def encode_frames(messages: Sequence[Message], max_frame_bytes: int = DEFAULT_MA
 
 def encode_one(message: Message) -> bytes:
     """Encode a single message into one frame."""
-    return encode((message,))
+    if not isinstance(message, Message):
+        raise TypeError(f"cannot encode {type(message).__name__}: not a message")
+    return _ENCODER.encode([PROTOCOL_VERSION, message])
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -256,8 +114,30 @@ def decode(frame: bytes | memoryview, max_frame_bytes: int = DEFAULT_MAX_FRAME_B
 
 
 def _decode(frame: bytes | memoryview) -> list[Message]:
-    # No length may exceed the frame's size: a few bytes cannot make msgpack allocate a huge list
-    # (unpackb sets these by itself; they are spelled out so that no msgpack release can loosen them).
+    try:
+        items: list[Any] = _DECODER.decode(frame)
+    except Exception as error:  # msgspec's DecodeError and ValidationError, RecursionError, MemoryError, ...
+        raise _diagnose(frame, error) from None
+    if items and type(items[0]) is int and items[0] == PROTOCOL_VERSION:
+        del items[0]
+        # The frame's type lets an int stand anywhere, for the version: none may stand for a message.
+        if int in map(type, items):
+            raise ProtocolError("a message must be a msgpack array starting with its type code")
+        messages: list[Message] = items
+        return messages
+    if items and type(items[0]) is int:
+        raise ProtocolVersionError(PROTOCOL_VERSION, items[0])
+    raise _diagnose(frame, None)
+
+
+def _diagnose(frame: bytes | memoryview, error: Exception | None) -> ProtocolError:
+    """The error to raise for a frame that the typed decoder refused (``error``) or that lacks a version.
+
+    msgspec stops at the first thing out of place. Parsing the frame again with msgpack, with every
+    length bounded by the frame's size, tells what kind of wrong it is: not msgpack at all, not a
+    frame, a frame of another protocol version (which a peer reports as such), or a bad message
+    in a frame of ours. Only bad frames pay for this second parse.
+    """
     size = len(frame)
     try:
         raw = msgpack.unpackb(
@@ -272,24 +152,18 @@ def _decode(frame: bytes | memoryview) -> list[Message]:
             max_map_len=size,
             max_ext_len=size,
         )
-    except ProtocolError:
-        raise
-    except Exception as error:  # msgpack raises many types (ValueError, StackError, ExtraData, ...)
-        raise ProtocolError(f"undecodable frame: {type(error).__name__}: {_clip(str(error))}") from None
+    except ProtocolError as failure:
+        return failure
+    except Exception as failure:  # msgpack raises many types (ValueError, StackError, ExtraData, ...)
+        return ProtocolError(f"undecodable frame: {type(failure).__name__}: {_clip(str(failure))}")
     if type(raw) is not list or not raw:
-        raise ProtocolError("a frame must be a non-empty msgpack array")
+        return ProtocolError("a frame must be a non-empty msgpack array")
     version = raw[0]
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise ProtocolVersionError(PROTOCOL_VERSION, _brief(version))
-    messages: list[Message] = []
-    for wire in raw[1:]:
-        if type(wire) is not list or not wire or type(wire[0]) is not int:
-            raise ProtocolError("a message must be a msgpack array starting with its type code")
-        build = _BUILDERS.get(wire[0])
-        if build is None:
-            raise ProtocolError(f"unknown message type {wire[0]}")
-        messages.append(build(wire[1:]))
-    return messages
+        return ProtocolVersionError(PROTOCOL_VERSION, _brief(version))
+    if error is None:  # msgspec and msgpack disagree on what this frame is: refuse it all the same
+        return ProtocolError("undecodable frame")
+    return ProtocolError(f"invalid message: {_clip(str(error))}")
 
 
 _BRIEF_CHARS = 40

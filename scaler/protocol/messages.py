@@ -1,7 +1,9 @@
 """Every message that crosses a socket, as one typed class each.
 
-Messages are plain slotted dataclasses; their field annotations are the schema that
-``scaler.protocol.codec`` validates on decode. A message's wire ``TYPE`` code never changes
+Messages are msgspec structs (array-like: a message travels as ``[TYPE, field, ...]``); their
+field annotations are the schema that ``scaler.protocol.codec`` validates on decode. Every field
+is required on the wire, even those with a default here (see ``struct_meta``); they still work
+with ``dataclasses.fields``, ``replace`` and ``asdict``. A message's wire ``TYPE`` code never changes
 meaning: a new or changed message needs a new code and a new ``PROTOCOL_VERSION``.
 Payload fields (functions, arguments, results) are opaque bytes: only clients and worker
 processors ever unpickle them, never the scheduler.
@@ -10,8 +12,11 @@ processors ever unpickle them, never the scheduler.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import ClassVar
+
+import msgspec
+
+from scaler.protocol.struct_meta import StructMeta
 
 
 class TaskStatus(enum.IntEnum):
@@ -65,20 +70,16 @@ class LogStream(enum.IntEnum):
     STDERR = 2
 
 
-class Message:
-    """Base of all messages; ``TYPE`` is the wire code."""
+class Message(msgspec.Struct, metaclass=StructMeta, array_like=True, forbid_unknown_fields=True, tag=None):
+    """Base of all messages; ``TYPE`` is the wire code (and each subclass's msgspec tag)."""
 
-    __slots__ = ()
     TYPE: ClassVar[int] = -1
 
 
-class Record:
+class Record(msgspec.Struct, metaclass=StructMeta, array_like=True, forbid_unknown_fields=True):
     """Base of small structs nested inside messages (encoded as a msgpack array)."""
 
-    __slots__ = ()
 
-
-@dataclass(slots=True)
 class TaskArgument(Record):
     """One argument of a task: ``name`` is empty for positional arguments."""
 
@@ -87,7 +88,6 @@ class TaskArgument(Record):
     data: bytes
 
 
-@dataclass(slots=True)
 class ObjectContent(Record):
     """An object's bytes, attached to a ``Task`` for a receiver that does not hold it yet."""
 
@@ -95,7 +95,6 @@ class ObjectContent(Record):
     data: bytes
 
 
-@dataclass(slots=True)
 class Task(Message):
     """Run ``function_id(*args, **kwargs)``; ``function`` carries the pickled function the first time.
 
@@ -113,16 +112,15 @@ class Task(Message):
     args: list[TaskArgument]
     attempt: int
     priority: int = 0  # higher runs first among queued tasks
-    capabilities: dict[str, int] = field(default_factory=dict)  # only workers having every key may run it
+    capabilities: dict[str, int] = msgspec.field(default_factory=dict)  # only workers having every key may run it
     timeout_seconds: float = 0.0
     profiling: bool = False
     stream_output: bool = False
-    objects: list[ObjectContent] = field(default_factory=list)
+    objects: list[ObjectContent] = msgspec.field(default_factory=list)
     parent_task_id: bytes = b""
     function_name: str = ""  # for the status feed and logs: the scheduler never unpickles ``function``
 
 
-@dataclass(slots=True)
 class TaskResult(Message):
     """The outcome of one attempt of a task."""
 
@@ -144,7 +142,6 @@ class TaskResult(Message):
     transfer_seconds: float = 0.0  # profiling, filled in by the scheduler: sent to a worker -> started there
 
 
-@dataclass(slots=True)
 class TaskStarted(Message):
     """Worker -> scheduler: a processor began running this attempt of the task.
 
@@ -157,7 +154,6 @@ class TaskStarted(Message):
     attempt: int
 
 
-@dataclass(slots=True)
 class TaskCredit(Message):
     """Scheduler -> client: you may send ``count`` more tasks (backpressure).
 
@@ -172,7 +168,6 @@ class TaskCredit(Message):
     count: int
 
 
-@dataclass(slots=True)
 class TaskCancel(Message):
     """Ask that a task be cancelled, whether queued or running."""
 
@@ -180,7 +175,6 @@ class TaskCancel(Message):
     task_id: bytes
 
 
-@dataclass(slots=True)
 class TaskCancelConfirm(Message):
     """The answer to a ``TaskCancel``."""
 
@@ -189,7 +183,6 @@ class TaskCancelConfirm(Message):
     confirm: CancelConfirmType
 
 
-@dataclass(slots=True)
 class ClientHeartbeat(Message):
     """A client is alive; the scheduler echoes it."""
 
@@ -197,7 +190,6 @@ class ClientHeartbeat(Message):
     timestamp: float
 
 
-@dataclass(slots=True)
 class ClientHeartbeatEcho(Message):
     """The scheduler is alive, as seen by a client."""
 
@@ -206,7 +198,6 @@ class ClientHeartbeatEcho(Message):
     scheduler_id: bytes  # changes when the scheduler restarts: the client's tasks are then lost
 
 
-@dataclass(slots=True)
 class WorkerHeartbeat(Message):
     """A worker is alive, and how loaded it is."""
 
@@ -215,13 +206,12 @@ class WorkerHeartbeat(Message):
     queued_tasks: int
     cpu_percent: float
     rss_bytes: int
-    capabilities: dict[str, int] = field(default_factory=dict)
+    capabilities: dict[str, int] = msgspec.field(default_factory=dict)
     processors_running: int = 0  # for the status feed: processors running a task
     processors_parked: int = 0  # running a task that waits on its own children
     processors_idle: int = 0
 
 
-@dataclass(slots=True)
 class WorkerHeartbeatEcho(Message):
     """The scheduler is alive, as seen by a worker."""
 
@@ -230,7 +220,6 @@ class WorkerHeartbeatEcho(Message):
     scheduler_id: bytes  # changes when the scheduler restarts: the worker's tasks are then void
 
 
-@dataclass(slots=True)
 class ClientDisconnect(Message):
     """A client leaves; with ``SHUTDOWN`` it also asks the scheduler to stop."""
 
@@ -238,7 +227,6 @@ class ClientDisconnect(Message):
     kind: DisconnectType
 
 
-@dataclass(slots=True)
 class ClientShutdownResponse(Message):
     """Whether a shutdown request was accepted, and if not, why."""
 
@@ -247,7 +235,6 @@ class ClientShutdownResponse(Message):
     reason: str
 
 
-@dataclass(slots=True)
 class DisconnectRequest(Message):
     """A worker leaves on purpose; its queued tasks go back to the scheduler's queue.
 
@@ -260,14 +247,12 @@ class DisconnectRequest(Message):
     drain: bool = False
 
 
-@dataclass(slots=True)
 class DisconnectResponse(Message):
     """The scheduler has taken back a leaving worker's tasks; the worker may exit."""
 
     TYPE: ClassVar[int] = 12
 
 
-@dataclass(slots=True)
 class SchedulerShutdown(Message):
     """The scheduler is stopping; workers exit and clients fail their pending futures."""
 
@@ -275,7 +260,6 @@ class SchedulerShutdown(Message):
     reason: str
 
 
-@dataclass(slots=True)
 class ClientDropped(Message):
     """The scheduler no longer serves this client (it timed out or left); its tasks were cancelled."""
 
@@ -283,7 +267,6 @@ class ClientDropped(Message):
     reason: str
 
 
-@dataclass(slots=True)
 class GraphNode(Record):
     """One node of a graph: a task whose OBJECT arguments may name other nodes' task ids."""
 
@@ -295,7 +278,6 @@ class GraphNode(Record):
     function_name: str = ""
 
 
-@dataclass(slots=True)
 class GraphTask(Message):
     """A whole task graph, sent once; the scheduler runs each node when its dependencies are done.
 
@@ -314,7 +296,6 @@ class GraphTask(Message):
     parent_task_id: bytes = b""
 
 
-@dataclass(slots=True)
 class TaskLog(Message):
     """Text a task wrote to stdout or stderr (processor -> agent -> scheduler -> client).
 
@@ -329,7 +310,6 @@ class TaskLog(Message):
     dropped_bytes: int = 0
 
 
-@dataclass(slots=True)
 class ObjectInstruction(Message):
     """Create, delete or clear objects; ``payloads`` pairs with ``object_ids`` for CREATE only."""
 
@@ -339,7 +319,6 @@ class ObjectInstruction(Message):
     payloads: list[bytes]
 
 
-@dataclass(slots=True)
 class ObjectRequest(Message):
     """A client asks for objects' bytes (a delayed result, or an object it sent)."""
 
@@ -347,7 +326,6 @@ class ObjectRequest(Message):
     object_ids: list[bytes]
 
 
-@dataclass(slots=True)
 class ObjectResponse(Message):
     """The answer to an ``ObjectRequest``; ``found[i]`` is False (and ``payloads[i]`` empty) if unknown."""
 
@@ -357,7 +335,6 @@ class ObjectResponse(Message):
     found: list[bool]
 
 
-@dataclass(slots=True)
 class BalanceRequest(Message):
     """The scheduler asks a worker to hand back these queued tasks, for idler workers."""
 
@@ -365,7 +342,6 @@ class BalanceRequest(Message):
     task_ids: list[bytes]
 
 
-@dataclass(slots=True)
 class BalanceResponse(Message):
     """The tasks a worker handed back: those still queued there (never a running one)."""
 
@@ -373,7 +349,6 @@ class BalanceResponse(Message):
     task_ids: list[bytes]
 
 
-@dataclass(slots=True)
 class ProcessorBlocked(Message):
     """Processor -> agent: the running task waits on other tasks (True) or goes on (False).
 
@@ -424,7 +399,6 @@ class PeerEventKind(enum.IntEnum):
     CLIENT_LEFT = 5
 
 
-@dataclass(slots=True)
 class SchedulerStatus(Record):
     """The scheduler's own figures in a snapshot."""
 
@@ -442,7 +416,6 @@ class SchedulerStatus(Record):
     feed_dropped: int  # status messages the monitor socket could not send (a slow subscriber), since start
 
 
-@dataclass(slots=True)
 class ClientStatus(Record):
     """One connected client in a snapshot."""
 
@@ -456,7 +429,6 @@ class ClientStatus(Record):
     connected_seconds: float
 
 
-@dataclass(slots=True)
 class RunningTask(Record):
     """A task a worker runs now."""
 
@@ -466,7 +438,6 @@ class RunningTask(Record):
     running_seconds: float
 
 
-@dataclass(slots=True)
 class WorkerStatus(Record):
     """One connected worker in a snapshot."""
 
@@ -484,7 +455,6 @@ class WorkerStatus(Record):
     done: int  # tasks it finished since it joined
 
 
-@dataclass(slots=True)
 class StatusRequest(Message):
     """Client -> scheduler: send me one ``StatusSnapshot`` (``Client.status()``)."""
 
@@ -492,7 +462,6 @@ class StatusRequest(Message):
     request_id: int
 
 
-@dataclass(slots=True)
 class StatusSnapshot(Message):
     """The whole cluster at one moment: published every status interval, and the answer to a ``StatusRequest``."""
 
@@ -505,7 +474,6 @@ class StatusSnapshot(Message):
     workers: list[WorkerStatus]
 
 
-@dataclass(slots=True)
 class TaskEventRecord(Record):
     """One thing that happened to a task; times and sizes are zeros where they do not apply."""
 
@@ -522,7 +490,6 @@ class TaskEventRecord(Record):
     detail: str  # FAILED: how (the TaskStatus name); RETRIED: why
 
 
-@dataclass(slots=True)
 class PeerEventRecord(Record):
     """A worker or a client came, went or changed."""
 
@@ -532,7 +499,6 @@ class PeerEventRecord(Record):
     detail: str
 
 
-@dataclass(slots=True)
 class StatusEvents(Message):
     """What happened since the previous ``StatusEvents``: sent at most every 50 ms, only when something did."""
 
@@ -560,7 +526,6 @@ class ManagedWorkerState(enum.IntEnum):
     FAILED = 2  # the engine could not start it (an impossible constraint, say); ``detail`` says why
 
 
-@dataclass(slots=True)
 class ManagedWorkerRecord(Record):
     """One worker a manager started, by the name it gave it."""
 
@@ -569,7 +534,6 @@ class ManagedWorkerRecord(Record):
     detail: str
 
 
-@dataclass(slots=True)
 class WorkerManagerHeartbeat(Message):
     """Manager -> scheduler: who it is, what its workers offer, its limits, and the workers it started."""
 
@@ -583,7 +547,6 @@ class WorkerManagerHeartbeat(Message):
     workers: list[ManagedWorkerRecord]
 
 
-@dataclass(slots=True)
 class WorkerManagerCommand(Message):
     """Scheduler -> manager: run ``target`` workers, and stop these (idle; each drains before it exits)."""
 
