@@ -13,8 +13,10 @@ Workloads, each with bytes and with a NumPy array:
 - results: ``--tasks`` tasks, each returning ``--mib`` MiB; every result is fetched.
 
 A round submits all tasks, then waits for every result; MiB/s is payload MiB over the round's
-wall time. Both frameworks stay up for the whole run and take turns, round by round, so a busy
-machine slows both alike; the table gives each one's median round and the ratio of medians.
+wall time; CPU ms per MiB is the CPU time of every process (client, scheduler, workers, their
+processors; the pool's processes) per payload MiB, which a busy machine changes less. Both
+frameworks stay up for the whole run and take turns, round by round, so a busy machine slows
+both alike; the table gives each one's median round and the ratio of medians.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import psutil
 
 MIB = 1024 * 1024
 
@@ -59,6 +62,19 @@ def _arguments(kind: str, tasks: int, size: int) -> list[Any]:
 
 
 Submit = Callable[..., concurrent.futures.Future]
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and every process under it: a load-independent cost."""
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def round_arguments(submit: Submit, values: list[Any]) -> float:
@@ -120,16 +136,19 @@ def main(argv: list[str] | None = None) -> int:
             [f.result() for f in [submit(make_bytes, 1000, 1) for _ in range(4 * args.workers)]]
 
         times: dict[tuple[str, str, str], list[float]] = {}
+        cpus: dict[tuple[str, str, str], list[float]] = {}
         for workload in workloads:
             for kind in kinds:
                 values = _arguments(kind, args.tasks, size) if workload == "arguments" else []
                 for _ in range(args.rounds):
                     for name, submit in frameworks.items():
+                        cpu = cpu_seconds()
                         if workload == "arguments":
                             elapsed = round_arguments(submit, values)
                         else:
                             elapsed = round_results(submit, kind, args.tasks, size)
                         times.setdefault((workload, kind, name), []).append(elapsed)
+                        cpus.setdefault((workload, kind, name), []).append(cpu_seconds() - cpu)
                 del values
     finally:
         for close in reversed(stack):
@@ -150,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(names) == 2:
                 line += f"{rates['scaler'] / rates['ProcessPool']:>8.2f}"
             print(line)
+    print("CPU ms per MiB, all processes (median)")
+    for workload in workloads:
+        for kind in kinds:
+            costs = {name: 1000 * statistics.median(cpus[(workload, kind, name)]) / mib for name in names}
+            print(f"{workload:<12}{kind:<8}" + "".join(f"{costs[name]:>14.2f}" for name in names))
     return 0
 
 
