@@ -18,7 +18,7 @@ from typing import Any
 
 import cloudpickle
 
-from scaler.client.serializer import Serializer
+from scaler.client.serializer import Serializer, deserialize_payload
 
 EXPRESSION_MAGIC = b"\xffscaler-graph-expression\x00"
 
@@ -111,6 +111,8 @@ def encode_expression(expression: Any) -> bytes:
 class GraphSerializer(Serializer):
     """The serializer graph nodes travel with: the client's own, plus node expressions."""
 
+    takes_buffers = True  # it hands the client's serializer bytes unless that one takes buffers too
+
     def __init__(self, inner: Serializer) -> None:
         self.inner = inner
 
@@ -122,4 +124,4 @@ class GraphSerializer(Serializer):
         """Expressions are recognized by their prefix; everything else is the client's serializer's."""
         if bytes(payload[: len(EXPRESSION_MAGIC)]) == EXPRESSION_MAGIC:
             return pickle.loads(memoryview(payload)[len(EXPRESSION_MAGIC) :])
-        return self.inner.deserialize(payload)
+        return deserialize_payload(self.inner, payload)

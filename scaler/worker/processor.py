@@ -31,6 +31,7 @@ from typing import Any
 import cloudpickle
 import psutil
 
+from scaler.client.serializer import deserialize_payload
 from scaler.errors import SerializationError
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, TokenBucket
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode
@@ -157,9 +158,9 @@ def execute(
         kwargs = {}
         for argument in task.args:
             if argument.kind:  # ArgumentKind.OBJECT: ``data`` is an object id
-                value = serializer.deserialize(_object(objects, argument.data))
+                value = deserialize_payload(serializer, _object(objects, argument.data))
             else:
-                value = serializer.deserialize(argument.data)
+                value = deserialize_payload(serializer, argument.data)
             if argument.name:
                 kwargs[argument.name] = value
             else:
