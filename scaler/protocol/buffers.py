@@ -65,6 +65,25 @@ def _slots(message: Message) -> Iterator[Slot]:
 _CARRIERS = frozenset({Task, TaskResult, ObjectInstruction, ObjectResponse, GraphTask})
 
 
+def _has_big(message: Message) -> bool:
+    """True if one of the message's payload fields would travel out of band (``_slots`` without a generator)."""
+    kind = type(message)
+    if kind is Task:
+        assert isinstance(message, Task)
+        if len(message.function) >= OUT_OF_BAND_BYTES:
+            return True
+        for argument in message.args:
+            if len(argument.data) >= OUT_OF_BAND_BYTES:
+                return True
+        return any(len(content.data) >= OUT_OF_BAND_BYTES for content in message.objects)
+    if kind is TaskResult:
+        assert isinstance(message, TaskResult)
+        return len(message.payload) >= OUT_OF_BAND_BYTES
+    if kind in _CARRIERS:
+        return any(len(_get(slot)) >= OUT_OF_BAND_BYTES for slot in _slots(message))
+    return False
+
+
 def _get(slot: Slot) -> Any:
     holder, key = slot
     return holder[key] if type(holder) is list else getattr(holder, key)
@@ -83,6 +102,11 @@ def encode_one_part(messages: Sequence[Message]) -> list[Buffer]:
 
     The messages are changed while the envelope is encoded and restored before this returns.
     """
+    for message in messages:  # most batches carry nothing big: no walk, no generator per message
+        if type(message) in _CARRIERS and _has_big(message):
+            break
+    else:
+        return [encode(messages)]
     taken: list[tuple[Slot, Any]] = []
     ordinals: list[int] = []
     ordinal = 0

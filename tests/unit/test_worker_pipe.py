@@ -69,3 +69,33 @@ def test_bad_payload_sizes_raise_protocol_error_before_reading(
         agent.connection.send_bytes(frame)
     with pytest.raises(ProtocolError):
         processor.receive()
+
+
+@pytest.mark.timeout(30)
+def test_a_burst_of_small_frames_is_read_at_once_and_every_frame_comes_out(
+    ends: tuple[PipeChannel, PipeChannel],
+) -> None:
+    agent, processor = ends
+    beats = [ClientHeartbeat(float(index)) for index in range(2000)]  # far more than one read takes
+    big = TaskResult(b"t" * 16, TaskStatus.SUCCESS, os.urandom(3 * OUT_OF_BAND_BYTES), 0)
+    for beat in beats[:1000]:
+        processor.send((beat,))
+    processor.send((big,))  # a big payload in the middle: part of it may already sit in the inbox
+    for beat in beats[1000:]:
+        processor.send((beat,))
+    received = []
+    while len(received) < len(beats) + 1:
+        assert agent.poll()
+        received += agent.receive()
+    assert received == [*beats[:1000], big, *beats[1000:]]
+    assert not agent.poll()
+
+
+@pytest.mark.timeout(30)
+def test_a_closed_end_reads_as_eof(ends: tuple[PipeChannel, PipeChannel]) -> None:
+    agent, processor = ends
+    processor.send((ClientHeartbeat(1.0),))
+    processor.close()
+    assert agent.poll() and agent.receive() == [ClientHeartbeat(1.0)]
+    with pytest.raises(EOFError):
+        agent.poll()
