@@ -19,7 +19,7 @@ from typing import Any
 
 import cloudpickle
 
-from scaler.client.serializer import Serializer
+from scaler.client.serializer import Serializer, deserialize_payload
 
 EXPRESSION_MAGIC = b"\xffscaler-graph-expression\x00"
 
@@ -160,6 +160,7 @@ def _memo_keys(expressions: tuple[Any, ...]) -> tuple[Hashable, ...] | None:
 class GraphSerializer(Serializer):
     """The serializer graph nodes travel with: the client's own, plus node expressions."""
 
+    takes_buffers = True  # it hands the client's serializer bytes unless that one takes buffers too
     # Decoded expressions kept per processor, by their bytes: at most this many.
     CACHE_SIZE = 1024
 
@@ -181,7 +182,7 @@ class GraphSerializer(Serializer):
     def deserialize(self, payload: bytes) -> Any:
         """Expressions are recognized by their prefix; everything else is the client's serializer's."""
         if bytes(payload[: len(EXPRESSION_MAGIC)]) != EXPRESSION_MAGIC:
-            return self.inner.deserialize(payload)
+            return deserialize_payload(self.inner, payload)
         key = bytes(payload)
         expression = self._expressions.get(key)
         if expression is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from scaler.client.serializer import Serializer
+from scaler.client.serializer import Serializer, deserialize_payload
 from scaler.errors import (
     DeserializeObjectError,
     MissingObjects,
@@ -43,7 +43,7 @@ def decode_result(serializer: Serializer, result: TaskResult) -> tuple[bool, Any
     status = result.status
     if status is TaskStatus.SUCCESS:
         try:
-            return True, serializer.deserialize(result.payload)
+            return True, deserialize_payload(serializer, result.payload)
         except Exception as error:
             text = f"task {result.task_id.hex()}: cannot deserialize its result: {error}"
             return False, DeserializeObjectError(text)
@@ -55,4 +55,4 @@ def decode_result(serializer: Serializer, result: TaskResult) -> tuple[bool, Any
             return False, DeserializeObjectError(unreadable)
         remote_error.__cause__ = RemoteTraceback(text)
         return False, remote_error
-    return False, _TEXT_ERRORS[status](result.payload.decode(errors="replace"))
+    return False, _TEXT_ERRORS[status](bytes(result.payload).decode(errors="replace"))

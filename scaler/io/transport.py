@@ -15,9 +15,13 @@ lines of glue:
     Ticker: a periodic timer that bounds the poll.   Waker: lets other threads wake a loop.
 
 A turn of every loop is the same: drain up to a burst of ready frames, act on all of them, then
-send what the turn produced as one frame per peer. Draining before sending is what batches: a
+send what the turn produced as one message per peer. Draining before sending is what batches: a
 quiet peer is answered at once, a busy one gets many answers per frame. A batch is split only
-where a frame would pass the codec's frame limit (``encode_frames``).
+where a message would pass the codec's frame limit (``buffers.encode_parts``).
+
+Big payloads (``protocol/buffers.py``) travel as extra frames after the msgpack envelope: they
+are sent without a copy (ZeroMQ holds the caller's buffer until it has gone) and received as
+views of ZeroMQ's own buffers, so the scheduler passes a 1 MiB object on without copying it.
 
 Nothing here runs per message: ``receive`` decodes per frame and yields the frame's messages, and
 the shells loop over them. An undecodable frame is yielded as its ``ProtocolError``, so each
@@ -48,7 +52,8 @@ from scaler.io.security import (
 )
 from scaler.io.sockets import Socket, bind_router, connect_dealer
 from scaler.io.zap import AllowListAuthenticator
-from scaler.protocol.codec import decode, encode_frames, encode_one
+from scaler.protocol.buffers import OUT_OF_BAND_BYTES, decode_parts, encode_parts
+from scaler.protocol.codec import decode, encode_one
 from scaler.protocol.messages import Message
 from scaler.utility.rate_limited_log import RateLimitedLog
 
@@ -147,7 +152,9 @@ class RouterTransport(_Transport):
         for _ in range(ROUTER_BURST):
             try:
                 head = router.recv(zmq.NOBLOCK, copy=False)
-                rest = router.recv_multipart(zmq.NOBLOCK) if head.more else []
+                rest = [router.recv(zmq.NOBLOCK)] if head.more else []
+                if rest and router.rcvmore:  # big payloads out of band (``protocol/buffers.py``)
+                    rest += _receive_rest(router)
             except zmq.Again:
                 return
             source = head.bytes
@@ -155,14 +162,17 @@ class RouterTransport(_Transport):
             if descriptors.get(source) != descriptor:  # a new peer, or one that reconnected
                 descriptors[source] = descriptor
                 self._peers_by_descriptor[descriptor] = source
-            if len(rest) != 1:
+            if len(rest) != 1 and len(rest) < 3:  # neither one frame nor an envelope, a layout and buffers
                 self.bad_frames += 1
                 self.bad_frame_log.warning(
-                    time.monotonic(), "%s dropped a message of %d frames (expected 2)", self.name, len(rest) + 1
+                    time.monotonic(),
+                    "%s dropped a message of %d frames (expected 2, or 4 and more)",
+                    self.name,
+                    len(rest) + 1,
                 )
                 continue
             try:
-                messages = decode(rest[0])
+                messages = decode(rest[0]) if len(rest) == 1 else decode_parts(rest)
             except ProtocolVersionError as error:
                 self.bad_frames += 1
                 self.bad_frame_log.warning(
@@ -211,8 +221,9 @@ class RouterTransport(_Transport):
         router = self.socket
         for peer, messages in outgoing.items():
             try:
-                for frame in encode_frames(messages):
-                    router.send_multipart([peer, frame], zmq.NOBLOCK)
+                for parts in encode_parts(messages):
+                    router.send(peer, zmq.NOBLOCK | zmq.SNDMORE)
+                    _send_parts(router, parts)
             except zmq.ZMQError as error:  # a vanished peer: its messages are moot
                 logger.debug("%s could not send to %r: %s", self.name, peer[:64], error)
             except ProtocolError as error:  # senders check sizes, so this is a bug; never stop serving
@@ -264,10 +275,11 @@ class DealerTransport(_Transport):
         for _ in range(DEALER_BURST):
             try:
                 frame = dealer.recv(zmq.NOBLOCK)
+                rest = _receive_rest(dealer) if dealer.rcvmore else None
             except zmq.Again:
                 return
             try:
-                messages = decode(frame)
+                messages = decode(frame) if rest is None else decode_parts([frame, *rest])
             except ProtocolError as error:
                 self.bad_frames += 1
                 yield error
@@ -288,8 +300,8 @@ class DealerTransport(_Transport):
         if not messages:
             return
         try:
-            for frame in encode_frames(messages):
-                self.socket.send(frame, zmq.NOBLOCK)
+            for parts in encode_parts(messages):
+                _send_parts(self.socket, parts)
         except zmq.Again:  # libzmq ends the connection for good on a refused handshake; the monitor says why
             logger.debug("%s has no connection to send on; dropped %d messages", self.name, len(messages))
 
@@ -311,6 +323,27 @@ class DealerTransport(_Transport):
                 pass
         self._close_sockets(linger_ms)
         self._context.term()
+
+
+def _receive_rest(sock: Socket) -> list[Any]:
+    """The remaining parts of a message: small ones as ``bytes``, big ones as views of ZeroMQ's own buffers.
+
+    A message's parts arrive together, so this never waits.
+    """
+    parts: list[Any] = []
+    while True:
+        frame = sock.recv(zmq.NOBLOCK, copy=False)
+        parts.append(frame.buffer if len(frame) >= OUT_OF_BAND_BYTES else frame.bytes)
+        if not frame.more:
+            return parts
+
+
+def _send_parts(sock: Socket, parts: list[Any]) -> None:
+    """Send one message's parts; big ones without copying (ZeroMQ holds them until they are sent)."""
+    last = len(parts) - 1
+    for index, part in enumerate(parts):
+        flags = zmq.NOBLOCK if index == last else zmq.NOBLOCK | zmq.SNDMORE
+        sock.send(part, flags, copy=len(part) < OUT_OF_BAND_BYTES)
 
 
 class Ticker:

@@ -1,3 +1,8 @@
-"""The wire protocol version. Bump it whenever a message gains, loses or changes a field."""
+"""The wire protocol version.
 
-PROTOCOL_VERSION = 7
+Bump it whenever a message gains, loses or changes a field, or when the meaning of bytes on the
+wire changes: 8 moved big payloads into frames of their own and content ids to BLAKE3, both
+unreadable to a peer of version 7.
+"""
+
+PROTOCOL_VERSION = 8

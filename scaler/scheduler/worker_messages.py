@@ -71,7 +71,7 @@ class WorkerMessages(SchedulerBook):
                 self._requeue(record)
                 return
             note = f"; its processor died {record.deaths} times, so it will not be retried again"
-            result.payload += note.encode()
+            result.payload = bytes(result.payload) + note.encode()  # a big payload arrives as a memoryview
         self._completed += 1
         worker.done += 1
         if record.task.profiling and record.started_at is not None:  # the scheduler's share of the profile

@@ -31,7 +31,6 @@ from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
 from scaler.io.security import NO_DETAIL_LIMIT, HandshakeWatch, PeerKeys
 from scaler.io.sockets import make_identity
 from scaler.io.transport import PIPE_BURST, TICK_SECONDS, DealerTransport
-from scaler.protocol.codec import decode, encode_one
 from scaler.protocol.messages import (
     BalanceRequest,
     DisconnectRequest,
@@ -279,12 +278,12 @@ class WorkerAgent:
         """Read what the processor wrote: at most ``limit`` frames, so a chatty task cannot starve the loop."""
         out: list[WorkerInstruction] = []
         processor_id = processor.processor_id
-        connection = processor.connection
+        channel = processor.channel
         frames = 0
         try:
-            while (limit is None or frames < limit) and connection.poll():
+            while (limit is None or frames < limit) and channel.poll():
                 frames += 1
-                for message in decode(connection.recv_bytes()):
+                for message in channel.receive():
                     if isinstance(message, TaskResult):
                         out += state.on_processor_result(processor_id, message, now)
                     elif isinstance(message, TaskLog):
@@ -307,7 +306,7 @@ class WorkerAgent:
             return  # it died in this turn: the state has already been told
         # If it is dying, the send fails: its sentinel then tells the loop, and the state fails its task.
         with contextlib.suppress(OSError):
-            processor.connection.send_bytes(encode_one(message))
+            processor.channel.send((message,))
 
     def _execute(self, instructions: Sequence[WorkerInstruction]) -> bool:
         """Carry out instructions; return False when the worker must exit."""

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
+from scaler.worker.pipe import PipeChannel
 from scaler.worker.process_group import kill_group
 from scaler.worker.processor import run_processor
 
@@ -51,6 +52,7 @@ class ProcessorHandle:
         agent_end, processor_end = multiprocessing.Pipe(duplex=True)
         self.processor_id = processor_id
         self.connection: Connection = agent_end
+        self.channel = PipeChannel(agent_end)
         self.process: BaseProcess = context.Process(
             target=run_processor,
             args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
@@ -76,7 +78,7 @@ class ProcessorHandle:
 
     def kill(self) -> None:
         """Close its pipe and ``end`` it. Reaping is left to ``reaped``."""
-        self.connection.close()
+        self.channel.close()
         self.end()
 
     def reaped(self) -> bool:

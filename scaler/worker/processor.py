@@ -1,6 +1,7 @@
 """The processor: a subprocess of a worker agent that runs tasks one at a time.
 
-It reads ``Task`` and ``ObjectInstruction`` frames from a pipe. It unpickles each function once
+It reads ``Task`` and ``ObjectInstruction`` batches from a pipe (``pipe.py``: big payloads come
+in shared memory). It unpickles each function once
 (with the client's serializer, which travels with it) and keeps each object's bytes by id until
 the agent says ``DELETE``; an OBJECT argument is deserialized from those bytes, with the task's
 serializer, at each use (so a task that mutates its argument never changes the next task's).
@@ -31,12 +32,14 @@ from typing import Any
 import cloudpickle
 import psutil
 
+from scaler.client.serializer import deserialize_payload
 from scaler.errors import SerializationError
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, TokenBucket
-from scaler.protocol.codec import MAX_PAYLOAD_BYTES, decode
+from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import ObjectInstruction, ObjectInstructionType, Task, TaskResult, TaskStatus
 from scaler.worker import processor_context
 from scaler.worker.output import redirect_output
+from scaler.worker.pipe import PipeChannel
 from scaler.worker.process_group import kill_own_group, lead_own_group
 from scaler.worker.profiling import TaskProfile
 
@@ -76,7 +79,8 @@ def run_processor(
 def _serve(
     connection: Connection, scheduler_address: str, key_files: tuple[str, str] | None, output_limits: OutputLimits
 ) -> None:
-    processor_context.install(connection, scheduler_address, key_files)
+    channel = PipeChannel(connection)
+    processor_context.install(channel, scheduler_address, key_files)
     functions: dict[bytes, _Function] = {}
     objects: dict[bytes, bytes] = {}
     rate = output_limits.processor_bytes_per_second
@@ -84,10 +88,10 @@ def _serve(
     send = processor_context.send_to_agent
     while True:
         try:
-            frame = connection.recv_bytes()
+            messages = channel.receive()
         except (EOFError, OSError):
             return
-        for message in decode(frame):
+        for message in messages:
             if type(message) is Task:
                 result = run_task(message, functions, objects, output_budget, output_limits)
                 try:
@@ -157,9 +161,9 @@ def execute(
         kwargs = {}
         for argument in task.args:
             if argument.kind:  # ArgumentKind.OBJECT: ``data`` is an object id
-                value = serializer.deserialize(_object(objects, argument.data))
+                value = deserialize_payload(serializer, _object(objects, argument.data))
             else:
-                value = serializer.deserialize(argument.data)
+                value = deserialize_payload(serializer, argument.data)
             if argument.name:
                 kwargs[argument.name] = value
             else:

@@ -1,6 +1,7 @@
 """The processor's side of the task context: its pipe to the agent.
 
-The processor installs its pipe here before running tasks (``install``), which also enters the
+The processor installs its pipe (a ``PipeChannel``, ``pipe.py``) here before running tasks
+(``install``), which also enters the
 neutral task context (``scaler.utility.task_context``) that a ``Client`` inside a task reads:
 the scheduler's address and keys, the running task's id, and ``blocked()``, whose notices travel
 to the agent as ``ProcessorBlocked`` through this pipe. Those names are re-exported here for
@@ -14,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
-from scaler.protocol.codec import encode, encode_one
 from scaler.protocol.messages import Message, ProcessorBlocked
 from scaler.utility import task_context
 from scaler.utility.task_context import (
@@ -29,6 +29,7 @@ from scaler.utility.task_context import (
     task_finished,
     task_started,
 )
+from scaler.worker.pipe import PipeChannel
 
 __all__ = [
     "KEY_FILE_VARIABLE",
@@ -47,40 +48,48 @@ __all__ = [
     "uninstall",
 ]
 
-_connection: Connection | None = None
+_channel: PipeChannel | None = None
+_owned = False
 _send_lock = threading.Lock()  # results, logs and block notices may come from several threads
 
 
-def install(connection: Connection, scheduler_address: str, key_files: tuple[str, str] | None = None) -> None:
+def install(
+    connection: Connection | PipeChannel, scheduler_address: str, key_files: tuple[str, str] | None = None
+) -> None:
     """Called once by the processor at start-up; ``key_files`` is (worker key pair, scheduler key)."""
-    global _connection
-    _connection = connection
+    global _channel, _owned
+    if isinstance(connection, PipeChannel):
+        _channel, _owned = connection, False
+    else:  # made here from a bare Connection (tests): its own handle is closed by uninstall
+        _channel, _owned = PipeChannel(connection), True
     task_context.enter(scheduler_address, key_files, _report_blocked)
 
 
 def uninstall() -> None:
     """Forget the pipe and leave the task context (tests that install it in their own process)."""
-    global _connection
-    _connection = None
+    global _channel, _owned
+    if _owned and _channel is not None:
+        _channel.detach()
+    _channel, _owned = None, False
     task_context.leave()
 
 
 def send_to_agent(message: Message) -> None:
     """Send one message to the agent (thread-safe)."""
-    if _connection is None:
+    channel = _channel
+    if channel is None:
         return
-    frame = encode_one(message)
     with _send_lock:
-        _connection.send_bytes(frame)
+        channel.send((message,))
 
 
 def send_all_to_agent(messages: Sequence[Message]) -> None:
     """Send several messages to the agent in one frame (thread-safe)."""
-    if _connection is None or not messages:
+    channel = _channel
+    if channel is None or not messages:
         return
-    frame = encode(messages)
     with _send_lock:
-        _connection.send_bytes(frame)
+        channel.send(messages)
 
 
 def _report_blocked(waiting: bool) -> None:

@@ -34,7 +34,8 @@ import zmq
 from scaler import Client
 from scaler.cluster.cluster import Cluster
 from scaler.io.sockets import free_tcp_address
-from scaler.protocol.codec import decode, encode
+from scaler.protocol.buffers import decode_parts
+from scaler.protocol.codec import encode
 from scaler.protocol.content_id import content_id
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -251,7 +252,8 @@ class RawPeer:
             remaining = deadline - time.monotonic()
             assert remaining > 0 and self.socket.poll(int(remaining * 1000)), f"no {answer.__name__} in {timeout}s"
             # What follows the answer in its frame is kept for the next call.
-            self._backlog = [item for item in decode(self.socket.recv()) if type(item).__name__ not in UNSOLICITED]
+            parts = self.socket.recv_multipart()  # big payloads come as extra frames (protocol/buffers.py)
+            self._backlog = [item for item in decode_parts(parts) if type(item).__name__ not in UNSOLICITED]
 
     def ping(self, timeout: float = 15.0) -> list[Message]:
         """Sync without registering as anything (a non-worker's DisconnectRequest is only answered).
