@@ -1,14 +1,15 @@
-"""The client-memory probe: ``python -m scaler.bench.memory PEER WORKERS COUNT`` prints one JSON line.
+"""The client-memory probe: ``python -m scaler.bench.memory PEER WORKERS COUNT rss|traced`` prints one JSON line.
 
-It runs in a fresh process, so that both frameworks start from the same state: the interpreter,
+It runs in a fresh process, so that every framework starts from the same state: the interpreter,
 the framework imported, its workers started and warmed up, every worker held by a blocking task.
 Then it submits ``COUNT`` no-op tasks, which stay pending, and measures what this process grew by:
 
-- ``rss_mib``: resident memory (psutil), which counts everything, C buffers included;
-- ``traced_mib``: Python allocations traced by ``tracemalloc``, in a second batch (tracing itself
-  costs memory, so it is not on while RSS is measured).
+- ``rss``: resident memory (psutil), which counts everything, C buffers included;
+- ``traced``: Python allocations traced by ``tracemalloc`` (in its own process: tracing costs memory
+  of its own, so it is never on while RSS is measured).
 
-Each batch is cancelled before the next, and everything started is stopped before it exits.
+Then it cancels them without waiting for the cancels to finish, and stops the framework: waiting
+for thousands of cancels would cost some frameworks minutes and tell nothing.
 """
 
 from __future__ import annotations
@@ -22,52 +23,54 @@ from collections.abc import Callable
 
 import psutil
 
-from scaler.bench.peers import Session, peer
-from scaler.bench.tasks import MIB, noop
-from scaler.bench.workloads import busy_workers, wait_ended, warm_up
+from scaler.bench.peers import peer
+from scaler.bench.tasks import MIB, block, noop
+from scaler.bench.workloads import BLOCK_SECONDS, blocking_tasks, wait_started, warm_up
 
 SETTLE_SECONDS = 0.5  # after the last submit: let the framework's threads hand the tasks on
 
 
-def held_bytes(session: Session, workers: int, count: int, measure: Callable[[], int]) -> int:
-    """How much ``measure()`` grew by while ``count`` futures were pending behind busy workers.
-
-    They are cancelled after, and the workers released, before it returns.
-    """
-    with busy_workers(session, workers):
-        gc.collect()
-        before = measure()
-        futures = [session.submit(noop, i) for i in range(count)]
-        time.sleep(SETTLE_SECONDS)
-        gc.collect()
-        grown = measure() - before
-        session.cancel_many(futures)
-    wait_ended(session, futures, timeout=300)  # an executor cannot cancel what it has queued for its workers
-    del futures
-    gc.collect()
-    return grown
+def _rss() -> int:
+    return int(psutil.Process().memory_info().rss)
 
 
-def probe(peer_id: str, workers: int, count: int) -> dict[str, float]:
-    """Both figures, in MiB, for ``count`` pending futures of peer ``peer_id``."""
+def _traced() -> int:
+    return tracemalloc.get_traced_memory()[0]
+
+
+def probe(peer_id: str, workers: int, count: int, kind: str) -> float:
+    """MiB that ``count`` pending futures of peer ``peer_id`` add to this process (``kind``: rss or traced)."""
+    measure: Callable[[], int] = _rss if kind == "rss" else _traced
     session = peer(peer_id).open(workers)
     try:
         warm_up(session, 200)
-        rss = held_bytes(session, workers, count, lambda: psutil.Process().memory_info().rss)
-        tracemalloc.start()
-        try:
-            traced = held_bytes(session, workers, count, lambda: tracemalloc.get_traced_memory()[0])
-        finally:
+        with blocking_tasks() as (stop_path, started_dir):
+            for _ in range(workers):
+                session.submit(block, stop_path, started_dir, BLOCK_SECONDS)
+            if not wait_started(started_dir, workers):
+                raise RuntimeError(f"{peer_id}: not every worker started its blocking task")
+            if kind == "traced":
+                tracemalloc.start()
+            gc.collect()
+            before = measure()
+            futures = [session.submit(noop, i) for i in range(count)]
+            time.sleep(SETTLE_SECONDS)
+            gc.collect()
+            grown = measure() - before
             tracemalloc.stop()
+            session.cancel_many(futures)  # without waiting: dask would otherwise run them all as it closes
+            del futures
     finally:
         session.close()
-    return {"rss_mib": rss / MIB, "traced_mib": traced / MIB}
+    return grown / MIB
 
 
 def main(argv: list[str]) -> None:
-    """Print the probe's figures as one JSON line on stdout."""
-    peer_id, workers, count = argv[0], int(argv[1]), int(argv[2])
-    print(json.dumps(probe(peer_id, workers, count)))
+    """Print ``{"KIND_mib": figure}`` as one JSON line on stdout."""
+    peer_id, workers, count, kind = argv[0], int(argv[1]), int(argv[2]), argv[3]
+    if kind not in ("rss", "traced"):
+        raise SystemExit(f"unknown kind {kind!r}: rss or traced")
+    print(json.dumps({f"{kind}_mib": probe(peer_id, workers, count, kind)}))
 
 
 if __name__ == "__main__":

@@ -70,9 +70,10 @@ def run_table(report: Report, peer_ids: Sequence[str], workload_ids: Sequence[st
         for peer_id in peer_ids:
             entry = peer(peer_id)
             prefix = f"round {round_number}/{settings.rounds}: {entry.label}:"
-            for workload in (w for w in chosen if w.fresh):
+            mine = [w for w in chosen if w.peers is None or peer_id in w.peers]
+            for workload in (w for w in mine if w.fresh):
                 _run_one(report, workload, entry, peer_id, settings, progress, prefix)
-            in_session = [w for w in chosen if not w.fresh and (entry.graphs or not w.graphs)]
+            in_session = [w for w in mine if not w.fresh and (entry.graphs or not w.graphs)]
             if not in_session:
                 continue
             progress.step(f"{prefix} starting {settings.workers} workers")
