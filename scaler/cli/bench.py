@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report.rows = []
     progress = Progress()
     before = descendants()
+    interrupted = False
     with stdout_to_stderr() if args.json else contextlib.nullcontext():
         try:
             if table_wanted:
@@ -222,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 from scaler.bench.scaling import scale_tasks
 
                 report.scale_tasks = scale_tasks(args.scale_tasks, settings, progress)
+        except KeyboardInterrupt:  # Ctrl-C: stop, and show what was measured until then
+            interrupted = True
+            progress.note("interrupted: what follows is what was measured until then")
         finally:
             report.leftover_processes = leftover_processes(before)
             if report.leftover_processes:
@@ -238,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     failed = any(
         cell.error for by_peer in report.cells.values() for p, cell in by_peer.items() if p in ("scaler", "ppe")
     )
-    raise SystemExit(1 if failed or report.leftover_processes else 0)
+    raise SystemExit(130 if interrupted else 1 if failed or report.leftover_processes else 0)
 
 
 def text_report(report: Report) -> str:
