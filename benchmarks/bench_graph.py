@@ -17,40 +17,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import logging
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-
-def identity(x: int) -> int:
-    """A leaf."""
-    return x
-
-
-def add(x: int, y: int) -> int:
-    """An inner node."""
-    return x + y
-
-
-def tree_graph(depth: int) -> tuple[dict[str, Any], str, int]:
-    """A binary-tree sum: ``(graph, root key, expected value)``."""
-    graph: dict[str, Any] = {}
-    level = [f"leaf-{i}" for i in range(2 ** (depth - 1))]
-    for i, key in enumerate(level):
-        graph[key] = (identity, i)
-    height = 0
-    while len(level) > 1:
-        height += 1
-        parents = []
-        for i in range(0, len(level), 2):
-            key = f"sum-{height}-{i // 2}"
-            graph[key] = (add, level[i], level[i + 1])
-            parents.append(key)
-        level = parents
-    leaves = 2 ** (depth - 1)
-    return graph, level[0], leaves * (leaves - 1) // 2
+from scaler.bench.peers import peer
+from scaler.bench.tasks import tree_graph
 
 
 def measure(run: Callable[[], int], expected: int, rounds: int) -> list[float]:
@@ -64,23 +37,13 @@ def measure(run: Callable[[], int], expected: int, rounds: int) -> list[float]:
     return times
 
 
-def bench_scaler(workers: int, graph: dict[str, Any], root: str, expected: int, rounds: int) -> list[float]:
-    from scaler import Client, SchedulerClusterCombo
-
-    cluster = SchedulerClusterCombo(n_workers=workers, logging_level="WARNING")
-    with cluster, Client(address=cluster.get_address()) as client:
-        return measure(lambda: client.get(graph, [root])[root], expected, rounds)
-
-
-def bench_dask(workers: int, graph: dict[str, Any], root: str, expected: int, rounds: int) -> list[float]:
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        return measure(lambda: client.get(graph, root), expected, rounds)
+def bench(peer_id: str, workers: int, graph: dict[str, Any], root: str, expected: int, rounds: int) -> list[float]:
+    """Seconds per run of ``graph`` on framework ``peer_id`` (scaler or dask), which resolves it on its scheduler."""
+    session = peer(peer_id).open(workers)
+    try:
+        return measure(lambda: session.run_graph(graph, root), expected, rounds)
+    finally:
+        session.close()
 
 
 def main() -> None:
@@ -93,10 +56,10 @@ def main() -> None:
     if args.quick:
         args.depth, args.rounds = 6, 2
     graph, root, expected = tree_graph(args.depth)
-    results = {"scaler": bench_scaler(args.workers, graph, root, expected, args.rounds)}
+    results = {"scaler": bench("scaler", args.workers, graph, root, expected, args.rounds)}
     if importlib.util.find_spec("distributed") is not None:
         with contextlib.suppress(KeyboardInterrupt):
-            results["dask"] = bench_dask(args.workers, graph, root, expected, args.rounds)
+            results["dask"] = bench("dask", args.workers, graph, root, expected, args.rounds)
     nodes = len(graph)
     print(f"\n{nodes:,} nodes (binary-tree sum, depth {args.depth}), {args.workers} workers, {args.rounds} rounds")
     print(f"{'':10}{'best (s)':>12}{'median (s)':>12}{'nodes/s (best)':>16}")
