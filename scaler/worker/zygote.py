@@ -1,0 +1,170 @@
+"""``Zygote``: a copy of the worker agent, forked before it starts any thread, that forks its processors.
+
+A processor must not be forked from the agent itself once the agent runs threads (ZeroMQ's I/O
+threads, the processor starter): a lock held by one of them at the fork stays held in the child
+for good. ``multiprocessing``'s fork server avoids that by starting a fresh interpreter that
+imports the processor's modules again, which on a busy 2-core machine costs about half a CPU
+second per worker, on the path to the first result. The zygote is the same idea without the
+fresh interpreter: the agent forks it first thing, while it is still single-threaded and has
+already imported everything a processor needs, so it costs neither start-up nor imports.
+
+The zygote runs one loop: a request (the processor's end of its pipe, passed as a file
+descriptor, and the processor's arguments, pickled) comes in over a Unix socket pair, it forks a
+processor, and it answers with the processor's pid and a pidfd (``os.pidfd_open``), which the agent
+polls for the processor's exit as it polled ``multiprocessing``'s sentinel. The zygote ignores
+``SIGCHLD``, so the kernel reaps its processors and none lingers as a zombie; it exits when the
+agent closes its end of the socket, or dies (the kernel closes it then). Processors watch the
+agent's pid themselves (``processor._exit_with_agent``), as they did under the fork server.
+
+Linux only (pidfds, Linux 5.3); ``available()`` says whether it can be used here and now.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any
+
+_PID = struct.Struct("q")
+_LENGTH = struct.Struct("I")
+_MAX_REQUEST = 1 << 20  # the arguments of one processor: addresses, key paths, limits
+
+
+def available() -> bool:
+    """True where a zygote can start processors: Linux with pidfds, in a process with one thread.
+
+    A process already running other threads (ZeroMQ's, a test runner's) must not fork a zygote:
+    a lock one of them holds would stay held in it.
+    """
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+class Zygote:
+    """The agent's side of a forked zygote; ``fork(target, args, fd)`` starts a processor from it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # the zygote
+            code = 0
+            try:
+                ours.close()
+                _serve(theirs)
+            except BaseException:  # noqa: BLE001 - the zygote never returns into the agent's code
+                code = 1
+            os._exit(code)
+        theirs.close()
+        self.pid = pid
+        self._socket = ours
+
+    def fork(self, target: Callable[..., Any], args: tuple[Any, ...], fd: int) -> tuple[int, int]:
+        """Fork a process that runs ``target(Connection(fd), *args)``; returns its ``(pid, pidfd)``.
+
+        ``fd`` (the child's end of its pipe) is passed to the zygote, not consumed: the caller
+        closes its own copy. Not thread-safe: one fork at a time.
+        """
+        request = pickle.dumps((target, args), protocol=pickle.HIGHEST_PROTOCOL)
+        self._socket.sendmsg(
+            [_LENGTH.pack(len(request)), request],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))],
+        )
+        data, fds = _receive_fds(self._socket, _PID.size)
+        if len(data) != _PID.size or len(fds) != 1:
+            for received in fds:
+                os.close(received)
+            raise OSError("the zygote did not answer")
+        (pid,) = _PID.unpack(data)
+        return pid, fds[0]
+
+    def close(self) -> None:
+        """Stop the zygote (its processors live on, each until it is killed or its agent is gone)."""
+        self._socket.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _receive_fds(sock: socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """Read exactly ``size`` bytes (or up to EOF) and the file descriptors sent with them."""
+    fds = array.array("i")
+    data = b""
+    while len(data) < size:
+        chunk, ancillary, _, _ = sock.recvmsg(size - len(data), socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not chunk:
+            break
+        data += chunk
+    return data, list(fds)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _serve(sock: socket.socket) -> None:
+    """The zygote's loop: fork one child per request, until the agent's end closes."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the processors: no zombies
+    # Ctrl-C and SIGTERM go to the agent, which stops its processors and then closes our socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        header, fds = _receive_fds(sock, _LENGTH.size)
+        if len(header) < _LENGTH.size:
+            return  # the agent closed its end, or is gone
+        (length,) = _LENGTH.unpack(header)
+        if length > _MAX_REQUEST or len(fds) != 1:
+            return
+        target, args = pickle.loads(_read_exactly(sock, length))
+        pid = os.fork()
+        if pid == 0:
+            _run_child(sock, target, args, fds[0])
+        pidfd = os.pidfd_open(pid)  # before anything could reap it: this pidfd names this child for good
+        try:
+            sock.sendmsg([_PID.pack(pid)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))])
+        finally:
+            os.close(pidfd)
+            os.close(fds[0])
+
+
+def _run_child(sock: socket.socket, target: Callable[..., Any], args: tuple[Any, ...], fd: int) -> None:
+    """In the forked child: undo the zygote's settings, run ``target``, and never return."""
+    from multiprocessing.connection import Connection
+
+    code = 0
+    try:
+        sock.close()
+        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):  # programs it starts inherit these
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        target(Connection(fd), *args)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:  # noqa: BLE001 - shown, then the child exits like a crashed process
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):  # exiting anyway
+                stream.flush()
+    os._exit(code)
