@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from scaler import Client, SchedulerClusterCombo
+from scaler.protocol.messages import WorkerHeartbeat
 from tests.integration.conftest import descendants, wait_no_descendants
 
 
@@ -105,3 +106,19 @@ def test_a_zygote_forks_children_that_it_reaps_and_stops_when_closed() -> None:
     assert done.returncode == 0, done.stderr
     word, pid = done.stdout.split()
     assert word == "ok" and not psutil.pid_exists(int(pid))  # reaped by the zygote, not left a zombie
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_announces_itself_only_once_its_first_processor_is_ready() -> None:
+    # The scheduler counts a worker from its first heartbeat on: announced any earlier, it could
+    # be handed the first task while another worker, ready, sits idle.
+    from tests.integration.test_worker_agent import FakeScheduler
+
+    before = descendants()
+    fake = FakeScheduler()
+    try:
+        first = next(message for message in fake.received if isinstance(message, WorkerHeartbeat))
+        assert first.processors_idle == 1
+    finally:
+        fake.close()
+    assert wait_no_descendants(before) == set()
