@@ -56,6 +56,9 @@ class Zygote:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for stream in (sys.stdout, sys.stderr):  # or every processor would write their buffered text again
+            with contextlib.suppress(Exception):
+                stream.flush()
         pid = os.fork()
         if pid == 0:  # the zygote
             code = 0
@@ -155,6 +158,12 @@ def _run_child(sock: socket.socket, target: Callable[..., Any], args: tuple[Any,
         for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):  # programs it starts inherit these
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # As multiprocessing does for its children: a task reading stdin gets an end of file,
+        # never the worker's terminal.
+        if sys.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdin.close()
+                sys.stdin = open(os.devnull)  # noqa: SIM115 - the process's stdin for good
         target(Connection(fd), *args)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1

@@ -69,7 +69,7 @@ _ZYGOTE_SCRIPT = textwrap.dedent(
     from scaler.worker.processes import _ZygoteChild
 
     def answer(connection, value):
-        connection.send_bytes(f"{value} {os.getppid()}".encode())
+        connection.send_bytes(f"{value} {os.getppid()} {len(sys.stdin.read())}".encode())
         connection.recv_bytes()  # until told to end
 
     def fail(connection):
@@ -80,8 +80,9 @@ _ZYGOTE_SCRIPT = textwrap.dedent(
     ours, theirs = multiprocessing.Pipe()
     child = _ZygoteChild(*forked.fork(answer, (42,), theirs.fileno()))
     theirs.close()
-    value, parent = ours.recv_bytes().decode().split()
+    value, parent, stdin = ours.recv_bytes().decode().split()
     assert value == "42" and int(parent) == forked.pid, (value, parent, forked.pid)
+    assert stdin == "0"  # an end of file, not what the script's stdin holds
     assert child.is_alive()
     child.kill()
     child.join(5)
@@ -102,7 +103,9 @@ _ZYGOTE_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the zygote needs pidfds (Linux)")
 def test_a_zygote_forks_children_that_it_reaps_and_stops_when_closed() -> None:
-    done = subprocess.run([sys.executable, "-c", _ZYGOTE_SCRIPT], capture_output=True, text=True, timeout=50)
+    done = subprocess.run(
+        [sys.executable, "-c", _ZYGOTE_SCRIPT], input="not for the children", capture_output=True, text=True, timeout=50
+    )
     assert done.returncode == 0, done.stderr
     word, pid = done.stdout.split()
     assert word == "ok" and not psutil.pid_exists(int(pid))  # reaped by the zygote, not left a zombie
