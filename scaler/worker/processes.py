@@ -94,10 +94,11 @@ class ProcessorHandle:
         self.processor_id = processor_id
         self.connection: Connection = agent_end
         self.process: BaseProcess | _ZygoteChild
+        name = f"scaler-processor-{processor_id}"
         if isinstance(context, zygote.Zygote):
             args = (os.getpid(), scheduler_address, key_files, output_limits)
             try:
-                self.process = _ZygoteChild(*context.fork(run_processor, args, processor_end.fileno()))
+                self.process = _ZygoteChild(*context.fork(run_processor, args, processor_end.fileno(), name))
             except BaseException:
                 agent_end.close()
                 processor_end.close()
@@ -106,7 +107,7 @@ class ProcessorHandle:
             process = context.Process(
                 target=run_processor,
                 args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
-                name=f"scaler-processor-{processor_id}",
+                name=name,
                 daemon=True,
             )
             process.start()

@@ -11,9 +11,10 @@ already imported everything a processor needs, so it costs neither start-up nor 
 The zygote runs one loop: a request (the processor's end of its pipe, passed as a file
 descriptor, and the processor's arguments, pickled) comes in over a Unix socket pair, it forks a
 processor, and it answers with the processor's pid and a pidfd (``os.pidfd_open``), which the agent
-polls for the processor's exit as it polled ``multiprocessing``'s sentinel. The zygote ignores
-``SIGCHLD``, so the kernel reaps its processors and none lingers as a zombie; it exits when the
-agent closes its end of the socket, or dies (the kernel closes it then). Processors watch the
+polls for the processor's exit as it polled ``multiprocessing``'s sentinel. The zygote reaps its
+processors as they exit (a ``SIGCHLD`` handler), so none lingers as a zombie, but never between a
+fork and its ``pidfd_open`` (``SIGCHLD`` is blocked then): the pidfd always names the child just
+forked. It exits when the agent closes its end of the socket, or dies (the kernel closes it then). Processors watch the
 agent's pid themselves (``processor._exit_with_agent``), as they did under the fork server.
 
 Linux only (pidfds, Linux 5.3); ``available()`` says whether it can be used here and now.
@@ -72,13 +73,14 @@ class Zygote:
         self.pid = pid
         self._socket = ours
 
-    def fork(self, target: Callable[..., Any], args: tuple[Any, ...], fd: int) -> tuple[int, int]:
+    def fork(self, target: Callable[..., Any], args: tuple[Any, ...], fd: int, name: str = "") -> tuple[int, int]:
         """Fork a process that runs ``target(Connection(fd), *args)``; returns its ``(pid, pidfd)``.
 
         ``fd`` (the child's end of its pipe) is passed to the zygote, not consumed: the caller
-        closes its own copy. Not thread-safe: one fork at a time.
+        closes its own copy. ``name`` is the child's ``multiprocessing.current_process().name``
+        (what ``%(processName)s`` shows in its log lines). Not thread-safe: one fork at a time.
         """
-        request = pickle.dumps((target, args), protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((target, args, name), protocol=pickle.HIGHEST_PROTOCOL)
         self._socket.sendmsg(
             [_LENGTH.pack(len(request)), request],
             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))],
@@ -87,7 +89,7 @@ class Zygote:
         if len(data) != _PID.size or len(fds) != 1:
             for received in fds:
                 os.close(received)
-            raise OSError("the zygote did not answer")
+            raise OSError("the zygote could not fork" if len(data) == _PID.size else "the zygote did not answer")
         (pid,) = _PID.unpack(data)
         return pid, fds[0]
 
@@ -125,7 +127,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 def _serve(sock: socket.socket) -> None:
     """The zygote's loop: fork one child per request, until the agent's end closes."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the processors: no zombies
+    signal.signal(signal.SIGCHLD, _reap_children)
     # Ctrl-C and SIGTERM go to the agent, which stops its processors and then closes our socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -136,27 +138,52 @@ def _serve(sock: socket.socket) -> None:
         (length,) = _LENGTH.unpack(header)
         if length > _MAX_REQUEST or len(fds) != 1:
             return
-        target, args = pickle.loads(_read_exactly(sock, length))
-        pid = os.fork()
-        if pid == 0:
-            _run_child(sock, target, args, fds[0])
-        pidfd = os.pidfd_open(pid)  # before anything could reap it: this pidfd names this child for good
+        target, args, name = pickle.loads(_read_exactly(sock, length))
+        # No reaping until the child has its pidfd: one that exits at once stays a zombie till then,
+        # so its pid cannot have been reaped (and reused) when the pidfd is opened.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         try:
-            sock.sendmsg([_PID.pack(pid)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))])
+            pid = os.fork()
+            if pid == 0:
+                _run_child(sock, target, args, fds[0], name)
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # no fork now (out of processes or memory): the agent's start fails, not the zygote
+            pid, pidfd = -1, -1
         finally:
-            os.close(pidfd)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             os.close(fds[0])
+        try:
+            passed = [] if pidfd < 0 else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))]
+            sock.sendmsg([_PID.pack(pid)], passed)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
 
 
-def _run_child(sock: socket.socket, target: Callable[..., Any], args: tuple[Any, ...], fd: int) -> None:
+def _reap_children(signum: int, frame: object) -> None:
+    """Collect every child that has exited (SIGCHLD handler)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _run_child(sock: socket.socket, target: Callable[..., Any], args: tuple[Any, ...], fd: int, name: str) -> None:
     """In the forked child: undo the zygote's settings, run ``target``, and never return."""
+    import multiprocessing
     from multiprocessing.connection import Connection
 
     code = 0
     try:
         sock.close()
+        if name:
+            multiprocessing.current_process().name = name
         for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):  # programs it starts inherit these
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # blocked by the zygote around the fork
         signal.signal(signal.SIGINT, signal.default_int_handler)
         # As multiprocessing does for its children: a task reading stdin gets an end of file,
         # never the worker's terminal.

@@ -69,7 +69,8 @@ _ZYGOTE_SCRIPT = textwrap.dedent(
     from scaler.worker.processes import _ZygoteChild
 
     def answer(connection, value):
-        connection.send_bytes(f"{value} {os.getppid()} {len(sys.stdin.read())}".encode())
+        name = multiprocessing.current_process().name
+        connection.send_bytes(f"{value} {os.getppid()} {len(sys.stdin.read())} {name}".encode())
         connection.recv_bytes()  # until told to end
 
     def fail(connection):
@@ -78,9 +79,10 @@ _ZYGOTE_SCRIPT = textwrap.dedent(
     assert zygote.available()
     forked = zygote.Zygote()
     ours, theirs = multiprocessing.Pipe()
-    child = _ZygoteChild(*forked.fork(answer, (42,), theirs.fileno()))
+    child = _ZygoteChild(*forked.fork(answer, (42,), theirs.fileno(), "child-42"))
     theirs.close()
-    value, parent, stdin = ours.recv_bytes().decode().split()
+    value, parent, stdin, name = ours.recv_bytes().decode().split()
+    assert name == "child-42"  # what its log lines show as processName
     assert value == "42" and int(parent) == forked.pid, (value, parent, forked.pid)
     assert stdin == "0"  # an end of file, not what the script's stdin holds
     assert child.is_alive()
@@ -118,7 +120,7 @@ def test_a_worker_announces_itself_only_once_its_first_processor_is_ready() -> N
     from tests.integration.test_worker_agent import FakeScheduler
 
     before = descendants()
-    fake = FakeScheduler()
+    fake = FakeScheduler("--heartbeat-interval-seconds=10")  # its cap on the wait: far off
     try:
         first = next(message for message in fake.received if isinstance(message, WorkerHeartbeat))
         assert first.processors_idle == 1
