@@ -6,11 +6,10 @@ scheduler frames, processor pipes, processor exits and processor starts are even
 and the state's instructions are carried out at the top of the next turn (everything for the
 scheduler leaves as one frame). Usually one processor runs tasks; more exist only while tasks are
 parked waiting on other tasks (see ``state.py``). Heartbeats keep flowing while a task holds the
-CPU, because processors are separate processes. Processors are forked from a zygote (a copy of
-the agent forked before it starts any thread; ``zygote.py``), so the first one and a new one
-after a cancel, a crash or a block take milliseconds rather than a fresh interpreter's start-up.
-Each processor leads its own process group and is always killed with it, so the programs a task
-started end with it. Killed processors are reaped without blocking the
+CPU, because processors are separate processes. Processors are forked from a pre-imported fork
+server, so a new one after a cancel, a crash or a block takes milliseconds rather than a fresh
+interpreter's start-up. Each processor leads its own process group and is always killed with it,
+so the programs a task started end with it. Killed processors are reaped without blocking the
 loop. Task output
 arrives coalesced and within each processor's budget, and the state drops what is over the
 worker's (``OutputLimits``), so it cannot crowd out results and heartbeats.
@@ -120,12 +119,11 @@ class WorkerAgent:
         """Serve until stopped; always leaves no processor behind."""
         signal.signal(signal.SIGTERM, self.drain)
         signal.signal(signal.SIGINT, self.drain)
-        key_files = None if self.keys is None else (self.keys.key_file, self.keys.scheduler_key_file)
-        # Before the transport: ZeroMQ's threads would keep the starter from forking its zygote.
-        self._starter = ProcessorStarter(self.address, key_files, self.output_limits)
         transport = DealerTransport(self.address, self.identity, self.keys, name=f"worker {self.identity.decode()}")
         self._transport = transport
         handshakes = HandshakeWatch(self.address, self.keys, "worker", cut_short_is_final=False)
+        key_files = None if self.keys is None else (self.keys.key_file, self.keys.scheduler_key_file)
+        self._starter = ProcessorStarter(self.address, key_files, self.output_limits)
         state = WorkerState(
             time.monotonic(),
             self.heartbeat_interval_seconds,

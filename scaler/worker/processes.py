@@ -1,10 +1,8 @@
 """The worker agent's processes: starting processor subprocesses, holding them, and sampling usage.
 
 The agent (``agent.py``) owns one ``ProcessorHandle`` per live processor, keyed by the id the
-state (``state.py``) gave it. ``ProcessorStarter`` starts them on a helper thread, so the agent
-keeps answering while one boots: from a zygote (``zygote.py``), a copy of the agent forked while
-it was still single-threaded, or where that cannot be (not Linux, or threads already running),
-from ``multiprocessing``'s pre-imported fork server, a fresh interpreter. ``ResourceSampler``
+state (``state.py``) gave it. ``ProcessorStarter`` starts them on a helper thread from a
+pre-imported fork server, so the agent keeps answering while one boots. ``ResourceSampler``
 reads the agent's CPU and memory for its heartbeats. Each processor leads its own process group,
 and a processor is always killed with its group (``process_group.py``), so the programs a task
 started end with it.
@@ -13,11 +11,8 @@ started end with it.
 from __future__ import annotations
 
 import collections
-import contextlib
 import multiprocessing
 import os
-import select
-import signal
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -26,53 +21,16 @@ from typing import Any
 import psutil
 
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits
-from scaler.worker import zygote
 from scaler.worker.process_group import kill_group
 from scaler.worker.processor import run_processor
 
 
 def _process_context() -> Any:
-    """Where processors come from: a zygote if this process may fork one now, else a fork server."""
-    if zygote.available():
-        return zygote.Zygote()
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["scaler.worker.processor"])
         return context
     return multiprocessing.get_context("spawn")
-
-
-class _ZygoteChild:
-    """A process forked by a zygote, with the part of ``multiprocessing.Process`` a handle uses.
-
-    It is the zygote's child, not ours, so it is watched through its pidfd: readable once it has
-    exited, and a signal sent through it can never reach another process that reused its pid.
-    """
-
-    def __init__(self, pid: int, pidfd: int) -> None:
-        self.pid: int | None = pid
-        self.sentinel = pidfd
-        self._closed = False
-
-    def is_alive(self) -> bool:
-        if self._closed:
-            return False
-        readable, _, _ = select.select([self.sentinel], [], [], 0)
-        return not readable
-
-    def kill(self) -> None:
-        if not self._closed:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.sentinel, signal.SIGKILL)
-
-    def join(self, timeout: float | None = None) -> None:
-        if not self._closed:
-            select.select([self.sentinel], [], [], timeout)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            os.close(self.sentinel)
 
 
 class ProcessorHandle:
@@ -93,25 +51,13 @@ class ProcessorHandle:
         agent_end, processor_end = multiprocessing.Pipe(duplex=True)
         self.processor_id = processor_id
         self.connection: Connection = agent_end
-        self.process: BaseProcess | _ZygoteChild
-        name = f"scaler-processor-{processor_id}"
-        if isinstance(context, zygote.Zygote):
-            args = (os.getpid(), scheduler_address, key_files, output_limits)
-            try:
-                self.process = _ZygoteChild(*context.fork(run_processor, args, processor_end.fileno(), name))
-            except BaseException:
-                agent_end.close()
-                processor_end.close()
-                raise
-        else:
-            process = context.Process(
-                target=run_processor,
-                args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
-                name=name,
-                daemon=True,
-            )
-            process.start()
-            self.process = process
+        self.process: BaseProcess = context.Process(
+            target=run_processor,
+            args=(processor_end, os.getpid(), scheduler_address, key_files, output_limits),
+            name=f"scaler-processor-{processor_id}",
+            daemon=True,
+        )
+        self.process.start()
         assert self.process.pid is not None
         self.pid: int = self.process.pid
         processor_end.close()
@@ -148,10 +94,9 @@ class ProcessorHandle:
 class ProcessorStarter:
     """Starts processors on a helper thread so the agent keeps answering while one boots.
 
-    Make it before the process starts any thread (ZeroMQ's included): it then forks its zygote at
-    once, and every start takes milliseconds. Otherwise the first start boots a fork server (a
-    second or so on a busy machine), and later ones fork from it. ``fd`` becomes readable when a
-    started processor is ready. Starts run one after another, in the order asked.
+    The first start also boots the fork server (a second or so on a busy machine); later ones
+    fork from it in milliseconds. ``fd`` becomes readable when a started processor is ready.
+    Starts run one after another, in the order asked.
     """
 
     def __init__(
@@ -208,15 +153,13 @@ class ProcessorStarter:
         return started
 
     def close(self) -> None:
-        """Wait for a start in progress, kill what it started, and stop the zygote if there is one."""
+        """Wait for a start in progress and kill what it started."""
         self._waiting.clear()
         if self._thread is not None:
             self._thread.join()
             if self._started is not None:
                 self._started.kill()
                 self._started.reap()
-        if isinstance(self._context, zygote.Zygote):
-            self._context.close()
         os.close(self._read)
         os.close(self._write)
 

@@ -223,9 +223,9 @@ def _failure(task: Task, error: BaseException) -> TaskResult:
 
 
 def _exit_with_agent(agent_pid: int) -> None:
-    # The zygote (or fork server) that started this process waits for it to exit, so its parent never
-    # changes: watch the agent itself. A killed agent may linger as a zombie until its parent reaps it.
-    # Not PR_SET_PDEATHSIG: it watches the parent (the zygote, not the agent), and its
+    # The fork server that started this process waits for it to exit, so its parent never changes:
+    # watch the agent itself. A killed agent may linger as a zombie until its parent reaps it.
+    # Not PR_SET_PDEATHSIG: it watches the parent (the fork server, not the agent), and its
     # signal would end the processor alone, leaving the task's programs. The one gap: a task
     # holding the GIL in C code for good stalls this thread, and the group lives on.
     try:

@@ -1,7 +1,7 @@
 """Helpers for the fault tests: worker process trees, ledgers, and a TCP proxy that can go silent.
 
-A worker is an agent process (``combo.worker_pids()``) with one child, the zygote it forks its
-processors from (``scaler/worker/zygote.py``), and its processors are children of the zygote. A processor orphaned by a
+A worker is an agent process (``combo.worker_pids()``) with two children, a resource tracker and
+a fork server, and its processors are children of the fork server. A processor orphaned by a
 killed agent is re-parented outside this test process, so ``descendants()`` no longer sees it:
 tests remember every pid of the trees they touch and check those are gone too.
 """
@@ -25,7 +25,7 @@ from tests.faults import fault_tasks
 
 
 def tree(agent_pid: int) -> list[int]:
-    """The agent's pid and the pids of every process below it (zygote, processors...)."""
+    """The agent's pid and the pids of every process below it (fork server, processors...)."""
     try:
         agent = psutil.Process(agent_pid)
         return [agent_pid] + [child.pid for child in agent.children(recursive=True)]
@@ -34,7 +34,7 @@ def tree(agent_pid: int) -> list[int]:
 
 
 def processors_of(agent_pid: int) -> set[int]:
-    """Pids of the agent's processors: the children of its zygote."""
+    """Pids of the agent's processors: the children of its fork server."""
     found: set[int] = set()
     with contextlib.suppress(psutil.NoSuchProcess):
         for child in psutil.Process(agent_pid).children():
