@@ -30,12 +30,7 @@ from scaler.client import graph as graphs
 from scaler.client import progress as progress_bars
 from scaler.client import task_report as task_reports
 from scaler.client.agent import AgentFactory, ClientAgent
-from scaler.client.encoder import (
-    AUTOMATIC_OBJECT_CACHE_BYTES,
-    INLINE_ARGUMENT_BYTES,
-    TaskEncoder,
-    check_message_size,
-)
+from scaler.client.encoder import INLINE_ARGUMENT_BYTES, TaskEncoder, check_message_size
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
@@ -43,7 +38,7 @@ from scaler.client.registry import rebuild_client, register_original
 from scaler.client.results import decode_result
 from scaler.client.serializer import DefaultSerializer, Serializer
 from scaler.client.status import StatusRequests
-from scaler.config.client import ClientConfig
+from scaler.config.client import AUTOMATIC_OBJECT_CACHE_BYTES, ClientConfig
 from scaler.errors import AuthenticationError, ClientForkedError, DisconnectedError, ShutdownRefusedError
 from scaler.io.keys import PathLike
 from scaler.io.security import PeerKeys, require_libzmq

@@ -43,7 +43,6 @@ from scaler.protocol.messages import (
 )
 
 INLINE_ARGUMENT_BYTES = 64 * 1024  # a serialized argument over this travels as an object
-AUTOMATIC_OBJECT_CACHE_BYTES = 256 * 1024 * 1024  # unpinned automatic objects kept, in bytes
 
 _FUNCTION_CACHE_SIZE = 256
 _FUNCTION_NAMES = 4096  # function id -> name entries kept (names of functions no longer cached may go)

@@ -13,12 +13,10 @@ and updates the bar for each future that ends. No callback runs on the client's 
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
-
-from tqdm.auto import tqdm
-from tqdm.std import tqdm as text_tqdm
 
 from scaler.client.future import ScalerFuture
 from scaler.utility import task_context
@@ -28,6 +26,19 @@ __all__ = ["ProgressOptions", "gather", "progress", "wanted"]
 _POLL_SECONDS = 0.5
 
 ProgressOptions = bool | Mapping[str, Any]  # ``progress=`` of Client methods: True, or the bar's options
+
+
+def __getattr__(name: str) -> Any:
+    """``tqdm`` and ``text_tqdm``, imported at the first bar: tqdm costs a tenth of a second to import."""
+    if name not in ("tqdm", "text_tqdm"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from tqdm.auto import tqdm
+    from tqdm.std import tqdm as text_tqdm
+
+    names = globals()
+    names.setdefault("tqdm", tqdm)  # setdefault: what a test put in their place stays
+    names.setdefault("text_tqdm", text_tqdm)
+    return names[name]
 
 
 def wanted(options: ProgressOptions) -> bool:
@@ -41,10 +52,11 @@ class _Bar:
     def __init__(self, total: int, options: Mapping[str, Any]) -> None:
         settings: dict[str, Any] = {"unit": "task", "dynamic_ncols": True}
         settings.update(options)
+        bars = sys.modules[__name__]  # through the module's __getattr__: tqdm is imported here
         try:
-            self._tqdm = tqdm(total=total, **settings)
+            self._tqdm = bars.tqdm(total=total, **settings)
         except ImportError:  # Jupyter without ipywidgets: tqdm.auto's widget cannot draw, so draw text
-            self._tqdm = text_tqdm(total=total, **settings)
+            self._tqdm = bars.text_tqdm(total=total, **settings)
         self.ok = self.failed = self.cancelled = 0
         self._show_counts()
 

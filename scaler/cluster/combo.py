@@ -22,9 +22,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from scaler.cluster.cluster import Cluster
 from scaler.config.cluster import ClusterConfig
@@ -36,6 +34,9 @@ from scaler.config.worker_manager import WorkerManagerConfig
 from scaler.io.security import PeerKeys, SchedulerKeys, check_bind
 from scaler.io.sockets import free_tcp_address, validate_address
 from scaler.scheduler.publisher import resolve_monitor_address
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: Client() need not pay for it before its first result
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class SchedulerClusterCombo:
         """The managed workers alive now, from the manager's state file (a pid counts only with its start time)."""
         if self._manager_dir is None:
             return []
+        import psutil
+
         processes = []
         for path in os.listdir(self._manager_dir):
             if not path.endswith(".json"):
@@ -201,6 +204,8 @@ class SchedulerClusterCombo:
         if self._stopped:
             return
         self._stopped = True
+        import psutil
+
         if self._scheduler.poll() is None:
             self._scheduler.terminate()
             try:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from scaler.client.encoder import AUTOMATIC_OBJECT_CACHE_BYTES
 from scaler.config.settings import setting
+
+# Here, not in the client's modules: this module is read by every process's
+# command line, and the encoder would bring the whole client along.
+AUTOMATIC_OBJECT_CACHE_BYTES = 256 * 1024 * 1024  # unpinned automatic objects kept, in bytes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

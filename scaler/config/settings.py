@@ -27,11 +27,6 @@ import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 SAME = "same"
 _KEY = "scaler.setting"
 
@@ -240,6 +235,11 @@ def closest(name: str, choices: Iterable[str]) -> str:
 
 def read_toml(path: str) -> dict[str, Any]:
     """The tables of TOML file ``path``; ConfigError naming the file if it cannot be read or parsed."""
+    # Imported here: most processes read no file, and the parser costs every process's start-up.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
         with open(path, "rb") as file:
             data: dict[str, Any] = tomllib.load(file)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import time
 import weakref
 from collections.abc import Iterator
@@ -40,7 +41,6 @@ from types import TracebackType
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from scaler.errors import ProtocolError, ProtocolVersionError
 from scaler.io.security import (
@@ -198,7 +198,7 @@ class RouterTransport(_Transport):
         closed: list[bytes] = []
         while True:
             try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+                event = _monitor_event(self.monitor)
             except zmq.Again:
                 return closed
             kind, value = event["event"], event["value"]
@@ -290,7 +290,7 @@ class DealerTransport(_Transport):
         """The monitor's pending events, as ``(event, value)``."""
         while True:
             try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+                event = _monitor_event(self.monitor)
             except zmq.Again:
                 return
             yield event["event"], event["value"]
@@ -344,6 +344,20 @@ def _send_parts(sock: Socket, parts: list[Any]) -> None:
     for index, part in enumerate(parts):
         flags = zmq.NOBLOCK if index == last else zmq.NOBLOCK | zmq.SNDMORE
         sock.send(part, flags, copy=len(part) < OUT_OF_BAND_BYTES)
+
+
+_MONITOR_EVENT = struct.Struct("=hi")  # a monitor message's first frame: 16-bit event, 32-bit value
+
+
+def _monitor_event(monitor: zmq.Socket[Any]) -> dict[str, int]:
+    """The next monitor event as ``{"event", "value"}`` (``zmq.Again`` if none).
+
+    Not ``zmq.utils.monitor``: it imports ``zmq.asyncio`` and so asyncio, a tenth of a second of
+    every scheduler's and worker's start-up on a busy machine.
+    """
+    frames = monitor.recv_multipart(zmq.NOBLOCK)
+    event, value = _MONITOR_EVENT.unpack(frames[0][: _MONITOR_EVENT.size])
+    return {"event": event, "value": value}
 
 
 class Ticker:

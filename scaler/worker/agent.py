@@ -140,7 +140,11 @@ class WorkerAgent:
         crashed = True
         try:
             now = time.monotonic()
-            pending = state.start(now) + state.tick(now)
+            # The first heartbeat, which makes the scheduler count this worker, waits for the first
+            # processor (or a heartbeat interval at most): a task sent earlier would wait here while
+            # another worker that is ready sits idle.
+            announce_at = now + self.heartbeat_interval_seconds
+            pending = state.start(now)
             # Carry out the last turn's instructions before checking for a stop: results read in
             # that turn must reach the scheduler, or their tasks would run again elsewhere.
             while self._execute(pending) and not self._stopping:
@@ -155,6 +159,7 @@ class WorkerAgent:
                     elif key == self._starter.fd:
                         started = self._starter.take()
                         self._watch(started)
+                        announce_at = now
                         pending += state.on_processor_started(started.processor_id, now)
                     else:
                         pending += self._on_processor_event(key, state, now)
@@ -165,7 +170,8 @@ class WorkerAgent:
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
-                pending += state.tick(now, *usage.sample(now))
+                if now >= announce_at:
+                    pending += state.tick(now, *usage.sample(now))
             crashed = False
         except BaseException:
             # A bug (in the state or here) may have left the state half-updated: serving on from it
