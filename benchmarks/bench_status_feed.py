@@ -200,13 +200,28 @@ def main() -> None:
             "off": [off_cluster.scheduler_pid(), *off_cluster.worker_pids()],
             "on": [on_cluster.scheduler_pid(), *on_cluster.worker_pids(), subscriber.pid],
         }
+        roles = {
+            "off": {"scheduler": [roots["off"][0]], "workers": roots["off"][1:], "client": []},
+            "on": {
+                "scheduler": [roots["on"][0]],
+                "workers": roots["on"][1:-1],
+                "client": [],
+                "subscriber": [subscriber.pid],
+            },
+        }
+        by_role: dict[str, dict[str, list[float]]] = {kind: {role: [] for role in roles[kind]} for kind in roles}
         for round_number in range(options.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for kind in order:
                 before_cpu = cpu_seconds(roots[kind]) + _own_cpu(here)
+                before_roles = {role: cpu_seconds(pids) for role, pids in roles[kind].items() if pids}
+                before_roles["client"] = _own_cpu(here)
                 results[kind].append(throughput(clients[kind], options.tasks))
                 time.sleep(0.3)  # the subscriber decodes the last events of the run
                 cpu[kind].append((cpu_seconds(roots[kind]) + _own_cpu(here) - before_cpu) / options.tasks * 1e6)
+                for role, pids in roles[kind].items():
+                    used = (_own_cpu(here) if role == "client" else cpu_seconds(pids)) - before_roles[role]
+                    by_role[kind][role].append(used / options.tasks * 1e6)
                 print(
                     f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s, "
                     f"{cpu[kind][-1]:>6,.0f} CPU us/task",
@@ -227,6 +242,11 @@ def main() -> None:
     cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
     print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
+    for role in by_role["on"]:
+        off_text = f"{statistics.median(by_role['off'][role]):6.1f}" if role in by_role["off"] else "     -"
+        print(
+            f"  CPU us/task, {role:<10}      off {off_text}, on {statistics.median(by_role['on'][role]):6.1f} (median)"
+        )
     core_off, core_on, decoding = core_costs()
     added = core_on - core_off + decoding
     print(
