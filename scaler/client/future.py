@@ -228,7 +228,10 @@ class _FutureCondition:
 class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
 
-    _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]]  # the base class's, untyped there
+    # The base class's list, made at the first add_done_callback: only this class's methods touch
+    # it (concurrent.futures' wait() and as_completed() use _waiters), and most futures get none.
+    # A tuple, so that a stray append fails loudly instead of sharing callbacks among futures.
+    _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]] = ()  # type: ignore[assignment]
     _waiters: list[Any]
 
     # Defaults as class attributes: a future is made per task, and most never change them.
@@ -248,7 +251,6 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         self._result = None
         self._exception = None
         self._waiters = []
-        self._done_callbacks = []
         self._task_id = task_id
         self._owner = owner
         if profiling:
@@ -303,7 +305,10 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         """
         with self._condition:
             if not super().done():
-                self._done_callbacks.append(fn)
+                if self._done_callbacks:
+                    self._done_callbacks.append(fn)
+                else:
+                    self._done_callbacks = [fn]
                 call_now = False
             else:
                 call_now = True

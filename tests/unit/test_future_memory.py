@@ -156,3 +156,18 @@ def test_a_waited_on_future_is_freed_too() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_callbacks_stay_with_their_own_future_and_run_once() -> None:
+    manager, _ = make_manager()
+    first, second = manager.create(b"t1"), manager.create(b"t2")
+    calls: list[tuple[str, object]] = []
+    first.add_done_callback(lambda future: calls.append(("a", future)))
+    first.add_done_callback(lambda future: calls.append(("b", future)))
+    assert not second._done_callbacks
+    manager.on_task_result(TaskResult(b"t2", TaskStatus.SUCCESS, b"v", 1))
+    assert calls == []
+    manager.on_task_result(TaskResult(b"t1", TaskStatus.SUCCESS, b"v", 1))
+    assert calls == [("a", first), ("b", first)]
+    second.add_done_callback(lambda future: calls.append(("c", future)))  # done already: called at once
+    assert calls[2:] == [("c", second)]
