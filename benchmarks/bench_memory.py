@@ -27,9 +27,12 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from typing import Any
+
+import psutil
 
 
 def rss_bytes() -> int:
@@ -74,7 +77,9 @@ def client_child(framework: str, tasks: int, trace: bool) -> None:
     traced = tracemalloc.get_traced_memory()[0] if trace else 0
     pending = sum(not future.done() for future in futures) + sum(not future.done() for future in blockers)
     print(f"RESULT {framework} {before} {after} {traced} {pending}", flush=True)
-    os._exit(0)  # the pending tasks would take ten minutes to end; the workers stop with their parent
+    for child in psutil.Process().children(recursive=True):  # the pending tasks would take ten minutes
+        child.kill()
+    os._exit(0)
 
 
 def run_client(tasks: int, rounds: int, trace: bool) -> None:
@@ -82,7 +87,10 @@ def run_client(tasks: int, rounds: int, trace: bool) -> None:
     for _ in range(rounds):
         for framework in ("ppe", "scaler"):
             command = [sys.executable, __file__, "client-child", framework, str(tasks)] + (["--trace"] if trace else [])
-            output = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
+            with tempfile.TemporaryFile("w+") as out:  # not a pipe: a straggling grandchild would hold it open
+                subprocess.run(command, stdout=out, stderr=subprocess.DEVNULL, timeout=600, check=True)
+                out.seek(0)
+                output = out.read()
             line = next(line for line in output.splitlines() if line.startswith("RESULT"))
             _, name, before, after, traced, pending = line.split()
             if int(pending) != tasks + 2:
