@@ -12,6 +12,7 @@ from scaler.config.scheduler import SchedulerConfig
 from scaler.io.security import SchedulerKeys, check_bind
 from scaler.scheduler.publisher import MonitorBindError
 from scaler.scheduler.server import SchedulerServer
+from scaler.utility.gc_policy import freeze_start_up_objects
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     start_logging(parser, config, notes)
     server = SchedulerServer(config.address, config, config.exit_with_parent, keys, config.insecure)
+    freeze_start_up_objects()  # this process is the scheduler's own: see gc_policy.py
     try:
         server.run()
     except MonitorBindError as error:

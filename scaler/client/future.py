@@ -26,15 +26,24 @@ arrives is in ``_waiters`` too: ``result()``, a callback or ``Client.map`` puts 
 there, so "someone wants it" is "``_waiters`` is not empty", and a pending future that nobody
 waits on carries no flag at all.
 
+Size: one pending future holds what ``concurrent.futures.Future`` holds, except that its
+``_condition`` is a ``_FutureCondition`` (an ``RLock`` and, once someone waits, a list of
+sleepers) instead of a ``threading.Condition`` (an instance dict, five bound methods and a
+``deque`` block: about 1.2 KiB of a stdlib future's 1.6 KiB). Futures are made per task, and a
+client may hold hundreds of thousands.
+
 Inside a worker's processor, a wait that will block tells the worker (``scaler.utility.task_context``)
 so it can run other tasks meanwhile: a task that waits on its children never holds the only slot.
 """
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import logging
+import threading
+import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -133,10 +142,96 @@ class _FetchingWaiters(list):  # type: ignore[type-arg]
             future._want()
 
 
+class _FutureCondition:
+    """``threading.Condition``'s interface, as ``concurrent.futures`` uses it, in two slots.
+
+    Same semantics over the same kind of lock (an ``RLock``: a future's methods nest). The list
+    of sleeping threads is made at the first ``wait``; most futures are never waited on alone.
+    """
+
+    __slots__ = ("_lock", "_waiters")  # threading.Condition's names, which tests peek at
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._waiters: list[_thread.LockType] | None = None
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._lock.__exit__(*exc_info)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock, as ``RLock.acquire``."""
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        """Give the lock back, as ``RLock.release``."""
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock until notified or ``timeout`` passes; True if notified."""
+        lock: Any = self._lock  # the C RLock's private helpers, which threading.Condition uses too
+        if not lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        sleeper = _thread.allocate_lock()
+        sleeper.acquire()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(sleeper)
+        saved = lock._release_save()  # every level of the RLock, as Condition.wait does
+        woken = False
+        try:
+            if timeout is None:
+                woken = sleeper.acquire()
+            elif timeout > 0:
+                woken = sleeper.acquire(True, timeout)
+            else:
+                woken = sleeper.acquire(False)
+            return woken
+        finally:
+            lock._acquire_restore(saved)
+            if not woken and sleeper in self._waiters:  # timed out, and no notify took it off the list
+                self._waiters.remove(sleeper)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``predicate()`` is true or ``timeout`` passes; return its last value."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        result = predicate()
+        while not result:
+            left = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+            self.wait(left)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        """Wake up to ``n`` waiting threads; the caller holds the lock."""
+        lock: Any = self._lock
+        if not lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        sleepers = self._waiters
+        if not sleepers:
+            return
+        for sleeper in sleepers[:n]:
+            sleeper.release()
+        del sleepers[:n]
+
+    def notify_all(self) -> None:
+        """Wake every waiting thread; the caller holds the lock."""
+        self.notify(len(self._waiters or ()))
+
+
 class ScalerFuture(concurrent.futures.Future[Any]):
     """The handle of one submitted task; see the module docstring for the cancel contract."""
 
-    _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]]  # the base class's, untyped there
+    # The base class's list, made at the first add_done_callback: only this class's methods touch
+    # it (concurrent.futures' wait() and as_completed() use _waiters), and most futures get none.
+    # A tuple, so that a stray append fails loudly instead of sharing callbacks among futures.
+    _done_callbacks: list[Callable[[concurrent.futures.Future[Any]], object]] = ()  # type: ignore[assignment]
     _waiters: list[Any]
 
     # Defaults as class attributes: a future is made per task, and most never change them.
@@ -146,11 +241,20 @@ class ScalerFuture(concurrent.futures.Future[Any]):
     _profile: ProfileResult | None = None
     _function_name = ""  # set by the client that submitted it
 
+    _profiling = False
+
     def __init__(self, task_id: bytes, owner: ClientFutureManager, profiling: bool = False) -> None:
-        super().__init__()
+        # The base class's attributes, set here rather than by its __init__, which would make a
+        # threading.Condition only to drop it (tests check that none is missing on this Python).
+        self._condition = _FutureCondition()  # type: ignore[assignment]
+        self._state = concurrent.futures._base.PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
         self._task_id = task_id
         self._owner = owner
-        self._profiling = profiling
+        if profiling:
+            self._profiling = True
 
     @property
     def task_id(self) -> bytes:
@@ -201,7 +305,10 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         """
         with self._condition:
             if not super().done():
-                self._done_callbacks.append(fn)
+                if self._done_callbacks:
+                    self._done_callbacks.append(fn)
+                else:
+                    self._done_callbacks = [fn]
                 call_now = False
             else:
                 call_now = True

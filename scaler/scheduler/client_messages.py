@@ -8,6 +8,7 @@ message registers it (and grants its first backpressure credits).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -78,7 +79,11 @@ class ClientMessages(SchedulerBook):
             self._credits.refund(source, client)
             return
         task.function = b""
-        task.objects = []
+        if task.objects:  # only a scheduler or an agent attaches objects; a fresh [] per task would cost 56 bytes
+            task.objects = []
+        # A decoded message brings its own copies: keep one per function, not one per queued task.
+        task.function_id = self._functions.canonical(task.function_id)
+        task.function_name = sys.intern(task.function_name)
         record = TaskRecord(task=task, client=source, parent=parent, submitted_at=now)
         self._credits.take(client, record)
         self._adopt(client, record)

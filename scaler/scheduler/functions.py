@@ -21,6 +21,7 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[bytes, bytes] = {}
         self._users: dict[bytes, int] = {}
+        self._ids: dict[bytes, bytes] = {}  # each id to the one bytes object the scheduler keeps for it
 
     def __contains__(self, function_id: object) -> bool:
         return function_id in self._functions
@@ -31,6 +32,10 @@ class FunctionRegistry:
     def get(self, function_id: bytes) -> bytes:
         """The function's bytes (``KeyError`` if unknown)."""
         return self._functions[function_id]
+
+    def canonical(self, function_id: bytes) -> bytes:
+        """The registry's own bytes object for a known id (equal to ``function_id``), to share among tasks."""
+        return self._ids.get(function_id, function_id)
 
     def accept(self, function_id: bytes, function: bytes, new_user: bool) -> str | None:
         """Take a function sent with a task (``function`` empty if the task only names it).
@@ -43,6 +48,7 @@ class FunctionRegistry:
         if function and function_id not in self._functions:
             self._functions[function_id] = function
             self._users[function_id] = 0
+            self._ids[function_id] = function_id
         if function_id not in self._functions:
             return "the scheduler does not know this task's function; the client must resend it"
         if new_user:
@@ -57,6 +63,7 @@ class FunctionRegistry:
             if self._users[function_id] == 0:
                 del self._users[function_id]
                 del self._functions[function_id]
+                del self._ids[function_id]
                 dropped.append(function_id)
         return dropped
 
@@ -67,4 +74,5 @@ class FunctionRegistry:
             for function_id in function_ids:
                 counts[function_id] = counts.get(function_id, 0) + 1
         require(set(self._users) == set(self._functions), "a function without a count, or a count without it")
+        require(self._ids.keys() == self._functions.keys(), "a function's shared id is missing, or outlives it")
         require(counts == self._users, "a function's count of users is off, or one is kept that nobody uses")

@@ -110,10 +110,11 @@ class SchedulerBook:
         client.tasks.add(task.task_id)
         if record.parent:
             self._tree.link(record)
-        for argument in task.args:
-            if argument.kind is ArgumentKind.OBJECT and argument.data not in graph_nodes:
-                record.client_objects.append(argument.data)
-                self.objects.add_task_ref(argument.data)
+        objects = tuple(a.data for a in task.args if a.kind is ArgumentKind.OBJECT and a.data not in graph_nodes)
+        if objects:
+            record.client_objects = objects
+            for object_id in objects:
+                self.objects.add_task_ref(object_id)
 
     def _enqueue(self, record: TaskRecord, front: bool) -> None:
         self._queue.push(record.task.task_id, record.task.priority, front)

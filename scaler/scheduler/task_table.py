@@ -14,7 +14,7 @@ a second outcome for one task is refused here, in one place, before anything els
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scaler.protocol.messages import Task
 
@@ -105,7 +105,7 @@ class TaskRecord:
     holds_credit: bool = False  # counts against its client's backpressure credits while it waits
     started: bool = False  # the current attempt began running (TaskStarted), so a death may be its fault
     deaths: int = 0  # how many times it was running when its worker or processor died; past the budget it fails
-    client_objects: list[bytes] = field(default_factory=list)  # client objects it takes as arguments
+    client_objects: tuple[bytes, ...] = ()  # client objects it takes as arguments (no list per task: most take none)
     graph: bytes = b""  # the graph it is a node of, if any
     is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)
     unschedulable_since: float | None = None  # when no connected worker could run it was first seen

@@ -17,7 +17,9 @@ class TaskQueue:
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, bytes]] = []
-        self._live: dict[bytes, tuple[int, int]] = {}  # task id -> its heap key
+        # task id -> its live heap entry; an entry popped that is not this very tuple is stale.
+        # (Sharing the tuple, not a copy of its key, saves a tuple per queued task.)
+        self._live: dict[bytes, tuple[int, int, bytes]] = {}
         self._back = itertools.count()
         self._front = itertools.count(-1, -1)
 
@@ -29,9 +31,9 @@ class TaskQueue:
 
     def push(self, task_id: bytes, priority: int, front: bool = False) -> None:
         """Queue a task (again); ``front`` puts it before every task of its priority."""
-        key = (-priority, next(self._front) if front else next(self._back))
-        self._live[task_id] = key
-        heapq.heappush(self._heap, (*key, task_id))
+        entry = (-priority, next(self._front) if front else next(self._back), task_id)
+        self._live[task_id] = entry
+        heapq.heappush(self._heap, entry)
 
     def discard(self, task_id: bytes) -> None:
         """Forget a task if it is queued."""
@@ -40,8 +42,9 @@ class TaskQueue:
     def pop(self) -> bytes | None:
         """Take the first task, or None if empty."""
         while self._heap:
-            priority, order, task_id = heapq.heappop(self._heap)
-            if self._live.get(task_id) == (priority, order):
+            entry = heapq.heappop(self._heap)
+            task_id = entry[2]
+            if self._live.get(task_id) is entry:
                 del self._live[task_id]
                 return task_id
         return None
