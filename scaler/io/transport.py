@@ -153,7 +153,9 @@ class RouterTransport(_Transport):
             try:
                 head = router.recv(zmq.NOBLOCK, copy=False)
                 rest = [router.recv(zmq.NOBLOCK)] if head.more else []
-                if rest and router.rcvmore:  # big payloads out of band (``protocol/buffers.py``)
+                # More parts: big payloads out of band (``protocol/buffers.py``). ``getsockopt``, not
+                # the ``rcvmore`` attribute, whose lookup costs microseconds on every frame.
+                if rest and router.getsockopt(zmq.RCVMORE):
                     rest += _receive_rest(router)
             except zmq.Again:
                 return
@@ -275,7 +277,7 @@ class DealerTransport(_Transport):
         for _ in range(DEALER_BURST):
             try:
                 frame = dealer.recv(zmq.NOBLOCK)
-                rest = _receive_rest(dealer) if dealer.rcvmore else None
+                rest = _receive_rest(dealer) if dealer.getsockopt(zmq.RCVMORE) else None
             except zmq.Again:
                 return
             try:

@@ -57,6 +57,8 @@ class PipeChannel:
                 self._socket.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER_BYTES)
         self._inbox = bytearray()  # bytes read but not parsed yet
         self._offset = 0  # where the unparsed bytes start in it
+        # Reads land here first: ``recv(n)`` would allocate (and the kernel map) n fresh bytes per call.
+        self._landing = memoryview(bytearray(_BURST_BYTES))
 
     def fileno(self) -> int:
         """The descriptor to poll."""
@@ -114,12 +116,12 @@ class PipeChannel:
             del self._inbox[: self._offset]
             self._offset = 0
         try:
-            chunk = self._socket.recv(_BURST_BYTES, 0 if blocking else socket.MSG_DONTWAIT)
+            size = self._socket.recv_into(self._landing, _BURST_BYTES, 0 if blocking else socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
-        if not chunk:
+        if not size:
             raise EOFError("the other end closed the pipe")
-        self._inbox += chunk
+        self._inbox += self._landing[:size]
         return True
 
     def _take(self, size: int) -> bytes:
