@@ -6,13 +6,16 @@ Run it from the repository root::
     python benchmarks/bench_status_feed.py --tasks 20000 --rounds 7
     python benchmarks/bench_status_feed.py --quick          # small counts, for a smoke test
 
-Two local clusters run side by side, each with ``--workers`` workers: one with the feed off
-(``monitor_address="none"``), one with the feed on and a subscriber attached. The subscriber is a
-separate process that reads everything the feed publishes and decodes it into the typed messages,
-as ``scaler_top`` and ``scaler_ui`` do. Runs alternate between the two clusters (off, on, on, off,
-...) so that drift in the machine's load hits both alike; the report gives each run, the medians,
-and the ratio on / off of the median throughputs (the issue's goal: 0.97 or more). It also checks
-that the subscriber saw an event for every task, so the "on" runs did pay for the events.
+One local cluster with ``--workers`` workers and its feed bound runs every round. For the "on"
+runs a subscriber is attached: a separate process that reads everything the feed publishes and
+decodes it into the typed messages, as ``scaler_top`` and ``scaler_ui`` do. For the "off" runs
+nobody subscribes, so the scheduler records nothing, as with ``monitor_address="none"``. One
+cluster rather than two: two clusters side by side differed from each other by more than the feed
+costs (up to 15 % either way, from where their processes happened to run). Runs alternate (off,
+on, on, off, ...) so that drift in the machine's load hits both alike; the report gives each run,
+the medians, and the ratio on / off of the median throughputs (the issue's goal: 0.97 or more).
+It also checks that the subscriber saw an event for every task of the "on" runs, so they did pay
+for the events.
 
 On a machine shared with other work the wall clock swings by more than the feed costs, so each
 run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
@@ -29,6 +32,7 @@ feed in a CPU-bound run.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -71,6 +75,25 @@ def subscribe(address: str) -> None:
                     counts["finished_events"] += sum(event.kind is TaskEventKind.FINISHED for event in message.tasks)
                     counts["dropped"] += message.dropped
     print(json.dumps(counts), flush=True)
+
+
+def attach(monitor: str) -> subprocess.Popen[str]:
+    """Start a subscriber and wait until it hears the feed and the scheduler records events for it."""
+    subscriber = subprocess.Popen([sys.executable, __file__, "--subscribe", monitor], stdout=subprocess.PIPE, text=True)
+    assert subscriber.stdout is not None
+    if subscriber.stdout.readline().strip() != "ready":
+        subscriber.kill()
+        raise SystemExit("the subscriber never heard the feed")
+    time.sleep(0.3)  # the scheduler turns recording on at its next tick (0.1 s)
+    return subscriber
+
+
+def detach(subscriber: subprocess.Popen[str]) -> dict[str, int]:
+    """Stop a subscriber; what it saw. The scheduler stops recording at its next tick."""
+    subscriber.terminate()
+    counts: dict[str, int] = json.loads(subscriber.communicate(timeout=30)[0] or "{}")
+    time.sleep(0.3)
+    return counts
 
 
 def throughput(client: Any, tasks: int) -> float:
@@ -176,62 +199,40 @@ def main() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     before = {child.pid for child in psutil.Process().children(recursive=True)}
     monitor = free_tcp_address()
-    common = {"n_workers": options.workers, "logging_level": "WARNING"}
     with (
-        SchedulerClusterCombo(monitor_address="none", **common) as off_cluster,
-        SchedulerClusterCombo(monitor_address=monitor, **common) as on_cluster,
-        Client(off_cluster.get_address()) as off_client,
-        Client(on_cluster.get_address()) as on_client,
+        SchedulerClusterCombo(monitor_address=monitor, n_workers=options.workers, logging_level="WARNING") as cluster,
+        Client(cluster.get_address()) as client,
     ):
-        subscriber = subprocess.Popen(
-            [sys.executable, __file__, "--subscribe", monitor], stdout=subprocess.PIPE, text=True
-        )
-        assert subscriber.stdout is not None
-        if subscriber.stdout.readline().strip() != "ready":
-            subscriber.kill()
-            raise SystemExit("the subscriber never heard the feed")
-        for client in (off_client, on_client):
-            throughput(client, options.warmup)
+        throughput(client, options.warmup)
         results: dict[str, list[float]] = {"off": [], "on": []}
-        cpu: dict[str, list[float]] = {"off": [], "on": []}  # CPU microseconds per task
-        clients = {"off": off_client, "on": on_client}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}  # CPU microseconds per task, all processes
+        roles: dict[str, list[int]] = {"scheduler": [cluster.scheduler_pid()], "workers": cluster.worker_pids()}
+        by_role: dict[str, dict[str, list[float]]] = {
+            kind: {role: [] for role in [*roles, "client", "subscriber"]} for kind in results
+        }
+        counts: collections.Counter[str] = collections.Counter()
         here = os.getpid()
-        roots = {
-            "off": [off_cluster.scheduler_pid(), *off_cluster.worker_pids()],
-            "on": [on_cluster.scheduler_pid(), *on_cluster.worker_pids(), subscriber.pid],
-        }
-        roles = {
-            "off": {"scheduler": [roots["off"][0]], "workers": roots["off"][1:], "client": []},
-            "on": {
-                "scheduler": [roots["on"][0]],
-                "workers": roots["on"][1:-1],
-                "client": [],
-                "subscriber": [subscriber.pid],
-            },
-        }
-        by_role: dict[str, dict[str, list[float]]] = {kind: {role: [] for role in roles[kind]} for kind in roles}
         for round_number in range(options.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for kind in order:
-                before_cpu = cpu_seconds(roots[kind]) + _own_cpu(here)
-                before_roles = {role: cpu_seconds(pids) for role, pids in roles[kind].items() if pids}
-                before_roles["client"] = _own_cpu(here)
-                results[kind].append(throughput(clients[kind], options.tasks))
+                subscriber = attach(monitor) if kind == "on" else None
+                pids = {**roles, "client": [], "subscriber": [subscriber.pid] if subscriber else []}
+                start = {role: (_own_cpu(here) if role == "client" else cpu_seconds(p)) for role, p in pids.items()}
+                results[kind].append(throughput(client, options.tasks))
                 time.sleep(0.3)  # the subscriber decodes the last events of the run
-                cpu[kind].append((cpu_seconds(roots[kind]) + _own_cpu(here) - before_cpu) / options.tasks * 1e6)
-                for role, pids in roles[kind].items():
-                    used = (_own_cpu(here) if role == "client" else cpu_seconds(pids)) - before_roles[role]
+                for role, role_pids in pids.items():
+                    used = (_own_cpu(here) if role == "client" else cpu_seconds(role_pids)) - start[role]
                     by_role[kind][role].append(used / options.tasks * 1e6)
+                cpu[kind].append(sum(by_role[kind][role][-1] for role in pids))
+                if subscriber is not None:
+                    counts.update(detach(subscriber))
                 print(
                     f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s, "
                     f"{cpu[kind][-1]:>6,.0f} CPU us/task",
                     flush=True,
                 )
-        time.sleep(1.5)  # the last events and a snapshot reach the subscriber
-        subscriber.terminate()
-        counts: dict[str, Any] = json.loads(subscriber.communicate(timeout=30)[0] or "{}")
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    expected_finished = options.warmup + options.rounds * options.tasks
+    expected_finished = options.rounds * options.tasks  # what the "on" runs finished
     print(
         f"\n{options.workers} workers; {options.tasks:,} no-op tasks per run; {options.rounds} runs each, alternating. "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
@@ -243,10 +244,8 @@ def main() -> None:
     print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
     print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
     for role in by_role["on"]:
-        off_text = f"{statistics.median(by_role['off'][role]):6.1f}" if role in by_role["off"] else "     -"
-        print(
-            f"  CPU us/task, {role:<10}      off {off_text}, on {statistics.median(by_role['on'][role]):6.1f} (median)"
-        )
+        off_text, on_text = (statistics.median(by_role[kind][role]) for kind in ("off", "on"))
+        print(f"  CPU us/task, {role:<10}      off {off_text:6.1f}, on {on_text:6.1f} (median)")
     core_off, core_on, decoding = core_costs()
     added = core_on - core_off + decoding
     print(
