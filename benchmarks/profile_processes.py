@@ -37,6 +37,7 @@ from collections.abc import Iterator
 import psutil
 
 from scaler import Client
+from scaler.bench.tasks import tree_graph
 
 
 def noop(x: int) -> int:
@@ -52,29 +53,6 @@ def first_byte(data: bytes) -> int:
 def mebibyte(seed: int) -> bytes:
     """A task whose cost is moving its result."""
     return bytes([seed % 256]) * (1 << 20)
-
-
-def add(x: int, y: int) -> int:
-    """An inner node of the graph workload."""
-    return x + y
-
-
-def tree_graph(depth: int) -> tuple[dict[str, object], str]:
-    """A binary-tree sum of ``2**depth - 1`` tiny dependent nodes; returns the graph and its root key."""
-    graph: dict[str, object] = {}
-    level = [f"leaf-{i}" for i in range(2 ** (depth - 1))]
-    for i, key in enumerate(level):
-        graph[key] = (noop, i)
-    height = 0
-    while len(level) > 1:
-        height += 1
-        parents = []
-        for i in range(0, len(level), 2):
-            key = f"node-{height}-{i // 2}"
-            graph[key] = (add, level[i], level[i + 1])
-            parents.append(key)
-        level = parents
-    return graph, level[0]
 
 
 def free_port() -> int:
@@ -127,7 +105,7 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 def run_workload(client: Client, workload: str, tasks: int) -> None:
     if workload == "graph":  # ``tasks`` graphs of 1,023 nodes each
-        graph, root = tree_graph(10)
+        graph, root, _ = tree_graph(10)
         for _ in range(max(1, tasks // 1023)):
             client.get(graph, [root])
         return
