@@ -73,6 +73,9 @@ def test_the_scaler_example_command_lines_serve_a_client_and_log_where_they_say(
         for path in tmp_path.glob("w.log-*"):
             wait_for(lambda path=path: "serving" in path.read_text())
             worker_logs[path.name] = path.read_text()
+        # A worker says "serving" before its first heartbeat, which waits for its first processor:
+        # the scheduler may hear of a worker that served no task only a moment later.
+        wait_for(lambda: all(f"worker worker|{name}|" in scheduler_log.read_text() for name in "abcd"))
     finally:
         cluster.terminate()
         cluster_status = cluster.wait(timeout=60)

@@ -294,7 +294,7 @@ def test_no_module_outside_the_cli_imports_it() -> None:
 
     root = Path(__file__).parents[2] / "scaler"
     for path in root.rglob("*.py"):
-        if path.is_relative_to(root / "cli"):
+        if path.is_relative_to(root / "cli") or path.name == "__main__.py":  # entry points are command lines
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
