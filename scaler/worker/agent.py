@@ -140,10 +140,6 @@ class WorkerAgent:
         crashed = True
         try:
             now = time.monotonic()
-            # The first heartbeat, which makes the scheduler count this worker, waits for the first
-            # processor (or a heartbeat interval at most): a task sent earlier would wait here while
-            # another worker that is ready sits idle.
-            announce_at = now + self.heartbeat_interval_seconds
             pending = state.start(now)
             # Carry out the last turn's instructions before checking for a stop: results read in
             # that turn must reach the scheduler, or their tasks would run again elsewhere.
@@ -159,7 +155,6 @@ class WorkerAgent:
                     elif key == self._starter.fd:
                         started = self._starter.take()
                         self._watch(started)
-                        announce_at = now
                         pending += state.on_processor_started(started.processor_id, now)
                     else:
                         pending += self._on_processor_event(key, state, now)
@@ -170,8 +165,7 @@ class WorkerAgent:
                 if self.exit_with_parent and os.getppid() != parent:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
-                if now >= announce_at:
-                    pending += state.tick(now, *usage.sample(now))
+                pending += state.tick(now, *usage.sample(now))
             crashed = False
         except BaseException:
             # A bug (in the state or here) may have left the state half-updated: serving on from it

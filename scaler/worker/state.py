@@ -127,6 +127,10 @@ class WorkerState:
         self._caches = WorkerCaches()
         self._last_scheduler_contact = now
         self._last_heartbeat = float("-inf")
+        # The first heartbeat, which makes the scheduler count this worker, waits for the first
+        # processor (or one heartbeat interval at most; ``start`` sets it): a task sent earlier
+        # would wait here while another worker that is ready sits idle.
+        self._announce_at = float("-inf")
         self._scheduler_id: bytes | None = None
         self._done = 0
         self._drain_deadline: float | None = None  # set by drain(): when the running tasks are cut short
@@ -134,8 +138,9 @@ class WorkerState:
         self._output = OutputThrottle(output_limits.worker_bytes_per_second, output_limits)
 
     def start(self, now: float) -> list[WorkerInstruction]:
-        """The agent is up: start the first processor."""
+        """The agent is up: start the first processor; the first heartbeat waits for it."""
         out: _Out = []
+        self._announce_at = now + self.heartbeat_interval_seconds
         self._schedule(now, out)
         return out
 
@@ -270,6 +275,7 @@ class WorkerState:
             out.append(KillProcessor(processor_id, "not expected"))
             return out
         self._processors.move(processor, ProcessorEvent.STARTED)
+        self._announce_at = min(self._announce_at, now)
         self._schedule(now, out)
         return out
 
@@ -343,7 +349,7 @@ class WorkerState:
             return out
         if len(self._processors.by_task):
             self._enforce_timeouts(now, out)
-        if now - self._last_heartbeat >= self.heartbeat_interval_seconds:
+        if now - self._last_heartbeat >= self.heartbeat_interval_seconds and now >= self._announce_at:
             self._last_heartbeat = now
             processors = self._processors
             busy = len(processors.by_task)

@@ -1032,3 +1032,21 @@ def test_validate_catches_a_broken_invariant(ws: WorkerState) -> None:
     with pytest.raises(AssertionError):
         ws.validate()
     ws._processors.unblocked = 1
+
+
+# -- the first heartbeat ----------------------------------------------------------------------------
+
+
+def test_the_first_heartbeat_waits_for_the_first_processor() -> None:
+    state = WorkerState(0.0, HEARTBEAT, DEATH)
+    assert state.start(0.0) == [StartProcessor(1)]
+    assert state.tick(0.0) == []  # not counted by the scheduler before it can run a task
+    assert state.on_processor_started(1, 0.2) == []
+    assert state.tick(0.2) == [SendToScheduler(WorkerHeartbeat(0.2, 0, 0.0, 0, {}, processors_idle=1))]
+
+
+def test_the_first_heartbeat_waits_one_interval_at_most() -> None:
+    state = WorkerState(0.0, HEARTBEAT, DEATH)
+    state.start(0.0)
+    assert state.tick(HEARTBEAT / 2) == []
+    assert state.tick(HEARTBEAT) == [SendToScheduler(WorkerHeartbeat(HEARTBEAT, 0, 0.0, 0, {}))]
