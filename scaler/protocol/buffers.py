@@ -133,8 +133,9 @@ def encode_one_part(messages: Sequence[Message]) -> list[Buffer]:
 def encode_parts(messages: Sequence[Message], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[list[Buffer]]:
     """Encode messages into as few multipart messages as fit under ``max_bytes`` each (all parts together).
 
-    A batch over the limit is split in halves, as ``codec.encode_frames`` does for frames; a single
-    message that cannot fit raises ``ProtocolError`` (senders check payload sizes beforehand).
+    A receiver drops the connection of a peer whose message is over its limit, so a batch over it
+    is split in halves until each part fits; a single message that cannot fit raises
+    ``ProtocolError`` (senders check payload sizes against ``MAX_PAYLOAD_BYTES`` beforehand).
     """
     parts = encode_one_part(messages)
     if sum(len(part) for part in parts) <= max_bytes:

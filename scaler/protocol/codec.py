@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import gc
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import islice, repeat
 from typing import Any
 
@@ -62,22 +62,6 @@ def encode(messages: Iterable[Message]) -> bytes:
         stranger = next(item for item in islice(frame, 1, None) if not isinstance(item, Message))
         raise TypeError(f"cannot encode {type(stranger).__name__}: not a message")
     return _ENCODER.encode(frame)
-
-
-def encode_frames(messages: Sequence[Message], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[bytes]:
-    """Encode messages into as few frames as fit under ``max_frame_bytes`` each.
-
-    A receiver drops the connection of a peer whose frame is over its limit, so a large batch
-    is split in halves until each part fits. A single message that cannot fit raises
-    ``ProtocolError``; senders check payload sizes against ``MAX_PAYLOAD_BYTES`` beforehand.
-    """
-    frame = encode(messages)
-    if len(frame) <= max_frame_bytes:
-        return [frame]
-    if len(messages) == 1:
-        raise ProtocolError(f"a {type(messages[0]).__name__} of {len(frame)} bytes exceeds the frame limit")
-    middle = len(messages) // 2
-    return encode_frames(messages[:middle], max_frame_bytes) + encode_frames(messages[middle:], max_frame_bytes)
 
 
 def encode_one(message: Message) -> bytes:

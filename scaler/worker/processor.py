@@ -1,7 +1,7 @@
 """The processor: a subprocess of a worker agent that runs tasks one at a time.
 
 It reads ``Task`` and ``ObjectInstruction`` batches from a pipe (``pipe.py``: big payloads come
-in shared memory). It unpickles each function once
+as raw bytes after their envelope). It unpickles each function once
 (with the client's serializer, which travels with it) and keeps each object's bytes by id until
 the agent says ``DELETE``; an OBJECT argument is deserialized from those bytes, with the task's
 serializer, at each use (so a task that mutates its argument never changes the next task's).
