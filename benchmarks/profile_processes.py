@@ -27,7 +27,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import psutil
 
 from scaler import Client
 from scaler.bench.tasks import tree_graph
+from scaler.io.sockets import free_tcp_address
 
 
 def noop(x: int) -> int:
@@ -53,13 +53,6 @@ def first_byte(data: bytes) -> int:
 def mebibyte(seed: int) -> bytes:
     """A task whose cost is moving its result."""
     return bytes([seed % 256]) * (1 << 20)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -153,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.py_spy and shutil.which("py-spy") is None:
         parser.error("--py-spy needs py-spy on PATH: pip install py-spy")
 
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = free_tcp_address()
     work_dir = pathlib.Path(args.keep_dir or tempfile.mkdtemp(prefix="scaler-profile-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     with cluster(address) as processes, Client(address) as client:
