@@ -137,7 +137,7 @@ class ClusterMetrics(Collector):
         )
         self._queue_wait = Histogram(
             "scaler_task_queue_wait_seconds",
-            "How long tasks waited from submission to start; from the feed's STARTED events.",
+            "How long tasks that ran and ended waited from submission to start; from the feed's events.",
             buckets=QUEUE_WAIT_BUCKETS,
             registry=registry,
         )
@@ -194,12 +194,13 @@ class ClusterMetrics(Collector):
 
     def _take_events(self, events: StatusEvents) -> None:
         for task in events.tasks:
-            if task.kind == TaskEventKind.STARTED:
-                self._queue_wait.observe(task.queue_wait_seconds)
-            elif task.kind in (TaskEventKind.FINISHED, TaskEventKind.FAILED) and task.worker_id:
+            # Both from a task's end, not from STARTED: the scheduler leaves STARTED out for an
+            # attempt that ends before its events leave, and the end carries the queue wait too.
+            if task.kind in (TaskEventKind.FINISHED, TaskEventKind.FAILED) and task.worker_id:
                 # A task refused by the scheduler fails without a worker: it never ran, so it has no run time.
                 state = "finished" if task.kind == TaskEventKind.FINISHED else "failed"
                 self._task_duration.labels(state).observe(task.run_seconds)
+                self._queue_wait.observe(task.queue_wait_seconds)
         for peer in events.peers:
             if peer.kind in _WORKER_EVENTS:
                 self._worker_events.labels(_WORKER_EVENTS[peer.kind]).inc()

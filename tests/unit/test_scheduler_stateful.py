@@ -457,6 +457,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         for event in events.tasks if events is not None else []:
             kind, task_id = TaskEventKind(event[0]), event[2]  # type: ignore[index]
             self.task_events.setdefault(task_id, []).append(kind)
+            if kind is TaskEventKind.STARTED:  # sent only for an attempt still running when taken
+                record = tasks[task_id]
+                assert record.started and record.attempt == event[6], f"task {task_id!r}: a stale start"  # type: ignore[index]
         for task_id, kinds in self.task_events.items():
             assert kinds[0] is TaskEventKind.SUBMITTED and kinds.count(TaskEventKind.SUBMITTED) == 1
             ends = [kind for kind in kinds if kind in _TERMINAL_EVENTS]

@@ -244,6 +244,57 @@ def test_a_status_request_is_answered_with_its_id(feed: Feed) -> None:
     assert answer.message == dataclasses.replace(feed.state.status(2.0), request_id=41)
 
 
+def test_an_attempt_that_ends_before_the_events_leave_sends_only_its_end(feed: Feed) -> None:
+    feed.at(0.0).handle(W1, heartbeat(0.0))
+    feed.handle(W2, heartbeat(0.0))
+    for task_id in (b"t1", b"t2", b"t3"):
+        feed.at(1.0).handle(C1, task(task_id))
+    feed.events()  # the peers and the three submissions
+    feed.at(2.0).handle(W1, TaskStarted(b"t1", 1))
+    feed.at(2.5).handle(W2, TaskStarted(b"t2", 1))
+    feed.at(3.0).handle(W1, TaskResult(b"t1", TaskStatus.SUCCESS, b"r", 1))
+    events = feed.at(3.5).events()
+    # t1 started and ended in this turn: its end alone, which says where and when it started
+    assert [(e.kind, e.task_id) for e in events.tasks] == [
+        (TaskEventKind.FINISHED, b"t1"),
+        (TaskEventKind.STARTED, b"t2"),
+    ]
+    finished, started = events.tasks
+    assert (finished.worker_id, finished.queue_wait_seconds, finished.run_seconds) == (W1, 1.0, 1.0)
+    assert (started.time, started.worker_id, started.queue_wait_seconds, started.attempt) == (2.5, W2, 1.5, 1)
+    feed.at(4.0).handle(W2, TaskResult(b"t2", TaskStatus.SUCCESS, b"r", 1))
+    assert [(e.kind, e.task_id) for e in feed.events().tasks] == [(TaskEventKind.FINISHED, b"t2")]
+
+
+def test_held_starts_leave_in_order_within_the_bound_and_go_when_recording_stops() -> None:
+    feed = Feed(max_task_retries=1)
+    feed.at(0.0).handle(W1, heartbeat(0.0, idle=4))
+    for task_id in (b"t1", b"t2", b"t3"):
+        feed.handle(C1, task(task_id))
+    feed.events()
+    for number, task_id in enumerate((b"t3", b"t1", b"t2")):
+        feed.at(1.0 + number).handle(W1, TaskStarted(task_id, 1))
+    feed.at(4.0).handle(W1, TaskResult(b"t1", TaskStatus.PROCESSOR_DIED, b"", 1))  # retried: its end stands for it
+    events = feed.events()
+    assert [(e.kind, e.task_id, e.time) for e in events.tasks] == [
+        (TaskEventKind.RETRIED, b"t1", 4.0),
+        (TaskEventKind.STARTED, b"t3", 1.0),
+        (TaskEventKind.STARTED, b"t2", 3.0),
+    ]
+    recorder = feed.state._status  # the bound counts held starts when they leave
+    recorder.limit = 1
+    again = feed.state.tasks[b"t1"]  # queued on W1 again, as its next attempt
+    assert again.worker == W1 and again.attempt == 2
+    feed.at(5.0).handle(W1, TaskStarted(b"t1", again.attempt))
+    feed.handle(C1, task(b"t4"))
+    events = feed.events()
+    assert [e.kind for e in events.tasks] == [TaskEventKind.SUBMITTED] and events.dropped == 1
+    feed.handle(W1, TaskResult(b"t2", TaskStatus.SUCCESS, b"r", 1))
+    feed.state.record_events(False)  # nobody listens: what was held is forgotten
+    feed.state.record_events(True)
+    assert feed.state.take_events(6.0, 6.0) is None
+
+
 def test_nothing_is_recorded_while_nobody_listens_but_totals_are_kept(feed: Feed) -> None:
     feed.state.record_events(False)
     feed.at(0.0).handle(W1, heartbeat(0.0))

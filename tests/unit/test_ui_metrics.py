@@ -266,13 +266,13 @@ def test_task_totals_follow_the_scheduler_and_start_again_after_a_restart(
 
 def test_histograms_and_event_counters_count_the_events(metrics: ClusterMetrics, registry: CollectorRegistry) -> None:
     runs = [0.0004, 0.02, 0.3, 7.0, 4000.0]
-    waits = [0.0001, 0.003, 2.0]
+    waits = [0.0001, 0.003, 2.0, 0.2, 0.05, 0.5]  # one per task that ran and ended: the finished, then the failed
     metrics.update(
         events(
-            *(task_event(TaskEventKind.FINISHED, run=run) for run in runs),
-            task_event(TaskEventKind.FAILED, run=1.5),
-            task_event(TaskEventKind.FAILED, worker_id=b""),  # refused by the scheduler: it never ran
-            *(task_event(TaskEventKind.STARTED, wait=wait) for wait in waits),
+            *(task_event(TaskEventKind.FINISHED, run=run, wait=wait) for run, wait in zip(runs, waits, strict=False)),
+            task_event(TaskEventKind.FAILED, run=1.5, wait=waits[-1]),
+            task_event(TaskEventKind.FAILED, worker_id=b"", wait=9.0),  # refused by the scheduler: it never ran
+            task_event(TaskEventKind.STARTED, wait=7.0),  # its end, if any, brings its wait: not counted twice
             task_event(TaskEventKind.SUBMITTED),
             task_event(TaskEventKind.CANCELLED, run=3.0),
             task_event(TaskEventKind.RETRIED, run=3.0),
@@ -295,7 +295,7 @@ def test_histograms_and_event_counters_count_the_events(metrics: ClusterMetrics,
     assert value(samples, "scaler_task_queue_wait_seconds_count") == len(waits)
     assert value(samples, "scaler_task_queue_wait_seconds_sum") == pytest.approx(sum(waits))
     assert value(samples, "scaler_task_queue_wait_seconds_bucket", le="0.001") == 1
-    assert value(samples, "scaler_task_queue_wait_seconds_bucket", le="2.5") == 3
+    assert value(samples, "scaler_task_queue_wait_seconds_bucket", le="2.5") == len(waits)
 
     assert value(samples, "scaler_worker_events_total", event="joined") == 2
     assert value(samples, "scaler_worker_events_total", event="died") == 1
