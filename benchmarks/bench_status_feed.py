@@ -2,44 +2,48 @@
 
 Run it from the repository root::
 
-    python benchmarks/bench_status_feed.py                  # 2 workers, 10,000 tasks, 5 rounds
-    python benchmarks/bench_status_feed.py --tasks 20000 --rounds 7
+    python benchmarks/bench_status_feed.py                  # 2 workers, 20 pairs of 5,000-task runs
+    python benchmarks/bench_status_feed.py --tasks 10000 --rounds 30
     python benchmarks/bench_status_feed.py --quick          # small counts, for a smoke test
 
-One local cluster with ``--workers`` workers and its feed bound runs every round. For the "on"
-runs a subscriber is attached: a separate process that reads everything the feed publishes and
-decodes it into the typed messages, as ``scaler_top`` and ``scaler_ui`` do. For the "off" runs
-nobody subscribes, so the scheduler records nothing, as with ``monitor_address="none"``. One
-cluster rather than two: two clusters side by side differed from each other by more than the feed
-costs (up to 15 % either way, from where their processes happened to run). Runs alternate (off,
-on, on, off, ...) so that drift in the machine's load hits both alike; the report gives each run,
-the medians, and the ratio on / off of the median throughputs (the issue's goal: 0.97 or more).
-It also checks that the subscriber saw an event for every task of the "on" runs, so they did pay
-for the events.
+One local cluster with ``--workers`` workers and its feed bound runs every round, and one
+subscriber process lives through all of them: a process that reads everything the feed publishes
+and decodes it into the typed messages, as ``scaler_top`` and ``scaler_ui`` do. For an "on" run it
+subscribes (and the scheduler records events for it); for an "off" run it closes its socket and
+sleeps, so nobody subscribes and the scheduler records nothing, as with
+``monitor_address="none"``. Keeping the process alive spares each "on" run an interpreter's
+start-up, which is not the feed's cost.
 
-On a machine shared with other work the wall clock swings by more than the feed costs, so each
-run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
-process's client, and for "on" the subscriber): CPU per task, and the throughput ratio it implies
-on a machine the benchmark had to itself (off CPU / on CPU).
+The runs come in pairs, one of each kind back to back (off then on, then on then off, ...), and
+the headline is the median over the pairs of on / off: on this shared 2-core VM a single run's
+throughput swings by 20 % or more with the machine's state, and a pair shares that state where two
+medians over the whole run do not. The report also gives a 95 % bootstrap interval of the pairs'
+geometric mean, the ratio of the two kinds' medians, and each run. It checks that the subscriber
+saw an event for every task of the "on" runs, so they did pay for the events.
 
-Last, it measures the feed's own CPU cost per task without sockets or other processes, which
-load disturbs least: the scheduler core pushing tasks through submit, dispatch, start and result
-with events off and on (taking and encoding them once per turn of 50 tasks), and a subscriber
-decoding those events; their sum, set against the end-to-end CPU per task, is the share of the
-feed in a CPU-bound run.
+Each run also adds up the CPU time its processes used (scheduler, worker agents, processors, this
+process's client, and for "on" the subscriber): CPU per task by role, and the ratio of the pairs
+by CPU (the throughput ratio on a machine the benchmark had to itself).
+
+Last, it measures the feed's own CPU cost per task without sockets or other processes: the
+scheduler core pushing tasks through submit, dispatch, start and result with events off and on
+(taking and encoding them once per turn of 50 tasks), and a subscriber decoding those events; set
+against the end-to-end CPU per task, that is the feed's share in a CPU-bound run.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
+import math
 import os
 import platform
-import signal
+import queue
+import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -52,48 +56,85 @@ def noop(x: int) -> int:
 
 
 def subscribe(address: str) -> None:
-    """The subscriber process: decode everything until SIGTERM, then print what it saw as JSON.
+    """The subscriber process, driven by lines on its stdin; see the module docstring.
 
-    It prints ``ready`` once it heard the feed, so the "on" runs start with it attached.
+    ``on`` opens the feed and answers ``ready`` once a snapshot arrived (the scheduler records
+    events from that same tick on); ``off`` closes it and answers ``off``; end of input ends it,
+    and it prints what it saw as JSON.
     """
     from scaler.monitor.feed import StatusFeed
     from scaler.protocol.messages import StatusEvents, StatusSnapshot, TaskEventKind
 
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    counts = {"snapshots": 0, "event_messages": 0, "task_events": 0, "finished_events": 0, "dropped": 0}
-    with StatusFeed(address) as feed:
-        while not stopping:
-            for message in feed.receive(0.1):
-                if isinstance(message, StatusSnapshot):
-                    if not counts["snapshots"]:
-                        print("ready", flush=True)
-                    counts["snapshots"] += 1
-                elif isinstance(message, StatusEvents):
-                    counts["event_messages"] += 1
-                    counts["task_events"] += len(message.tasks)
-                    counts["finished_events"] += sum(event.kind is TaskEventKind.FINISHED for event in message.tasks)
-                    counts["dropped"] += message.dropped
+    commands: queue.Queue[str] = queue.Queue()
+
+    def read_commands() -> None:
+        for line in sys.stdin:
+            commands.put(line.strip())
+        commands.put("quit")
+
+    threading.Thread(target=read_commands, daemon=True).start()
+    counts = {"snapshots": 0, "event_messages": 0, "task_events": 0, "ended_events": 0, "dropped": 0}
+    ended = (TaskEventKind.FINISHED, TaskEventKind.FAILED, TaskEventKind.CANCELLED)
+    feed: StatusFeed | None = None
+    waiting = False
+    while True:
+        try:
+            command = commands.get(block=feed is None)
+        except queue.Empty:
+            command = ""
+        if command == "on" and feed is None:
+            feed, waiting = StatusFeed(address), True
+        elif command in ("off", "quit") and feed is not None:
+            feed.close()
+            feed = None
+            print("off", flush=True)
+        if command == "quit":
+            break
+        if feed is None:
+            continue
+        for message in feed.receive(0.05):
+            if isinstance(message, StatusSnapshot):
+                if waiting:
+                    print("ready", flush=True)
+                    waiting = False
+                counts["snapshots"] += 1
+            elif isinstance(message, StatusEvents):
+                counts["event_messages"] += 1
+                counts["task_events"] += len(message.tasks)
+                counts["ended_events"] += sum(event.kind in ended for event in message.tasks)
+                counts["dropped"] += message.dropped
     print(json.dumps(counts), flush=True)
 
 
-def attach(monitor: str) -> subprocess.Popen[str]:
-    """Start a subscriber and wait until it hears the feed and the scheduler records events for it."""
-    subscriber = subprocess.Popen([sys.executable, __file__, "--subscribe", monitor], stdout=subprocess.PIPE, text=True)
-    assert subscriber.stdout is not None
-    if subscriber.stdout.readline().strip() != "ready":
-        subscriber.kill()
-        raise SystemExit("the subscriber never heard the feed")
-    time.sleep(0.3)  # the scheduler turns recording on at its next tick (0.1 s)
-    return subscriber
+class Subscriber:
+    """The subscriber process, seen from the benchmark."""
 
+    def __init__(self, monitor: str) -> None:
+        command = [sys.executable, __file__, "--subscribe", monitor]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-def detach(subscriber: subprocess.Popen[str]) -> dict[str, int]:
-    """Stop a subscriber; what it saw. The scheduler stops recording at its next tick."""
-    subscriber.terminate()
-    counts: dict[str, int] = json.loads(subscriber.communicate(timeout=30)[0] or "{}")
-    time.sleep(0.3)
-    return counts
+    def _say(self, command: str, answer: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        if self.process.stdout.readline().strip() != answer:
+            self.process.kill()
+            raise SystemExit(f"the subscriber did not answer {command!r} with {answer!r}")
+
+    def attach(self) -> None:
+        """Subscribe, and wait until the feed is heard: the scheduler records events from then on."""
+        self._say("on", "ready")
+        time.sleep(0.2)
+
+    def detach(self) -> None:
+        """Unsubscribe; the scheduler stops recording at its next tick (0.1 s)."""
+        self._say("off", "off")
+        time.sleep(0.3)
+
+    def close(self) -> dict[str, int]:
+        """End the process; what it saw."""
+        counts: dict[str, int] = json.loads(self.process.communicate(timeout=60)[0].splitlines()[-1] or "{}")
+        return counts
 
 
 def throughput(client: Any, tasks: int) -> float:
@@ -154,8 +195,12 @@ def core_costs(tasks: int = 50_000, burst: int = 50) -> tuple[float, float, floa
             now += 0.001
         return (time.process_time() - start) / tasks * 1e6, frames
 
-    off = min(run(False)[0] for _ in range(3))
-    on, frames = min((run(True) for _ in range(3)), key=lambda pair: pair[0])
+    offs, ons = [], []
+    for _ in range(5):  # interleaved, so that warming up and the machine's drift hit both alike
+        offs.append(run(False))
+        ons.append(run(True))
+    off = min(cost for cost, _ in offs)
+    on, frames = min(ons, key=lambda pair: pair[0])
     start = time.process_time()
     for frame in frames:
         decode(frame)
@@ -179,10 +224,10 @@ def cpu_seconds(roots: list[int]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5, help="runs of each kind (alternating)")
+    parser.add_argument("--tasks", type=int, default=5_000, help="no-op tasks per run")
+    parser.add_argument("--rounds", type=int, default=20, help="pairs of runs (one off, one on)")
     parser.add_argument("--warmup", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="1,000 tasks, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="1,000 tasks, 2 pairs")
     parser.add_argument("--subscribe", metavar="ADDRESS", help=argparse.SUPPRESS)  # the subscriber process
     options = parser.parse_args()
     if options.subscribe:
@@ -203,46 +248,84 @@ def main() -> None:
         SchedulerClusterCombo(monitor_address=monitor, n_workers=options.workers, logging_level="WARNING") as cluster,
         Client(cluster.get_address()) as client,
     ):
+        subscriber = Subscriber(monitor)
         throughput(client, options.warmup)
         results: dict[str, list[float]] = {"off": [], "on": []}
         cpu: dict[str, list[float]] = {"off": [], "on": []}  # CPU microseconds per task, all processes
-        roles: dict[str, list[int]] = {"scheduler": [cluster.scheduler_pid()], "workers": cluster.worker_pids()}
-        by_role: dict[str, dict[str, list[float]]] = {
-            kind: {role: [] for role in [*roles, "client", "subscriber"]} for kind in results
+        roles: dict[str, list[int]] = {
+            "scheduler": [cluster.scheduler_pid()],
+            "workers": cluster.worker_pids(),
+            "subscriber": [subscriber.process.pid],
         }
-        counts: collections.Counter[str] = collections.Counter()
+        by_role: dict[str, dict[str, list[float]]] = {
+            kind: {role: [] for role in [*roles, "client"]} for kind in results
+        }
         here = os.getpid()
         for round_number in range(options.rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for kind in order:
-                subscriber = attach(monitor) if kind == "on" else None
-                pids = {**roles, "client": [], "subscriber": [subscriber.pid] if subscriber else []}
-                start = {role: (_own_cpu(here) if role == "client" else cpu_seconds(p)) for role, p in pids.items()}
+                if kind == "on":
+                    subscriber.attach()
+                start = {role: cpu_seconds(pids) for role, pids in roles.items()} | {"client": _own_cpu(here)}
                 results[kind].append(throughput(client, options.tasks))
-                time.sleep(0.3)  # the subscriber decodes the last events of the run
-                for role, role_pids in pids.items():
-                    used = (_own_cpu(here) if role == "client" else cpu_seconds(role_pids)) - start[role]
-                    by_role[kind][role].append(used / options.tasks * 1e6)
-                cpu[kind].append(sum(by_role[kind][role][-1] for role in pids))
-                if subscriber is not None:
-                    counts.update(detach(subscriber))
-                print(
-                    f"  round {round_number + 1} {kind:>3}: {results[kind][-1]:>9,.0f} tasks/s, "
-                    f"{cpu[kind][-1]:>6,.0f} CPU us/task",
-                    flush=True,
-                )
+                if kind == "on":
+                    time.sleep(0.1)  # the subscriber decodes the last events of the run
+                for role, used in (
+                    {role: cpu_seconds(pids) for role, pids in roles.items()} | {"client": _own_cpu(here)}
+                ).items():
+                    by_role[kind][role].append((used - start[role]) / options.tasks * 1e6)
+                cpu[kind].append(sum(values[-1] for values in by_role[kind].values()))
+                if kind == "on":
+                    subscriber.detach()
+            pair = {kind: f"{results[kind][-1]:>7,.0f} tasks/s, {cpu[kind][-1]:>4,.0f} CPU us/task" for kind in cpu}
+            print(
+                f"  pair {round_number + 1:>2}: off {pair['off']};  on {pair['on']};  "
+                f"on/off {results['on'][-1] / results['off'][-1]:.3f}",
+                flush=True,
+            )
+        counts = subscriber.close()
+    report(options, results, cpu, by_role, counts)
+    left = {child.pid for child in psutil.Process().children(recursive=True)} - before
+    psutil.wait_procs([psutil.Process(pid) for pid in left if psutil.pid_exists(pid)], timeout=10)
+    if any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in left):
+        print(f"processes left behind: {sorted(left)}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def paired(on: list[float], off: list[float]) -> tuple[float, float, float]:
+    """The median of the pairs' on / off ratios, and a 95 % bootstrap interval of their geometric mean."""
+    logs = [math.log(a / b) for a, b in zip(on, off, strict=True)]
+    draw = random.Random(0)
+    means = sorted(statistics.fmean(draw.choices(logs, k=len(logs))) for _ in range(2_000))
+    low, high = means[int(0.025 * len(means))], means[int(0.975 * len(means)) - 1]
+    return statistics.median(math.exp(x) for x in logs), math.exp(low), math.exp(high)
+
+
+def report(
+    options: argparse.Namespace,
+    results: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    by_role: dict[str, dict[str, list[float]]],
+    counts: dict[str, int],
+) -> None:
+    """Print the figures; see the module docstring."""
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    expected_finished = options.rounds * options.tasks  # what the "on" runs finished
     print(
-        f"\n{options.workers} workers; {options.tasks:,} no-op tasks per run; {options.rounds} runs each, alternating. "
+        f"\n{options.workers} workers; {options.tasks:,} no-op tasks per run; {options.rounds} pairs of runs. "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
     )
     print(f"feed off:                      median {off:>9,.0f} tasks/s  (runs: {_runs(results['off'])})")
     print(f"feed on, subscriber decoding:  median {on:>9,.0f} tasks/s  (runs: {_runs(results['on'])})")
-    print(f"ratio on / off:                {on / off:.3f}  (wall clock)")
+    ratio, low, high = paired(results["on"], results["off"])
+    print(f"ratio on / off, pairs:         {ratio:.3f} median (geometric mean 95 % interval {low:.3f} to {high:.3f})")
+    print(f"ratio on / off, medians:       {on / off:.3f}  (wall clock)")
     cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    cpu_ratio, cpu_low, cpu_high = paired(cpu["off"], cpu["on"])
     print(f"CPU per task, all processes:   off {cpu_off:,.0f} us, on {cpu_on:,.0f} us (median)")
-    print(f"ratio off CPU / on CPU:        {cpu_off / cpu_on:.3f}  (the throughput ratio on an otherwise idle machine)")
+    print(
+        f"ratio off CPU / on CPU, pairs: {cpu_ratio:.3f} median (interval {cpu_low:.3f} to {cpu_high:.3f}): "
+        f"the throughput ratio on an otherwise idle machine"
+    )
     for role in by_role["on"]:
         off_text, on_text = (statistics.median(by_role[kind][role]) for kind in ("off", "on"))
         print(f"  CPU us/task, {role:<10}      off {off_text:6.1f}, on {on_text:6.1f} (median)")
@@ -256,16 +339,12 @@ def main() -> None:
         f"  = {added:.1f} us of the {cpu_off:,.0f} us a task costs with the feed off: "
         f"ratio {cpu_off / (cpu_off + added):.3f} when CPU-bound"
     )
+    expected = options.rounds * options.tasks  # what the "on" runs ended
     print(
         f"subscriber: {counts.get('snapshots', 0)} snapshots, {counts.get('event_messages', 0):,} event messages, "
-        f"{counts.get('task_events', 0):,} task events ({counts.get('finished_events', 0):,} finished of "
-        f"{expected_finished:,} tasks), {counts.get('dropped', 0):,} events dropped by the per-turn bound"
+        f"{counts.get('task_events', 0):,} task events ({counts.get('ended_events', 0):,} ended of "
+        f"{expected:,} tasks), {counts.get('dropped', 0):,} events dropped by the per-turn bound"
     )
-    left = {child.pid for child in psutil.Process().children(recursive=True)} - before
-    psutil.wait_procs([psutil.Process(pid) for pid in left if psutil.pid_exists(pid)], timeout=10)
-    if any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in left):
-        print(f"processes left behind: {sorted(left)}", file=sys.stderr)
-        raise SystemExit(1)
 
 
 def _own_cpu(pid: int) -> float:
