@@ -22,7 +22,7 @@ the lines that allocated most).
 ``stream``: a real cluster of one worker with at most 10,000 tasks queued (backpressure). It
 submits ``--tasks`` no-op tasks without keeping their futures and reports the scheduler's and
 the client's resident memory as they run: it does not grow with the number of tasks.
-``tests/faults/test_backpressure.py`` checks the same on 200,000 tasks, with the budget per
+``tests/faults/test_backpressure.py`` checks the same on 300,000 tasks, with the budget per
 task that 1,000,000 tasks had.
 """
 
