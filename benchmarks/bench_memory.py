@@ -6,6 +6,7 @@ Run it from the repository root::
     python benchmarks/bench_memory.py client --tasks 50000 --rounds 3
     python benchmarks/bench_memory.py core                # 1,000,000 tasks queued in SchedulerState
     python benchmarks/bench_memory.py core --tasks 100000 --trace
+    python benchmarks/bench_memory.py stream              # 1,000,000 no-op tasks through 1 worker
 
 ``client``: each round starts a fresh process per framework (they alternate, so a busy machine
 disturbs both alike). It starts two workers, occupies both with a sleeping task, then submits
@@ -17,6 +18,12 @@ bytes Python allocated per future too (it is exact, whatever the load, but slows
 messages, encoded and decoded by the codec in frames of 1,000 as the server's loop gets them,
 and reports resident memory per queued task (and, with ``--trace``, traced bytes per task and
 the lines that allocated most).
+
+``stream``: a real cluster of one worker with at most 10,000 tasks queued (backpressure). It
+submits ``--tasks`` no-op tasks without keeping their futures and reports the scheduler's and
+the client's resident memory as they run: it does not grow with the number of tasks.
+``tests/faults/test_backpressure.py`` checks the same on 300,000 tasks, with the budget per
+task that 1,000,000 tasks had.
 """
 
 from __future__ import annotations
@@ -158,20 +165,58 @@ def run_core(tasks: int, trace: bool) -> None:
             print("   ", line)
 
 
+# -- streamed tasks ----------------------------------------------------------------------------------
+
+
+def run_stream(tasks: int) -> None:
+    from scaler import Client, SchedulerClusterCombo
+
+    done = 0
+
+    def finished(_future: Any) -> None:
+        nonlocal done
+        done += 1
+
+    every = max(1, tasks // 10)
+    with SchedulerClusterCombo(n_workers=1, max_number_of_tasks_waiting=10_000, logging_level="WARNING") as combo:
+        scheduler = psutil.Process(combo.scheduler_pid())
+        me = psutil.Process()
+        with Client(address=combo.get_address(), timeout_seconds=60) as client:
+            rss: dict[str, list[int]] = {"scheduler": [], "client": []}
+            started = time.monotonic()
+            for index in range(tasks):
+                client.submit(int, index).add_done_callback(finished)
+                if index % every == 0:
+                    rss["scheduler"].append(scheduler.memory_info().rss)
+                    rss["client"].append(me.memory_info().rss)
+            while done < tasks:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            rss["scheduler"].append(scheduler.memory_info().rss)
+            rss["client"].append(me.memory_info().rss)
+    print(f"{tasks:,} no-op tasks on 1 worker, at most 10,000 queued: {elapsed:.0f} s ({tasks / elapsed:,.0f}/s)")
+    for name, values in rss.items():
+        grew = (max(values) - values[0]) / 2**20
+        series = " ".join(f"{value / 2**20:.0f}" for value in values)
+        print(f"  {name:9} RSS grew {grew:.1f} MiB after the first task; MiB every {every:,} tasks: {series}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "client-child":
         client_child(sys.argv[2], int(sys.argv[3]), "--trace" in sys.argv)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["client", "core"])
-    parser.add_argument("--tasks", type=int, default=None, help="client: 20000 futures; core: 1000000 tasks")
+    parser.add_argument("what", choices=["client", "core", "stream"])
+    parser.add_argument("--tasks", type=int, default=None, help="client: 20000 futures; core and stream: 1000000 tasks")
     parser.add_argument("--rounds", type=int, default=3, help="client: fresh processes per framework (default 3)")
     parser.add_argument("--trace", action="store_true", help="also count Python's allocations (tracemalloc)")
     args = parser.parse_args()
     if args.what == "client":
         run_client(args.tasks or 20_000, args.rounds, args.trace)
-    else:
+    elif args.what == "core":
         run_core(args.tasks or 1_000_000, args.trace)
+    else:
+        run_stream(args.tasks or 1_000_000)
 
 
 if __name__ == "__main__":
