@@ -4,8 +4,14 @@ With ``max_number_of_tasks_waiting = N > 0``, a client gets N credits when it co
 it submits takes one, and holds it while the task waits in the queue; the credit comes back when
 the task leaves the queue (to a worker, or to its end), or at once when the task is never queued
 (refused, a duplicate, cancelled on arrival). Credits come back in one ``TaskCredit`` per client
-per turn, not one per task. The client waits for a credit before it submits, so a client that
-ignores its credits and sends over twice N waiting tasks is refused.
+per turn, not one per task, and only when they are worth a message: when the client is sent
+something else that turn anyway (the credit rides in the same frame), or when it may be running
+short (its queued tasks and the credits owed to it are half its limit or more). Otherwise they stay
+owed: a client with at least half its credits left needs none, and waking it for each task that
+leaves the queue (a message per task, in the middle of every task's trip) costs more than the
+credit is worth. A client that has run out is always told: all its credits are then queued or
+owed. The client waits for a credit before it submits, so a client that ignores its credits and
+sends over twice N waiting tasks is refused.
 
 The counts live in each client's ``ClientRecord`` (``credits_held``, ``credits_due``) and the task's
 ``TaskRecord.holds_credit``; this class is the only code that changes them.
@@ -13,7 +19,7 @@ The counts live in each client's ``ClientRecord`` (``credits_held``, ``credits_d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 
 from scaler.scheduler.clients import ClientRecord
 from scaler.scheduler.task_table import TaskRecord, TaskState
@@ -25,7 +31,7 @@ class Credits:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._owed: set[bytes] = set()  # clients owed a TaskCredit at the end of this turn
+        self._owed: set[bytes] = set()  # clients owed a TaskCredit, at the end of this turn or later
 
     @property
     def enabled(self) -> bool:
@@ -60,15 +66,26 @@ class Credits:
             client.credits_due += 1
             self._owed.add(client_id)
 
-    def grants(self, clients: Mapping[bytes, ClientRecord]) -> list[tuple[bytes, int]]:
-        """End of turn: the ``(client, credits)`` to send, one per client owed; they are due no more."""
+    def grants(
+        self, clients: Mapping[bytes, ClientRecord], sent_to: Set[bytes] = frozenset()
+    ) -> list[tuple[bytes, int]]:
+        """End of turn: the ``(client, credits)`` to send now, one per client; they are due no more.
+
+        ``sent_to``: the peers sent something else this turn. Credits of a client that is neither
+        among them nor running short stay owed (see the module docstring).
+        """
         granted: list[tuple[bytes, int]] = []
+        kept: set[bytes] = set()
         for client_id in self._owed:
             client = clients.get(client_id)
-            if client is not None and client.credits_due:
+            if client is None or not client.credits_due:
+                continue
+            if client_id in sent_to or 2 * (client.credits_held + client.credits_due) >= self.limit:
                 granted.append((client_id, client.credits_due))
                 client.credits_due = 0
-        self._owed.clear()
+            else:
+                kept.add(client_id)
+        self._owed = kept
         return granted
 
     def validate(self, clients: Mapping[bytes, ClientRecord], tasks: Mapping[bytes, TaskRecord]) -> None:

@@ -78,6 +78,7 @@ class SchedulerBook:
         self._queue = TaskQueue()
         self._queued_with_capabilities: set[bytes] = set()
         self._out: list[Instruction] = []  # the current call's output: each entry point makes a new one
+        self._sent_to: set[bytes] = set()  # peers sent anything since the last dispatch: credits ride along
         self._now = float("-inf")  # the latest time a caller gave: the core reads no clock
         self._noisy: dict[str, RateLimitedLog] = {}
         self._completed = 0
@@ -89,6 +90,7 @@ class SchedulerBook:
 
     def _send(self, to: bytes, message: Message) -> None:
         self._out.append(Send(to, message))
+        self._sent_to.add(to)
 
     def _send_to_client(self, client_id: bytes, message: Message) -> None:
         if client_id in self.clients:
@@ -269,8 +271,10 @@ class SchedulerBook:
                 self.tasks[task_id].move(TaskEvent.BALANCE)
             self.workers[worker_id].balancing = True
             self._send(worker_id, BalanceRequest(task_ids))
-        for client_id, count in self._credits.grants(self.clients):  # one TaskCredit per client per turn
+        # At most one TaskCredit per client per turn, and mostly in a frame the client gets anyway.
+        for client_id, count in self._credits.grants(self.clients, self._sent_to):
             self._send(client_id, TaskCredit(count))
+        self._sent_to.clear()
 
     def _apply(self, steps: list[Step]) -> None:
         set_aside: list[TaskRecord] = []

@@ -311,6 +311,7 @@ class WorkerAgent:
     def _execute(self, instructions: Sequence[WorkerInstruction]) -> bool:
         """Carry out instructions; return False when the worker must exit."""
         outgoing: list[Message] = []
+        starts: list[int] = []
         keep_running = True
         for instruction in instructions:
             if isinstance(instruction, SendToScheduler):
@@ -326,8 +327,7 @@ class WorkerAgent:
             elif isinstance(instruction, SendToProcessor):
                 self._send_to_processor(instruction.processor_id, instruction.message)
             elif isinstance(instruction, StartProcessor):
-                logger.debug("starting processor %d", instruction.processor_id)
-                self._starter.start(instruction.processor_id)
+                starts.append(instruction.processor_id)
             elif isinstance(instruction, KillProcessor):
                 logger.info("killing processor %d: %s", instruction.processor_id, instruction.reason)
                 self._kill(instruction.processor_id)
@@ -335,4 +335,9 @@ class WorkerAgent:
                 logger.info("worker %s exiting: %s", self.identity.decode(), instruction.reason)
                 keep_running = False
         self._transport.send(outgoing)
+        # Starts last: a start's thread holds the GIL for a while (it talks to the fork server), and
+        # a cancel's confirmation or a result must not wait behind it. A start only asks for a spare.
+        for processor_id in starts if keep_running else ():
+            logger.debug("starting processor %d", processor_id)
+            self._starter.start(processor_id)
         return keep_running

@@ -916,6 +916,29 @@ def test_a_client_gets_its_credits_on_arrival_and_each_back_as_its_tasks_leave_t
     assert credits(h.handle(C2, ClientHeartbeat(0.0))) == [Send(C2, TaskCredit(3))]
 
 
+def test_a_client_with_credits_to_spare_gets_them_back_with_its_next_message_not_alone() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=10), credits=True)
+    h.handle(C1, ClientHeartbeat(0.0))
+    h.add_worker(W1)
+    # The task goes to the worker at once: its credit is owed, but the client has 9 left, so no
+    # TaskCredit wakes it in the middle of the task's trip ...
+    assert credits(h.handle(C1, task(b"t1"))) == []
+    # ... and the credit rides with the result, in the frame the client gets anyway.
+    assert [send for send in h.handle(W1, result(b"t1")) if send.to == C1] == [  # type: ignore[union-attr]
+        Send(C1, result(b"t1")),
+        Send(C1, TaskCredit(1)),
+    ]
+
+
+def test_a_client_running_short_gets_its_credits_at_once() -> None:
+    h = Harness(SchedulerConfig(max_number_of_tasks_waiting=4), credits=True)
+    h.handle(C1, ClientHeartbeat(0.0))
+    for index in range(3):
+        h.handle(C1, task(b"t%d" % index, FN_BYTES if index == 0 else b""))
+    # Three of its four credits are held; one task leaving the queue is worth a message at once.
+    assert credits(h.add_worker(W1)) == [Send(C1, TaskCredit(3))]
+
+
 def test_a_client_that_ignores_its_credits_has_its_tasks_rejected_past_twice_the_limit() -> None:
     h = Harness(SchedulerConfig(max_number_of_tasks_waiting=2), credits=True)
     h.handle(C1, task(b"first"))
