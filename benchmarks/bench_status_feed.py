@@ -124,12 +124,10 @@ class Subscriber:
     def attach(self) -> None:
         """Subscribe, and wait until the feed is heard: the scheduler records events from then on."""
         self._say("on", "ready")
-        time.sleep(0.2)
 
     def detach(self) -> None:
         """Unsubscribe; the scheduler stops recording at its next tick (0.1 s)."""
         self._say("off", "off")
-        time.sleep(0.3)
 
     def close(self) -> dict[str, int]:
         """End the process; what it saw."""
@@ -266,6 +264,10 @@ def main() -> None:
             for kind in order:
                 if kind == "on":
                     subscriber.attach()
+                # The same pause before every run, whatever came before it: a run after a pause
+                # starts on cold caches, and if only one kind had pauses it would pay for them all.
+                # It also covers the scheduler's next tick, when it stops recording after a detach.
+                time.sleep(0.3)
                 start = {role: cpu_seconds(pids) for role, pids in roles.items()} | {"client": _own_cpu(here)}
                 results[kind].append(throughput(client, options.tasks))
                 if kind == "on":
