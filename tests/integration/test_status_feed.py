@@ -101,8 +101,10 @@ def test_snapshots_and_events_follow_the_cluster(cluster: SchedulerClusterCombo,
         slow = client.submit(tasks.sleep_return, 2.0, "slept")
         assert [future.result(timeout=60) for future in futures] == list(range(50))
         reader.until(  # a snapshot taken after the no-ops ended: only the slow task runs
-            lambda: [task.function_name for worker in reader.latest().workers for task in worker.running]
-            == ["tests.integration.tasks.sleep_return"],
+            lambda: (
+                [task.function_name for worker in reader.latest().workers for task in worker.running]
+                == ["tests.integration.tasks.sleep_return"]
+            ),
             what="the slow task running alone in a snapshot",
         )
         snapshot = reader.latest()
