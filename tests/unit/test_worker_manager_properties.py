@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scaler.protocol.messages import ManagedWorkerState, WorkerManagerCommand
@@ -33,6 +33,11 @@ step = st.one_of(
     steps=st.lists(step, max_size=40),
     failures=st.booleans(),
 )
+# Found in CI: a replacement that failed to start is named in a stop before any report shows the
+# manager its failure; the stop is moot, not a stop of a worker it knew was gone.
+@example(
+    min_workers=1, extra=0, adopted=0, steps=[("die", 0, 0), ("report", 1.0, 0.0), ("command", 0, [1])], failures=True
+)
 def test_only_named_workers_stop_the_maximum_holds_and_the_target_is_reached(
     min_workers: int, extra: int, adopted: int, steps: list[tuple[str, object, object]], failures: bool
 ) -> None:
@@ -47,6 +52,7 @@ def test_only_named_workers_stop_the_maximum_holds_and_the_target_is_reached(
     leaving: set[str] = set()
     now = 0.0
     failed_any = False
+    unseen: set[str] = set()  # started as FAILED since the manager's last report: it cannot know yet
 
     def carry_out(instructions: list[StartWorker | StopWorker | ForgetWorker], fail_share: float = 0.0) -> None:
         nonlocal failed_any
@@ -57,18 +63,27 @@ def test_only_named_workers_stop_the_maximum_holds_and_the_target_is_reached(
                 fails = failures and (hash(instruction.name) % 100) / 100 < fail_share
                 failed_any |= fails
                 engine[instruction.name] = WorkerStatus(ManagedWorkerState.FAILED, "no") if fails else RUNNING
+                if fails:
+                    unseen.add(instruction.name)
             elif isinstance(instruction, StopWorker):
                 assert instruction.name in named, f"{instruction.name} was stopped without being named"
                 assert instruction.name not in stopped, f"{instruction.name} was stopped twice"
-                # Only a worker it runs (or ran: one that just ended unseen, for which a stop is moot).
-                assert instruction.name in known and engine.get(instruction.name, RUNNING) == RUNNING
+                # Only a worker it runs (or ran: one that just ended or failed unseen, for which a
+                # stop is moot).
+                assert instruction.name in known
+                assert engine.get(instruction.name, RUNNING) == RUNNING or instruction.name in unseen
                 stopped.append(instruction.name)
                 leaving.add(instruction.name)
             else:
                 assert engine[instruction.name].state == ManagedWorkerState.FAILED
                 del engine[instruction.name]
 
-    carry_out(manager.on_report(dict(engine), now))
+    def report(fail_share: float = 0.0) -> None:
+        instructions = manager.on_report(dict(engine), now)
+        unseen.clear()  # the report showed the manager every failure so far
+        carry_out(instructions, fail_share)
+
+    report()
     for kind, first, second in steps:
         now += 0.5
         if kind == "command":
@@ -82,7 +97,7 @@ def test_only_named_workers_stop_the_maximum_holds_and_the_target_is_reached(
                 if (hash(name) % 100) / 100 < second or now > 20:
                     engine.pop(name, None)
                     leaving.discard(name)
-            carry_out(manager.on_report(dict(engine), now), fail_share=first)
+            report(fail_share=first)
         else:
             name = f"m.{first}"
             if engine.get(name) == RUNNING:
@@ -95,5 +110,5 @@ def test_only_named_workers_stop_the_maximum_holds_and_the_target_is_reached(
     for name in [n for n, s in engine.items() if s.state == ManagedWorkerState.FAILED]:
         del engine[name]
     now += MAX_BACKOFF_SECONDS + 1
-    carry_out(manager.on_report(dict(engine), now))
+    report()
     assert manager.live() >= manager.target
