@@ -131,7 +131,7 @@ class Subscriber:
 
     def close(self) -> dict[str, int]:
         """End the process; what it saw."""
-        counts: dict[str, int] = json.loads(self.process.communicate(timeout=60)[0].splitlines()[-1] or "{}")
+        counts: dict[str, int] = json.loads((self.process.communicate(timeout=60)[0].splitlines() or ["{}"])[-1])
         return counts
 
 

@@ -207,17 +207,10 @@ class StatusRecorder:
 
     def _add_starts(self) -> None:
         """A ``STARTED`` event for each attempt that began since the last take and still runs."""
-        tasks, room = self.tasks, self.limit - len(self.tasks)
-        starting = list(self.starting.values())  # in the order they started: a dict keeps insertion order
-        self.starting = {}
-        if len(starting) > room:
-            self.dropped += len(starting) - max(room, 0)
-            starting = starting[: max(room, 0)]
-        for record in starting:
-            task, at = record.task, cast(float, record.started_at)
-            worker, name, attempt = record.worker or b"", task.function_name, record.attempt
-            tasks.append((_STARTED, at, task.task_id, record.client, worker, name, attempt, at - record.submitted_at,
-                          0.0, 0, ""))  # fmt: skip
+        starting, self.starting = self.starting, {}
+        for record in starting.values():  # in the order they started: a dict keeps insertion order
+            at = cast(float, record.started_at)
+            self._task(_STARTED, at, record, record.worker or b"", at - record.submitted_at, 0.0, 0, "")
 
     def totals(self) -> dict[str, int]:
         """Tasks submitted, finished, failed, cancelled and retried since the scheduler started."""
