@@ -30,7 +30,7 @@ from scaler.client import graph as graphs
 from scaler.client import progress as progress_bars
 from scaler.client import task_report as task_reports
 from scaler.client.agent import AgentFactory, ClientAgent
-from scaler.client.encoder import INLINE_ARGUMENT_BYTES, TaskEncoder, check_message_size
+from scaler.client.encoder import INLINE_ARGUMENT_BYTES, Big, TaskEncoder, check_message_size
 from scaler.client.future import ScalerFuture
 from scaler.client.future_manager import ClientFutureManager
 from scaler.client.object_reference import ObjectReference
@@ -452,7 +452,7 @@ class Client:
     ) -> ScalerFuture:
         self._ensure_connected()
         encoder = self._encoder
-        big: dict[bytes, bytes] = {}
+        big: Big = {}
         arguments, inline = encoder.arguments(args, kwargs, big)
         check_message_size(inline + len(function))
         self._wait_for_room()  # only once nothing can fail before the send: a credit taken is a task sent

@@ -41,6 +41,7 @@ from scaler.protocol.messages import (
     Task,
     TaskArgument,
 )
+from scaler.protocol.segments import Segments
 
 INLINE_ARGUMENT_BYTES = 64 * 1024  # a serialized argument over this travels as an object
 
@@ -48,7 +49,8 @@ _FUNCTION_CACHE_SIZE = 256
 _FUNCTION_NAMES = 4096  # function id -> name entries kept (names of functions no longer cached may go)
 _NAME_CHARS = 200
 
-Big = dict[bytes, bytes]  # automatic objects a task or graph needs: id -> payload
+Payload = bytes | Segments  # what a serializer returns (``Segments`` from the default one, for big buffers)
+Big = dict[bytes, Payload]  # automatic objects a task or graph needs: id -> payload
 
 
 @dataclass
@@ -126,7 +128,7 @@ class TaskEncoder:
 
     # -- arguments -------------------------------------------------------------------------------
 
-    def serialize(self, value: Any, what: str) -> bytes:
+    def serialize(self, value: Any, what: str) -> Payload:
         """The client serializer's bytes for ``value``; ``SerializationError`` naming ``what`` if it fails."""
         try:
             return self.serializer.serialize(value)
@@ -144,7 +146,7 @@ class TaskEncoder:
                     encoded.append(TaskArgument(name, ArgumentKind.OBJECT, value.object_id))
                     continue
                 payload = serialize(value)
-                if len(payload) <= INLINE_ARGUMENT_BYTES:
+                if type(payload) is bytes and len(payload) <= INLINE_ARGUMENT_BYTES:
                     encoded.append(TaskArgument(name, ArgumentKind.INLINE, payload))
                     inline += len(payload)
                 else:
@@ -162,9 +164,9 @@ class TaskEncoder:
         return self.payload_argument(name, self.serialize(value, "an argument"), big)
 
     @staticmethod
-    def payload_argument(name: str, payload: bytes, big: Big) -> TaskArgument:
-        """Inline bytes if small, else an automatic object added to ``big``."""
-        if len(payload) <= INLINE_ARGUMENT_BYTES:
+    def payload_argument(name: str, payload: Payload, big: Big) -> TaskArgument:
+        """Inline bytes if small, else an automatic object added to ``big`` (a ``Segments`` is never small)."""
+        if type(payload) is bytes and len(payload) <= INLINE_ARGUMENT_BYTES:
             return TaskArgument(name, ArgumentKind.INLINE, payload)
         check_object_size(payload)
         object_id = content_id(payload)
@@ -207,7 +209,7 @@ class TaskEncoder:
         object_id = content_id(payload)
         with self._objects_lock:
             if self._objects.add_explicit(object_id, len(payload)):
-                self._send(ObjectInstruction(ObjectInstructionType.CREATE, [object_id], [payload]))
+                self._send(ObjectInstruction(ObjectInstructionType.CREATE, [object_id], [_wire(payload)]))
         return ObjectReference(object_id, type(obj).__name__ if name is None else name, len(payload))
 
     def pin_automatic(self, big: Big) -> Callable[[], None] | None:
@@ -218,7 +220,7 @@ class TaskEncoder:
             for object_id, payload in big.items():
                 create, evicted = self._objects.use_automatic(object_id, len(payload))
                 if create:
-                    self._send(ObjectInstruction(ObjectInstructionType.CREATE, [object_id], [payload]))
+                    self._send(ObjectInstruction(ObjectInstructionType.CREATE, [object_id], [_wire(payload)]))
                 self._delete(evicted)
         object_ids = list(big)
         return lambda: self._release_automatic(object_ids)
@@ -244,13 +246,18 @@ class TaskEncoder:
             self._send(ObjectInstruction(ObjectInstructionType.DELETE, object_ids, []))
 
 
-def check_object_size(payload: bytes) -> None:
+def check_object_size(payload: Payload) -> None:
     """Refuse an object that could not fit in one message."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise SerializationError(
             f"an object of {len(payload)} bytes is over the {MAX_PAYLOAD_BYTES} byte message limit; "
             f"split the data into smaller pieces"
         )
+
+
+def _wire(payload: Payload) -> bytes:
+    """A payload as a message field: a ``Segments`` travels out of band (``protocol/buffers.py``), never via msgpack."""
+    return payload  # type: ignore[return-value]
 
 
 def check_message_size(size: int) -> None:

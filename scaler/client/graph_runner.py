@@ -20,6 +20,7 @@ from typing import Any
 import cloudpickle
 
 from scaler.client.serializer import Serializer, deserialize_payload
+from scaler.protocol.segments import Segments
 
 EXPRESSION_MAGIC = b"\xffscaler-graph-expression\x00"
 
@@ -175,13 +176,13 @@ class GraphSerializer(Serializer):
         self.inner = state["inner"]
         self._expressions = {}
 
-    def serialize(self, obj: Any) -> bytes:
+    def serialize(self, obj: Any) -> bytes | Segments:
         """Results and data go through the client's serializer."""
         return self.inner.serialize(obj)
 
-    def deserialize(self, payload: bytes) -> Any:
+    def deserialize(self, payload: bytes | memoryview | Segments) -> Any:
         """Expressions are recognized by their prefix; everything else is the client's serializer's."""
-        if bytes(payload[: len(EXPRESSION_MAGIC)]) != EXPRESSION_MAGIC:
+        if isinstance(payload, Segments) or bytes(payload[: len(EXPRESSION_MAGIC)]) != EXPRESSION_MAGIC:
             return deserialize_payload(self.inner, payload)
         key = bytes(payload)
         expression = self._expressions.get(key)

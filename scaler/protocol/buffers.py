@@ -8,7 +8,9 @@ A batch of messages leaves as one ZeroMQ multipart message of ``parts``::
 The envelope is the codec's frame (``codec.encode``) of the messages with each big payload
 field set to ``b""``. The layout is a msgpack array of the *ordinals* of those fields: the
 payload fields of the messages, counted in a fixed order (``_slots``), starting at 0. The
-buffers follow in the same order. So a 1 MiB argument is never copied into a msgpack buffer,
+buffers follow in the same order. A field holding a ``Segments`` (a pickle and its out-of-band
+buffers, ``segments.py``) keeps its small head in the envelope, and its layout entry is
+``[ordinal, count]``: the next ``count`` buffers are its own. So a 1 MiB argument is never copied into a msgpack buffer,
 nor out of one: a sender hands ZeroMQ the payload itself (``copy=False``), and a receiver gets
 a read-only ``memoryview`` over the frame ZeroMQ received, which it may send on as it is.
 
@@ -16,7 +18,8 @@ Only payload fields may travel out of band (function bytes, argument data, objec
 result payloads), and only from ``OUT_OF_BAND_BYTES`` up: ids and everything else stay
 ``bytes`` inside the envelope. Decoding trusts nothing: a bad layout, a slot that does not
 exist or is not empty in the envelope, a buffer under the threshold or past the size limits
-raise ``ProtocolError`` like any bad frame, never another exception.
+raise ``ProtocolError`` like any bad frame, never another exception; so does a segmented entry
+whose head in the envelope is not ``bytes``, or that claims more buffers than there are.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ import msgpack
 from scaler.errors import ProtocolError
 from scaler.protocol.codec import DEFAULT_MAX_FRAME_BYTES, decode, encode
 from scaler.protocol.messages import GraphTask, Message, ObjectInstruction, ObjectResponse, Task, TaskResult
+from scaler.protocol.segments import OUT_OF_BAND_BYTES, Buffer, Segments
 
-OUT_OF_BAND_BYTES = 64 * 1024  # a payload field at least this big travels as a frame of its own
+__all__ = ["OUT_OF_BAND_BYTES", "Buffer", "decode_parts", "encode_one_part", "encode_parts"]
+
 _MAX_LAYOUT_BYTES = 64 * 1024  # the layout is a few ints per big payload
-
-Buffer = bytes | memoryview
 Slot = tuple[Any, Any]  # (object, field name) or (list, index)
 
 
@@ -108,7 +111,8 @@ def encode_one_part(messages: Sequence[Message]) -> list[Buffer]:
     else:
         return [encode(messages)]
     taken: list[tuple[Slot, Any]] = []
-    ordinals: list[int] = []
+    layout: list[int | list[int]] = []
+    buffers: list[Buffer] = []
     ordinal = 0
     for message in messages:
         if type(message) not in _CARRIERS:
@@ -117,8 +121,14 @@ def encode_one_part(messages: Sequence[Message]) -> list[Buffer]:
             value = _get(slot)
             if len(value) >= OUT_OF_BAND_BYTES:
                 taken.append((slot, value))
-                ordinals.append(ordinal)
-                _set(slot, b"")
+                if type(value) is Segments:
+                    layout.append([ordinal, len(value.buffers)])
+                    buffers += value.buffers
+                    _set(slot, value.head)
+                else:
+                    layout.append(ordinal)
+                    buffers.append(value)
+                    _set(slot, b"")
             ordinal += 1
     if not taken:
         return [encode(messages)]
@@ -127,7 +137,7 @@ def encode_one_part(messages: Sequence[Message]) -> list[Buffer]:
     finally:
         for slot, value in taken:
             _set(slot, value)
-    return [envelope, msgpack.packb(ordinals), *(value for _, value in taken)]
+    return [envelope, msgpack.packb(layout), *buffers]
 
 
 def encode_parts(messages: Sequence[Message], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> list[list[Buffer]]:
@@ -160,44 +170,69 @@ def decode_parts(parts: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_FRAME_BYT
     if total > max_bytes:
         raise ProtocolError(f"a message of {total} bytes exceeds the limit of {max_bytes} bytes")
     envelope, layout, buffers = parts[0], parts[1], parts[2:]
-    ordinals = _read_layout(layout, len(buffers))
+    entries = _read_layout(layout, len(buffers))
     for buffer in buffers:
         if len(buffer) < OUT_OF_BAND_BYTES:
             raise ProtocolError(f"an out-of-band buffer of {len(buffer)} bytes (they start at {OUT_OF_BAND_BYTES})")
     messages = decode(envelope, max_bytes)
-    wanted = 0
+    wanted = 0  # the next layout entry
+    taken = 0  # buffers handed out so far
     ordinal = 0
     for message in messages:
         if type(message) not in _CARRIERS:
             continue
         for slot in _slots(message):
-            if ordinal == ordinals[wanted]:
-                if _get(slot) != b"":
-                    raise ProtocolError(f"payload {ordinal} is both in the envelope and out of band")
-                _set(slot, buffers[wanted])
+            if ordinal == entries[wanted][0]:
+                count = entries[wanted][1]
+                value = _get(slot)
+                if count:  # a segmented payload: its head is in the envelope
+                    if type(value) is not bytes:
+                        raise ProtocolError(f"payload {ordinal} is segmented but its head is not bytes")
+                    _set(slot, Segments(value, buffers[taken : taken + count]))
+                    taken += count
+                else:
+                    if value != b"":
+                        raise ProtocolError(f"payload {ordinal} is both in the envelope and out of band")
+                    _set(slot, buffers[taken])
+                    taken += 1
                 wanted += 1
-                if wanted == len(ordinals):
+                if wanted == len(entries):
                     return messages
             ordinal += 1
-    raise ProtocolError(f"the layout names payload {ordinals[wanted]}, but the messages have {ordinal}")
+    raise ProtocolError(f"the layout names payload {entries[wanted][0]}, but the messages have {ordinal}")
 
 
-def _read_layout(layout: Buffer, count: int) -> list[int]:
-    """The layout's ordinals: ``count`` strictly increasing non-negative ints, or ``ProtocolError``."""
+def _read_layout(layout: Buffer, count: int) -> list[tuple[int, int]]:
+    """The layout's entries as ``(ordinal, segments)`` (0: one plain buffer), or ``ProtocolError``.
+
+    Ordinals are strictly increasing non-negative ints, and the entries take exactly ``count`` buffers.
+    """
     size = len(layout)
     if size > _MAX_LAYOUT_BYTES:
         raise ProtocolError(f"a layout of {size} bytes (at most {_MAX_LAYOUT_BYTES})")
     try:
-        ordinals = msgpack.unpackb(
+        raw = msgpack.unpackb(
             layout, use_list=True, strict_map_key=True, max_bin_len=0, max_str_len=0, max_array_len=size, max_map_len=0
         )
     except Exception as error:  # msgpack raises many types
         raise ProtocolError(f"undecodable layout: {type(error).__name__}") from None
-    if type(ordinals) is not list or len(ordinals) != count:
-        raise ProtocolError(f"the layout must list {count} payloads")
+    if type(raw) is not list or not raw or len(raw) > count:
+        raise ProtocolError(f"the layout must list payloads for {count} buffers")
+    entries: list[tuple[int, int]] = []
     previous = -1
-    for ordinal in ordinals:
-        if type(ordinal) is not int or ordinal <= previous:
+    taken = 0
+    for item in raw:
+        if type(item) is int:
+            ordinal, segments = item, 0
+        elif type(item) is list and len(item) == 2 and type(item[0]) is int and type(item[1]) is int and item[1] > 0:
+            ordinal, segments = item
+        else:
+            raise ProtocolError("a layout entry must be an ordinal or [ordinal, buffers]")
+        if ordinal <= previous:
             raise ProtocolError("the layout's payloads must be increasing non-negative ints")
         previous = ordinal
-    return ordinals
+        taken += segments or 1
+        entries.append((ordinal, segments))
+    if taken != count:
+        raise ProtocolError(f"the layout must list {count} payloads")
+    return entries

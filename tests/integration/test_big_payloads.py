@@ -91,6 +91,57 @@ def test_a_big_object_is_sent_once_for_many_tasks(client: Client) -> None:
     assert not changed, f"the object was sent again: {changed}"
 
 
+def bump_and_sum(value: Any) -> tuple[int, bool]:
+    """A task that changes its (writable) argument in place, then sums it; and whether it could write it."""
+    if isinstance(value, np.ndarray):
+        writable = bool(value.flags.writeable)
+        if writable:
+            value += 1
+        return int(value.sum()), writable
+    value[0] += 1
+    return sum(value), True
+
+
+def describe(value: Any) -> Any:
+    """A task: the types and contents of a nested argument, as plain values."""
+    if isinstance(value, dict):
+        return {key: describe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, [describe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return "ndarray", str(value.dtype), value.shape, bool(value.flags.writeable), value.tobytes()
+    if isinstance(value, memoryview):
+        return "memoryview", value.format, value.shape, value.readonly, value.tobytes()
+    return type(value).__name__, value
+
+
+@pytest.mark.timeout(120)
+def test_nested_buffers_bytearrays_and_memoryviews_arrive_as_sent(client: Client) -> None:
+    readonly = np.arange(MIB // 8, dtype=np.float64)
+    readonly.flags.writeable = False
+    value = {
+        "bytes": b"\x01" * MIB,
+        "arrays": [np.ones((512, 256)), readonly, bytearray(b"\x02" * MIB)],
+        "view": memoryview(np.arange(MIB // 4, dtype=np.int32).reshape(-1, 64)),
+        "small": (1, "two", b"three"),
+    }
+    expected = describe(value)
+    assert client.submit(describe, value).result(timeout=60) == expected
+    assert describe(client.submit(echo, value).result(timeout=60)) == expected
+
+
+@pytest.mark.timeout(120)
+def test_a_task_that_changes_its_big_argument_never_changes_the_next_ones(client: Client) -> None:
+    array = np.zeros(MIB, dtype=np.uint8)
+    data = bytearray(MIB)
+    cases = [(array, MIB), (data, 1), (client.send_object(array), MIB), (client.send_object(data), 1)]
+    for value, total in cases:
+        # The same object (cached on the worker) reaches several tasks; each sees it as sent.
+        results = [client.submit(bump_and_sum, value).result(timeout=60) for _ in range(4)]
+        assert results == [(total, True)] * 4
+    assert not array.any() and not any(data), "the client's own values are unchanged"
+
+
 @pytest.fixture
 def bytes_client(combo: SchedulerClusterCombo) -> collections.abc.Iterator[Client]:
     with Client(combo.get_address(), timeout_seconds=10, serializer=BytesOnlySerializer()) as connected:
