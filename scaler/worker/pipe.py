@@ -3,11 +3,13 @@
 Small batches cross the pipe (a ``multiprocessing`` duplex connection, a Unix socket pair) as one
 codec frame each, as they always did. A batch with big payload fields (``protocol/buffers.py``)
 crosses as an empty marker frame, its envelope, its layout and the payloads' sizes, then the
-payloads' raw bytes, written straight from the sender's buffer and read straight into the
-receiver's (``recv_into``). Before, a 1 MiB payload was packed into a msgpack frame, read back in
-64 KiB pieces, joined twice (``BytesIO``, ``getvalue``) and unpacked: six copies, and a wake-up of
-each side per piece. Now it is one copy into the kernel and one out, and the socket buffers are
-raised (to the system's ``wmem_max``/``rmem_max``, 4 MiB here) so a MiB crosses in a few writes.
+payloads' raw bytes, written straight from the sender's buffer and read straight into the receiver's
+(``recv_into``), which is a new ``bytes`` object where CPython allows (``new_bytes``): a ``bytes``
+argument is then rebuilt as that very object, not copied once more. Before, a 1 MiB payload was
+packed into a msgpack frame, read back in 64 KiB pieces, joined twice (``BytesIO``, ``getvalue``)
+and unpacked: six copies, and a wake-up of each side per piece. Now it is one copy into the kernel
+and one out, and the socket buffers are raised (to the system's ``wmem_max``/``rmem_max``, 4 MiB
+here) so a MiB crosses in a few writes.
 
 Shared memory (a sealed memfd per payload) was measured and rejected: on this VM the fresh
 pages cost more (0.8-1.0 ms per MiB to fill a memfd) than both socket copies together.
@@ -23,10 +25,12 @@ frame limit, or a size list that does not match the layout, raises ``ProtocolErr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import socket
 import struct
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 
 import msgpack
@@ -139,10 +143,14 @@ class PipeChannel:
             raise ProtocolError(f"a pipe frame of {size} bytes")
         return self._take(size)
 
-    def _read(self, size: int) -> memoryview:
-        """Exactly ``size`` bytes: what the inbox holds, the rest read in place; a read-only view of them."""
-        buffer = bytearray(size)
-        view = memoryview(buffer)
+    def _read(self, size: int) -> Buffer:
+        """Exactly ``size`` bytes: what the inbox holds, the rest read in place.
+
+        They land in a new ``bytes`` object when ``new_bytes`` can make one (so a ``bytes``
+        argument is that very object, with no copy after the kernel's), else in a ``bytearray``
+        seen through a read-only view.
+        """
+        result, view = new_bytes(size)
         held = min(size, len(self._inbox) - self._offset)
         view[:held] = self._inbox[self._offset : self._offset + held]
         self._offset += held
@@ -152,7 +160,50 @@ class PipeChannel:
             if count == 0:
                 raise EOFError("the pipe closed in the middle of a payload")
             done += count
-        return view.toreadonly()
+        view.release()
+        return result
+
+
+def _bytes_filled_in_place(size: int) -> tuple[Buffer, memoryview]:
+    """A new ``bytes`` of ``size`` (contents undefined) and a writable view of its memory, to fill before use.
+
+    CPython's own C code makes a ``bytes`` this way (``PyBytes_FromStringAndSize(NULL, size)``,
+    then writes into it before anyone else sees it); ``bytearray(size)`` would also zero it, and
+    ``bytes(bytearray)`` copy it once more.
+    """
+    if size < 2:  # CPython shares its empty (and one-byte) bytes objects: never write into those
+        return _bytearray_view(size)
+    created: bytes = _PYBYTES_FROM_SIZE(None, size)  # a new object: nothing else refers to it yet
+    memory = (ctypes.c_char * size).from_address(id(created) + _BYTES_DATA_OFFSET)
+    return created, memoryview(memory).cast("B")
+
+
+def _bytearray_view(size: int) -> tuple[memoryview, memoryview]:
+    """The portable way: a ``bytearray``'s read-only view to return, and its writable view to fill."""
+    view = memoryview(bytearray(size))
+    return view.toreadonly(), view
+
+
+def _check_bytes_in_place() -> bool:
+    """True if ``_bytes_filled_in_place`` works on this interpreter (a tiny trial, once)."""
+    if sys.implementation.name != "cpython":
+        return False
+    try:
+        created, view = _bytes_filled_in_place(16)
+        view[:] = b"scaler-in-place!"
+        view.release()
+        return created == b"scaler-in-place!" and type(created) is bytes
+    except Exception:  # noqa: BLE001 - any failure means: use the portable way
+        return False
+
+
+_PYBYTES_FROM_SIZE = ctypes.pythonapi.PyBytes_FromStringAndSize
+_PYBYTES_FROM_SIZE.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+_PYBYTES_FROM_SIZE.restype = ctypes.py_object
+_BYTES_DATA_OFFSET = bytes.__basicsize__ - 1  # ``ob_sval``: the basic size counts its trailing NUL
+new_bytes: Callable[[int], tuple[Buffer, memoryview]] = (
+    _bytes_filled_in_place if _check_bytes_in_place() else _bytearray_view
+)
 
 
 def _sizes(frame: bytes) -> list[int]:

@@ -19,7 +19,7 @@ from scaler.protocol.messages import (
     TaskResult,
     TaskStatus,
 )
-from scaler.worker.pipe import PipeChannel
+from scaler.worker.pipe import PipeChannel, _bytearray_view, _bytes_filled_in_place, new_bytes
 
 
 @pytest.fixture
@@ -41,7 +41,11 @@ def test_big_payloads_cross_both_ways_identical(ends: tuple[PipeChannel, PipeCha
     assert processor.poll()
     (received,) = processor.receive()
     assert received == task
-    assert all(isinstance(content.data, memoryview) and content.data.readonly for content in received.objects)
+    # Read-only either way: a new ``bytes`` read in place (CPython), or a read-only view of a bytearray.
+    for content in received.objects:
+        assert type(content.data) is bytes or (isinstance(content.data, memoryview) and content.data.readonly)
+    if new_bytes is _bytes_filled_in_place:
+        assert all(type(content.data) is bytes for content in received.objects)
     assert processor.receive() == [ClientHeartbeat(1.0)]
     result = TaskResult(b"t" * 16, TaskStatus.SUCCESS, received.objects[1].data, 0)
     processor.send((result,))
@@ -99,3 +103,15 @@ def test_a_closed_end_reads_as_eof(ends: tuple[PipeChannel, PipeChannel]) -> Non
     assert agent.poll() and agent.receive() == [ClientHeartbeat(1.0)]
     with pytest.raises(EOFError):
         agent.poll()
+
+
+@pytest.mark.parametrize("make", [_bytes_filled_in_place, _bytearray_view])
+@pytest.mark.parametrize("size", [0, 1, 2, 16, OUT_OF_BAND_BYTES + 3])
+def test_a_payload_buffer_filled_through_its_view_holds_what_was_written(make, size: int) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(size)
+    result, view = make(size)
+    view[:] = data
+    view.release()
+    assert bytes(result) == data
+    assert type(result) is bytes or (isinstance(result, memoryview) and result.readonly)
+    assert bytes(0) == b"", "the shared empty bytes object is untouched"
