@@ -13,6 +13,7 @@ from scaler.io.security import SchedulerKeys, check_bind
 from scaler.scheduler.publisher import MonitorBindError
 from scaler.scheduler.server import SchedulerServer
 from scaler.utility.gc_policy import freeze_start_up_objects
+from scaler.utility.malloc_policy import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start_logging(parser, config, notes)
     server = SchedulerServer(config.address, config, config.exit_with_parent, keys, config.insecure)
     freeze_start_up_objects()  # this process is the scheduler's own: see gc_policy.py
+    keep_freed_memory()  # and so is its allocator: see malloc_policy.py
     try:
         server.run()
     except MonitorBindError as error:

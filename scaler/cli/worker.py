@@ -14,6 +14,7 @@ from scaler.config.command_line import build_parser as build_config_parser
 from scaler.config.worker import WorkerConfig
 from scaler.io.output_limits import OutputLimits
 from scaler.io.security import PeerKeys
+from scaler.utility.malloc_policy import keep_freed_memory
 from scaler.worker.agent import WorkerAgent
 
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     start_logging(parser, config, notes, append_pid=True)
+    keep_freed_memory()  # the worker agent is scaler's own process: see malloc_policy.py
     agent = WorkerAgent(
         config.address,
         heartbeat_interval_seconds=config.heartbeat_interval_seconds,

@@ -37,6 +37,7 @@ from scaler.errors import SerializationError
 from scaler.io.output_limits import DEFAULT_OUTPUT_LIMITS, OutputLimits, TokenBucket
 from scaler.protocol.codec import MAX_PAYLOAD_BYTES
 from scaler.protocol.messages import ObjectInstruction, ObjectInstructionType, Task, TaskResult, TaskStatus
+from scaler.utility.malloc_policy import keep_freed_memory
 from scaler.worker import processor_context
 from scaler.worker.output import redirect_output
 from scaler.worker.pipe import PipeChannel
@@ -69,6 +70,7 @@ def run_processor(
     signal.signal(signal.SIGTERM, _ignore_signal)
     signal.signal(signal.SIGINT, _ignore_signal)
     threading.Thread(target=_exit_with_agent, args=(agent_pid,), daemon=True, name="agent-watchdog").start()
+    keep_freed_memory()  # big payloads reuse freed memory: see malloc_policy.py
     try:
         _serve(connection, scheduler_address, key_files, output_limits)
     except BaseException:  # a bug of the processor's own (a task's errors are caught): show it before dying
