@@ -973,6 +973,8 @@ record ManagedWorkerRecord(worker_name: str, state: ManagedWorkerState, detail: 
 
 # Version 8 changed how frames carry big payloads and how content ids are computed, not the messages.
 PINNED_SCHEMAS[8] = PINNED_SCHEMAS[7]
+# Version 9 added segmented payloads to frames (a layout entry [ordinal, count]), not messages.
+PINNED_SCHEMAS[9] = PINNED_SCHEMAS[8]
 
 
 def test_schema_changes_come_with_a_new_protocol_version() -> None:
