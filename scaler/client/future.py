@@ -392,12 +392,16 @@ class ScalerFuture(concurrent.futures.Future[Any]):
         with self._condition:
             stage = self._stage
             fetch = stage is _KEPT
+            hint = False
             if fetch:
                 self._move(FutureEvent.FETCH)
             elif stage in AWAITING_ANSWER and _DEMAND not in self._waiters:
                 self._waiters.append(_DEMAND)  # _keep() fetches at once for a future with waiters
+                hint = True
         if fetch:
             self._owner.request_fetch(self)
+        elif hint:
+            self._owner.request_result(self)  # a big result may then come straight on, not kept
 
     def _wait_for_value(self, timeout: float | None) -> None:
         """Wait until the base future holds the outcome (or ``timeout``); the caller then reads it.

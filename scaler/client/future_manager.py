@@ -12,6 +12,9 @@ Data flow of a big result the scheduler keeps::
     someone needs the value      -> ObjectRequest([id])
     ObjectResponse               -> decode_result -> set_result / set_exception
                                  -> ObjectInstruction(DELETE, [id])
+
+Once one result was kept, a future someone waits on while its task is still pending sends
+``TaskResultWanted([task id])``: its big result then comes straight in the ``TaskResult``, not kept.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from scaler.protocol.messages import (
     TaskCancel,
     TaskCancelConfirm,
     TaskResult,
+    TaskResultWanted,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ class ClientFutureManager:
         # future frees its result; strongly while the fetch is in flight.
         self._kept: weakref.WeakValueDictionary[bytes, ScalerFuture] = weakref.WeakValueDictionary()
         self._fetching: dict[bytes, ScalerFuture] = {}
+        self._kept_seen = False  # a result of this client's was kept: hint at awaited ones (request_result)
         self._lock = threading.Lock()
 
     def create(self, task_id: bytes, profiling: bool = False, on_finish: OnFinish | None = None) -> ScalerFuture:
@@ -114,6 +119,7 @@ class ClientFutureManager:
             return
         future._set_profile(result)
         if object_id:
+            self._kept_seen = True
             release = weakref.finalize(future, self._free_result, object_id)
             release.atexit = False
             with self._lock:
@@ -253,6 +259,15 @@ class ClientFutureManager:
     def request_cancel(self, future: ScalerFuture) -> None:
         """Send the one ``TaskCancel`` of a future whose cancel was just requested."""
         self._send(TaskCancel(future.task_id))
+
+    def request_result(self, future: ScalerFuture) -> None:
+        """Someone waits for a pending future: ask that its result, if big, be sent, not kept.
+
+        Only once this client has had a result kept: a client whose results are all small never
+        sends the hint, which would cost it and the scheduler a message per task for nothing.
+        """
+        if self._kept_seen:
+            self._send(TaskResultWanted([future.task_id]))
 
     def request_fetch(self, future: ScalerFuture) -> None:
         """Ask the scheduler for a kept result that someone now needs (once per future)."""

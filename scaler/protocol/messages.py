@@ -326,6 +326,19 @@ class ObjectRequest(Message):
     object_ids: list[bytes]
 
 
+class TaskResultWanted(Message):
+    """Client -> scheduler: someone already waits for these tasks' results, so send a big one straight on.
+
+    A result over the scheduler's ``inline_result_bytes`` is otherwise kept there until the client
+    asks for it (``ObjectRequest``): one more round trip for a value that is awaited anyway. Only a
+    hint: ids of tasks that are not this client's, or that ended already, are ignored, and their
+    results are kept and fetched as before.
+    """
+
+    TYPE: ClassVar[int] = 30
+    task_ids: list[bytes]
+
+
 class ObjectResponse(Message):
     """The answer to an ``ObjectRequest``; ``found[i]`` is False (and ``payloads[i]`` empty) if unknown."""
 
@@ -575,6 +588,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     ObjectInstruction,
     ObjectRequest,
     ObjectResponse,
+    TaskResultWanted,
     BalanceRequest,
     BalanceResponse,
     ProcessorBlocked,

@@ -33,6 +33,7 @@ from scaler.protocol.messages import (
     TaskCancelConfirm,
     TaskCredit,
     TaskResult,
+    TaskResultWanted,
     TaskStatus,
 )
 from scaler.scheduler.clients import ClientRecord
@@ -190,6 +191,14 @@ class ClientMessages(SchedulerBook):
             payloads.append(data if data is not None else b"")
             found.append(data is not None)
         self._send(source, ObjectResponse(list(request.object_ids), payloads, found))
+
+    def on_task_result_wanted(self, source: bytes, wanted: TaskResultWanted, now: float) -> None:
+        """Mark the client's own live tasks whose results it waits for: a big one goes straight to it."""
+        self._register_or_refresh_client(source, now)
+        for task_id in wanted.task_ids:
+            record = self.tasks.get(task_id)
+            if record is not None and record.client == source:
+                record.result_wanted = True
 
     def on_client_heartbeat(self, source: bytes, heartbeat: ClientHeartbeat, now: float) -> None:
         """Note the client is alive and echo the heartbeat."""

@@ -39,6 +39,7 @@ from scaler.protocol.messages import (
     TaskCancelConfirm,
     TaskLog,
     TaskResult,
+    TaskResultWanted,
     TaskStarted,
     WorkerHeartbeat,
     WorkerManagerHeartbeat,
@@ -62,6 +63,7 @@ _CLIENT_MESSAGES = (
     ClientDisconnect,
     ObjectInstruction,
     ObjectRequest,
+    TaskResultWanted,
     StatusRequest,
 )
 
@@ -77,6 +79,7 @@ class SchedulerState(ClientMessages, WorkerMessages, ManagerMessages):
             TaskCancel: self.on_task_cancel,
             ObjectInstruction: self.on_object_instruction,
             ObjectRequest: self.on_object_request,
+            TaskResultWanted: self.on_task_result_wanted,
             ClientHeartbeat: self.on_client_heartbeat,
             ClientDisconnect: self.on_client_disconnect,
             TaskResult: self.on_task_result,

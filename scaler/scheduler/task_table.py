@@ -108,6 +108,7 @@ class TaskRecord:
     client_objects: tuple[bytes, ...] = ()  # client objects it takes as arguments (no list per task: most take none)
     graph: bytes = b""  # the graph it is a node of, if any
     is_target: bool = True  # reports to its client (every plain task; a graph's requested keys)
+    result_wanted: bool = False  # its client already waits for the result: a big one is sent, not kept
     unschedulable_since: float | None = None  # when no connected worker could run it was first seen
     parent: bytes = b""  # the running task it was submitted from, while linked to it (task_tree.py)
     # For the status feed and profiling, on the core's clock (``now``): when it was accepted, when

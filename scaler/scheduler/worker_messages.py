@@ -86,7 +86,7 @@ class WorkerMessages(SchedulerBook):
         if record.graph and self.graphs.needs_result(task_id):
             self.objects.put(record.graph, task_id, result.payload)  # live later nodes need it
         big = len(result.payload) > self.config.inline_result_bytes
-        if record.is_target and big and record.client in self.clients:
+        if record.is_target and big and not record.result_wanted and record.client in self.clients:
             self.objects.put(record.client, task_id, result.payload)
             result.result_object_id, result.payload = task_id, b""
         self._end(record, result)

@@ -28,6 +28,7 @@ from scaler.protocol.messages import (
     TaskCancel,
     TaskCancelConfirm,
     TaskResult,
+    TaskResultWanted,
     TaskStatus,
 )
 
@@ -63,6 +64,9 @@ class Harness:
     def respond(self, future: ScalerFuture, value: str = "big value", found: bool = True) -> None:
         payload = value.encode() if found else b""
         self.manager.on_object_response(ObjectResponse([future.task_id], [payload], [found]))
+
+    def wanted(self) -> list[bytes]:
+        return [i for message in self.sent if isinstance(message, TaskResultWanted) for i in message.task_ids]
 
     def requests(self) -> list[bytes]:
         return [i for message in self.sent if isinstance(message, ObjectRequest) for i in message.object_ids]
@@ -388,3 +392,49 @@ def test_a_task_that_raised_timeout_error_raises_it_at_once() -> None:
         with pytest.raises(TimeoutError, match="the task's own"):
             future.result(timeout=JOIN_SECONDS)
     assert isinstance(future.exception(timeout=0), TimeoutError)
+
+
+def test_waiting_on_pending_futures_sends_no_hint_until_a_result_was_kept(harness: Harness) -> None:
+    # A client whose results are all small must not pay a message per task for the hint.
+    first = harness.create(b"t1")
+    thread, out = in_thread(first.result)
+    while not first._waiters:
+        threading.Event().wait(0.001)
+    assert harness.wanted() == []
+    harness.manager.on_task_result(TaskResult(b"t1", TaskStatus.SUCCESS, b"small", 0))
+    thread.join(JOIN_SECONDS)
+    assert out == ["small"]
+    assert harness.wanted() == []
+
+
+def test_after_a_kept_result_waiting_on_a_pending_future_asks_for_its_result_once(harness: Harness) -> None:
+    kept = harness.create(b"t1")
+    harness.kept(kept)
+    pending = harness.create(b"t2")
+    thread, out = in_thread(pending.result)
+    while not pending._waiters:
+        threading.Event().wait(0.001)
+    pending.add_done_callback(lambda _: None)  # wanted already: no second hint
+    assert harness.wanted() == [b"t2"]
+    # The scheduler honoured the hint: the big result comes straight in the TaskResult, nothing to fetch.
+    harness.manager.on_task_result(TaskResult(b"t2", TaskStatus.SUCCESS, b"big value", 0))
+    thread.join(JOIN_SECONDS)
+    assert out == ["big value"]
+    assert b"t2" not in harness.requests() and b"t2" not in harness.deletes()
+    assert harness.wanted() == [b"t2"]
+    assert harness.requests() == [], "the kept one is still fetched only when someone needs it"
+
+
+def test_a_hint_that_came_too_late_leaves_the_kept_result_to_be_fetched(harness: Harness) -> None:
+    harness.kept(harness.create(b"t1"))
+    pending = harness.create(b"t2")
+    thread, out = in_thread(pending.result)
+    while not pending._waiters:
+        threading.Event().wait(0.001)
+    assert harness.wanted() == [b"t2"]
+    harness.kept(pending)  # the result had ended before the hint reached the scheduler
+    assert harness.requested.wait(JOIN_SECONDS)
+    harness.respond(pending, "fetched")
+    thread.join(JOIN_SECONDS)
+    assert out == ["fetched"]
+    assert b"t2" in harness.deletes()

@@ -63,6 +63,7 @@ from scaler.protocol.messages import (
     TaskEventRecord,
     TaskLog,
     TaskResult,
+    TaskResultWanted,
     TaskStarted,
     TaskStatus,
     WorkerHeartbeat,
@@ -121,6 +122,7 @@ EXAMPLES: dict[type[Message], Callable[[], Message]] = {
     TaskLog: lambda: TaskLog(b"task-1", LogStream.STDERR, "hello\n", 12),
     ObjectInstruction: lambda: ObjectInstruction(ObjectInstructionType.CREATE, [b"o1", b"o2"], [b"x", b""]),
     ObjectRequest: lambda: ObjectRequest([b"o1"]),
+    TaskResultWanted: lambda: TaskResultWanted([b"t1", b"t2"]),
     ObjectResponse: lambda: ObjectResponse([b"o1", b"o2"], [b"x", b""], [True, False]),
     BalanceRequest: lambda: BalanceRequest([b"t1", b"t2"]),
     BalanceResponse: lambda: BalanceResponse([]),
@@ -973,8 +975,11 @@ record ManagedWorkerRecord(worker_name: str, state: ManagedWorkerState, detail: 
 
 # Version 8 changed how frames carry big payloads and how content ids are computed, not the messages.
 PINNED_SCHEMAS[8] = PINNED_SCHEMAS[7]
-# Version 9 added segmented payloads to frames (a layout entry [ordinal, count]), not messages.
-PINNED_SCHEMAS[9] = PINNED_SCHEMAS[8]
+# Version 9 added segmented payloads to frames (a layout entry [ordinal, count]) and TaskResultWanted.
+PINNED_SCHEMAS[9] = PINNED_SCHEMAS[8].replace(
+    "29 WorkerManagerCommand(target: int, stop_workers: list[str])",
+    "29 WorkerManagerCommand(target: int, stop_workers: list[str])\n30 TaskResultWanted(task_ids: list[bytes])",
+)
 
 
 def test_schema_changes_come_with_a_new_protocol_version() -> None:

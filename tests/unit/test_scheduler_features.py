@@ -24,6 +24,7 @@ from scaler.protocol.messages import (
     TaskCancelConfirm,
     TaskLog,
     TaskResult,
+    TaskResultWanted,
     TaskStatus,
     WorkerHeartbeat,
     WorkerHeartbeatEcho,
@@ -142,6 +143,26 @@ def test_a_big_result_stays_on_the_scheduler_until_fetched_and_deleted() -> None
     assert h.handle(C1, ObjectRequest([b"t1"])) == [Send(C1, ObjectResponse([b"t1"], [b"a big payload"], [True]))]
     h.handle(C1, ObjectInstruction(DELETE, [b"t1"], []))
     assert h.stats()["objects"] == 0
+
+
+def test_a_big_result_its_client_waits_for_goes_straight_to_it() -> None:
+    h = Harness(SchedulerConfig(inline_result_bytes=4))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C1, TaskResultWanted([b"t1"])) == []
+    big = TaskResult(b"t1", TaskStatus.SUCCESS, b"a big payload", 1)
+    assert h.handle(W1, big) == [Send(C1, big)]
+    assert h.stats()["objects"] == 0, "nothing kept, nothing to fetch or delete"
+
+
+def test_a_hint_for_another_clients_task_or_an_unknown_one_changes_nothing() -> None:
+    h = Harness(SchedulerConfig(inline_result_bytes=4))
+    h.add_worker(W1)
+    h.handle(C1, task(b"t1"))
+    assert h.handle(C2, TaskResultWanted([b"t1", b"no such task"])) == []
+    out = h.handle(W1, TaskResult(b"t1", TaskStatus.SUCCESS, b"a big payload", 1))
+    assert out == [Send(C1, TaskResult(b"t1", TaskStatus.SUCCESS, b"", 1, b"t1"))], "kept, as without a hint"
+    assert h.stats()["objects"] == 1
 
 
 def test_small_results_and_failures_travel_inline() -> None:
