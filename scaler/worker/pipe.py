@@ -174,8 +174,10 @@ def _bytes_filled_in_place(size: int) -> tuple[Buffer, memoryview]:
     if size < 2:  # CPython shares its empty (and one-byte) bytes objects: never write into those
         return _bytearray_view(size)
     created: bytes = _PYBYTES_FROM_SIZE(None, size)  # a new object: nothing else refers to it yet
-    memory = (ctypes.c_char * size).from_address(id(created) + _BYTES_DATA_OFFSET)
-    return created, memoryview(memory).cast("B")
+    # A view over raw memory (not a ctypes array: ctypes caches one array type per length, forever).
+    # It does not keep ``created`` alive: the caller holds it while filling the view.
+    view: memoryview = _MEMORYVIEW_FROM_MEMORY(id(created) + _BYTES_DATA_OFFSET, size, _PYBUF_WRITE)
+    return created, view
 
 
 def _bytearray_view(size: int) -> tuple[memoryview, memoryview]:
@@ -201,6 +203,10 @@ _PYBYTES_FROM_SIZE = ctypes.pythonapi.PyBytes_FromStringAndSize
 _PYBYTES_FROM_SIZE.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
 _PYBYTES_FROM_SIZE.restype = ctypes.py_object
 _BYTES_DATA_OFFSET = bytes.__basicsize__ - 1  # ``ob_sval``: the basic size counts its trailing NUL
+_MEMORYVIEW_FROM_MEMORY = ctypes.pythonapi.PyMemoryView_FromMemory
+_MEMORYVIEW_FROM_MEMORY.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_MEMORYVIEW_FROM_MEMORY.restype = ctypes.py_object
+_PYBUF_WRITE = 0x200  # CPython's buffer flag for a writable view
 new_bytes: Callable[[int], tuple[Buffer, memoryview]] = (
     _bytes_filled_in_place if _check_bytes_in_place() else _bytearray_view
 )

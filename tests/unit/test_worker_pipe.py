@@ -115,3 +115,21 @@ def test_a_payload_buffer_filled_through_its_view_holds_what_was_written(make, s
     assert bytes(result) == data
     assert type(result) is bytes or (isinstance(result, memoryview) and result.readonly)
     assert bytes(0) == b"", "the shared empty bytes object is untouched"
+
+
+def test_payloads_of_many_sizes_leave_nothing_behind() -> None:
+    # Each payload size must not leave a cached object behind (a ctypes array type per length did).
+    import tracemalloc
+
+    new_bytes(OUT_OF_BAND_BYTES)[1].release()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for size in range(OUT_OF_BAND_BYTES, OUT_OF_BAND_BYTES + 2000):
+            created, view = new_bytes(size)
+            view.release()
+            del created
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes stayed behind after 2,000 payload sizes"
