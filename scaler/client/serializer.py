@@ -14,9 +14,15 @@ pickles a ``PickleBuffer``, wherever they are in the object; ``bytes`` and ``byt
 the object is one, or when a list, tuple or dict holds one among its first items (then every
 big one in it: pickle saves these two types without asking the pickler's hooks, except
 ``persistent_id``, which slows down every object, so it is used only then). It then returns a
-``Segments`` (the pickle as its head, those buffers as they are, not copied) instead of
-``bytes``; the wire sends each buffer as a frame of its own. On the far side the value is
-rebuilt from the buffers received:
+``Segments`` (the pickle as its head, those buffers beside it) instead of ``bytes``; the wire
+sends each buffer as a frame of its own.
+
+Only read-only buffers (``bytes``, read-only arrays and views) travel as the caller's own memory,
+not copied. A writable one (``bytearray``, a NumPy array) is copied once when serialized, as a
+pickle would copy it: the client's agent thread sends it later, and a caller that changes the
+array after ``submit`` must not change (or, through its content id, lose) what the task receives.
+
+On the far side the value is rebuilt from the buffers received:
 
 - a ``bytes`` is the received buffer itself when that is a ``bytes`` (a processor reads big
   payloads into one), else one copy, as a ``bytes`` needs its own memory;
@@ -80,7 +86,9 @@ class DefaultSerializer(Serializer):
         """
         kind = type(obj)
         if (kind is bytes or kind is bytearray) and len(obj) >= OUT_OF_BAND_BYTES:
-            return Segments(bytes([_BYTES if kind is bytes else _BYTEARRAY]) + _PERSISTENT_FIRST, [obj])
+            if kind is bytes:
+                return Segments(bytes([_BYTES]) + _PERSISTENT_FIRST, [obj])
+            return Segments(bytes([_BYTEARRAY]) + _PERSISTENT_FIRST, [bytes(obj)])  # a snapshot: see below
         if kind in _SCALARS:
             return pickle.dumps(obj, protocol=_PROTOCOL)
         flags = bytearray()
@@ -158,7 +166,7 @@ class _BytesPickler(_Pickler):
         kind = type(obj)
         if (kind is bytes or kind is bytearray) and len(obj) >= OUT_OF_BAND_BYTES:
             self._flags.append(_BYTES if kind is bytes else _BYTEARRAY)
-            self._buffers.append(obj)
+            self._buffers.append(obj if kind is bytes else bytes(obj))  # a snapshot of a mutable one
             self._persistent += 1
             return self._persistent - 1
         return None
@@ -171,8 +179,12 @@ def _out_of_band(flags: bytearray, buffers: list[Buffer]) -> Callable[[pickle.Pi
         raw = buffer.raw()
         if raw.nbytes < OUT_OF_BAND_BYTES:
             return True
-        flags.append(_READONLY if raw.readonly else _WRITABLE)
-        buffers.append(raw)
+        if raw.readonly:
+            flags.append(_READONLY)
+            buffers.append(raw)
+        else:  # a snapshot, as a pickle would have taken: see the module docstring
+            flags.append(_WRITABLE)
+            buffers.append(bytes(raw))
         return False
 
     return callback
