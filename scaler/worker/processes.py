@@ -43,12 +43,21 @@ def _main_module_imports() -> list[str]:
     new processor imported the whole tree again (the agent, ZeroMQ, the configuration: 71 modules,
     120-190 ms of CPU), so a processor took a core for a fifth of a second instead of a few ms.
     The main module itself is left out: run again over a copy already imported, runpy warns.
+    So are the scheduler's modules, which a worker forked by ``scaler.cluster.boot`` has loaded
+    too, and which no processor uses.
     A user's script as the main module is left alone: importing it may do anything.
     """
     name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
     if not isinstance(name, str) or not name.startswith("scaler.") or name.endswith("__main__"):
         return []
-    return sorted(module for module in sys.modules if module.startswith("scaler.") and module != name)
+    return sorted(
+        module
+        for module in sys.modules
+        if module.startswith("scaler.") and module != name and not module.startswith(_SCHEDULER_ONLY)
+    )
+
+
+_SCHEDULER_ONLY = ("scaler.scheduler", "scaler.cli.scheduler")  # modules no processor needs
 
 
 class ProcessorHandle:
