@@ -64,9 +64,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     report_fd, spec = (sys.argv[1:] if argv is None else list(argv))[:2]
     commands = json.loads(spec)
     from scaler.cli import scheduler, worker
+    from scaler.worker.processes import fork_fork_server
 
     pids, worker_argv = fork_workers(commands["workers"], close_fds=(int(report_fd),))
     if worker_argv is not None:
+        fork_fork_server()  # while this process is still only its imports
         worker.main(worker_argv)  # returns (or raises SystemExit) in the worker: this process ends with it
         return
     with os.fdopen(int(report_fd), "w") as report:

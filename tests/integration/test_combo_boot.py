@@ -43,7 +43,7 @@ def _wait_gone(pids: set[int], timeout: float = 15.0) -> set[int]:
 
 
 @pytest.mark.timeout(60)
-def test_the_workers_are_forked_by_the_scheduler_each_in_its_own_session() -> None:
+def test_the_workers_are_forked_by_the_scheduler_each_in_its_own_session_with_a_forked_fork_server() -> None:
     before = descendants()
     combo = SchedulerClusterCombo(n_workers=2, logging_level="WARNING")
     with combo, Client(combo.get_address()) as client:
@@ -56,6 +56,12 @@ def test_the_workers_are_forked_by_the_scheduler_each_in_its_own_session() -> No
             assert worker.ppid() == scheduler.pid  # forked by the boot process, which became the scheduler
             assert os.getsid(pid) == pid  # its own session: a Ctrl-C at the caller's terminal misses it
             assert "scaler.cluster.boot" in worker.cmdline()
+        # The fork server that made the processor is a fork of the worker (its command line is
+        # the boot's), not a fresh interpreter that imports everything again.
+        ran_on = [pid for pid in workers if any(len(_tree(child.pid)) > 1 for child in psutil.Process(pid).children())]
+        assert ran_on, "one worker ran the task: its fork server has a processor below it"
+        servers = [child for child in psutil.Process(ran_on[0]).children() if len(_tree(child.pid)) > 1]
+        assert "scaler.cluster.boot" in servers[0].cmdline()
     assert wait_no_descendants(before) == set()
 
 
