@@ -17,10 +17,12 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,7 @@ SCHEDULER_MODULE = "scaler.cli.scheduler"  # what the scheduler process runs
 # files, which come from ``keys_dir`` (a key pair for the scheduler is not one for the workers).
 _OWN = ("address", "n_workers", "exit_with_parent", "key_file", "scheduler_key_file", "allow_list_file")
 
+BOOT_REPORT_SECONDS = 60.0  # how long to wait for the boot process's forks (it imports first)
 MANAGER_MODULE = "scaler.cli.worker_manager"  # what the elastic part runs
 MANAGER_POLL_SECONDS = 0.5  # a laptop session: grow within about a second of work waiting
 
@@ -156,13 +159,34 @@ class SchedulerClusterCombo:
         return process
 
     def _read_workers(self) -> list[ForkedProcess]:
-        """The forked workers, from the pids the boot process reports (read once, by ``Cluster``)."""
+        """The forked workers, from the pids the boot process reports (read once, by ``Cluster``).
+
+        Waits until it has forked them, or has died (no workers then), or ``BOOT_REPORT_SECONDS``
+        have passed: a boot process stuck in its imports must not hang ``shutdown``. Workers it
+        forks after that exit with it, as they always do with their scheduler.
+        """
         if self._worker_report is None:
             return []
         read, self._worker_report = self._worker_report, None
-        with os.fdopen(read, "rb") as report:
-            data = report.read()  # until the boot process has forked them (or has died: no workers)
-        pids: list[int] = json.loads(data) if data else []
+        chunks = []
+        deadline = time.monotonic() + BOOT_REPORT_SECONDS
+        try:
+            while True:
+                ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(read, 65536) if ready else b""
+                if not ready:
+                    logger.warning(
+                        "the local cluster's boot process did not report its workers in %gs", BOOT_REPORT_SECONDS
+                    )
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(read)
+        try:
+            pids: list[int] = json.loads(b"".join(chunks) or b"[]")
+        except ValueError:  # cut short
+            pids = []
         return [ForkedProcess(pid) for pid in pids]
 
     def _manager_argv(self, n_workers: int, max_workers: int, cluster_kwargs: dict[str, Any]) -> list[str]:

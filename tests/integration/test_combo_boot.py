@@ -121,3 +121,29 @@ def test_a_forked_process_handle_acts_as_popen_for_a_process_that_is_not_our_chi
         sleeper.kill()
         sleeper.wait()
     assert ForkedProcess(sleeper.pid).poll() == 0 or not psutil.pid_exists(sleeper.pid)
+
+
+@pytest.mark.timeout(60)
+def test_a_boot_process_killed_at_once_leaves_a_combo_that_still_shuts_down_cleanly() -> None:
+    before = descendants()
+    combo = SchedulerClusterCombo(n_workers=2, logging_level="WARNING")
+    os.kill(combo.scheduler_pid(), signal.SIGKILL)  # most likely still importing: no worker forked, none reported
+    workers = combo.worker_pids()
+    assert len(workers) in (0, 2)
+    touched = set().union(*(_tree(pid) for pid in workers))
+    combo.shutdown()
+    assert _wait_gone(touched) == set()
+    assert wait_no_descendants(before) == set()
+
+
+@pytest.mark.timeout(60)
+def test_a_boot_process_that_never_reports_does_not_hang_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scaler.cluster.combo.BOOT_REPORT_SECONDS", 0.5)
+    before = descendants()
+    combo = SchedulerClusterCombo(n_workers=1, logging_level="WARNING")
+    os.kill(combo.scheduler_pid(), signal.SIGSTOP)  # stuck before its report, as if its imports hung
+    started = time.monotonic()
+    assert combo.worker_pids() == []
+    assert time.monotonic() - started < 5
+    combo.shutdown()  # SIGTERM stays pending on a stopped process: it is killed after 5 s
+    assert wait_no_descendants(before) == set()
