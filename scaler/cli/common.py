@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scaler.config.command_line import Unsupported, parse_command_line
+from scaler.config.loading import load_config
 from scaler.config.logging_setup import LoggingSettings, setup_logging
-from scaler.config.roles import load_config
 from scaler.config.settings import Config, ConfigError
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import logging
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from scaler.config.cluster import ClusterConfig
 from scaler.config.compat import CLUSTER_UNSUPPORTED_KWARGS, split_unsupported
@@ -18,6 +19,24 @@ from scaler.io.security import PeerKeys
 logger = logging.getLogger(__name__)
 
 WORKER_MODULE = "scaler.cli.worker"  # what each worker process runs
+
+
+class WorkerProcess(Protocol):
+    """What ``Cluster`` needs of a worker process: ``subprocess.Popen``, or ``boot.ForkedProcess``."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """None while it runs, else its exit status."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for its end; ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+
+    def terminate(self) -> None:
+        """SIGTERM it."""
+
+    def kill(self) -> None:
+        """SIGKILL it."""
 
 
 class Cluster:
@@ -64,7 +83,8 @@ class Cluster:
         )
         names = self.config.worker_names or ("",) * self.n_workers
         self._commands = [self._worker_command(name) for name in names]
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._processes: list[WorkerProcess] = []
+        self._adopted: Callable[[], Sequence[WorkerProcess]] | None = None
 
     def _worker_command(self, name: str) -> list[str]:
         shared = {field.name: getattr(self.config, field.name) for field in dataclasses.fields(WorkerSettings)}
@@ -86,17 +106,34 @@ class Cluster:
         # ``shutdown`` manages (the caller's own exit still stops them: exit_with_parent).
         self._processes = [subprocess.Popen(command, start_new_session=True) for command in self._commands]
 
+    def worker_commands(self) -> list[list[str]]:
+        """Each worker's command line (``python -m scaler.cli.worker`` and its flags), as ``start`` runs them."""
+        return [list(command) for command in self._commands]
+
+    def adopt(self, processes: Callable[[], Sequence[WorkerProcess]]) -> None:
+        """Manage workers started elsewhere from ``worker_commands`` (``scaler.cluster.boot``), instead of ``start``.
+
+        ``processes`` is called when they are first needed (it may wait for them to start).
+        """
+        self._adopted = processes
+
+    def _started(self) -> list[WorkerProcess]:
+        if self._adopted is not None:
+            adopted, self._adopted = self._adopted, None
+            self._processes = list(adopted())
+        return self._processes
+
     def pids(self) -> list[int]:
         """The process ids of the worker agents."""
-        return [process.pid for process in self._processes]
+        return [process.pid for process in self._started()]
 
     def is_alive(self) -> bool:
         """True while any worker runs."""
-        return any(process.poll() is None for process in self._processes)
+        return any(process.poll() is None for process in self._started())
 
     def join(self) -> None:
         """Wait until every worker has exited."""
-        for process in self._processes:
+        for process in self._started():
             process.wait()
 
     def shutdown(self, grace_seconds: float | None = None) -> None:
@@ -108,7 +145,7 @@ class Cluster:
             grace_seconds = self.grace_period_seconds + 5.0
         self.stop_now()  # the first signal: a graceful stop
         deadline = time.monotonic() + grace_seconds
-        for process in self._processes:
+        for process in self._started():
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -120,7 +157,7 @@ class Cluster:
 
     def stop_now(self) -> None:
         """SIGTERM every live worker: the first one drains it, a second one stops it at once."""
-        for process in self._processes:
+        for process in self._started():
             if process.poll() is None:
                 process.terminate()
 

@@ -17,14 +17,17 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from scaler.cluster.cluster import Cluster
+from scaler.cluster.boot import BOOT_MODULE, ForkedProcess
+from scaler.cluster.cluster import WORKER_MODULE, Cluster
 from scaler.config.cluster import ClusterConfig
 from scaler.config.compat import COMBO_UNSUPPORTED_KWARGS, split_unsupported
 from scaler.config.scheduler import SchedulerConfig
@@ -46,6 +49,7 @@ SCHEDULER_MODULE = "scaler.cli.scheduler"  # what the scheduler process runs
 # files, which come from ``keys_dir`` (a key pair for the scheduler is not one for the workers).
 _OWN = ("address", "n_workers", "exit_with_parent", "key_file", "scheduler_key_file", "allow_list_file")
 
+BOOT_REPORT_SECONDS = 60.0  # how long to wait for the boot process's forks (it imports first)
 MANAGER_MODULE = "scaler.cli.worker_manager"  # what the elastic part runs
 MANAGER_POLL_SECONDS = 0.5  # a laptop session: grow within about a second of work waiting
 
@@ -124,11 +128,66 @@ class SchedulerClusterCombo:
         fixed = self._cluster.n_workers
         if max_workers is not None and max_workers > fixed:
             manager_argv = self._manager_argv(fixed, max_workers, cluster_kwargs)
-        self._scheduler = subprocess.Popen([sys.executable, "-m", SCHEDULER_MODULE, *to_argv(scheduler_config)])
-        self._cluster.start()
+        self._worker_report: int | None = None  # the boot process's pipe, until the workers' pids are read
+        if hasattr(os, "fork"):
+            self._scheduler = self._boot(to_argv(scheduler_config))
+        else:
+            self._scheduler = subprocess.Popen([sys.executable, "-m", SCHEDULER_MODULE, *to_argv(scheduler_config)])
+            self._cluster.start()
         if manager_argv is not None:
             self._manager = subprocess.Popen(manager_argv, start_new_session=True)
         self._stopped = False
+
+    def _boot(self, scheduler_flags: list[str]) -> subprocess.Popen[bytes]:
+        """Start the scheduler and the workers from one interpreter (``scaler.cluster.boot``): it imports once.
+
+        The workers' pids come back on a pipe, read when first needed (``_read_workers``), so
+        that ``Client()`` goes on connecting while the boot process imports.
+        """
+        workers = [command[command.index(WORKER_MODULE) + 1 :] for command in self._cluster.worker_commands()]
+        spec = json.dumps({"scheduler": scheduler_flags, "workers": workers})
+        read, write = os.pipe()
+        try:
+            process = subprocess.Popen([sys.executable, "-m", BOOT_MODULE, str(write), spec], pass_fds=(write,))
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        self._worker_report = read
+        self._cluster.adopt(self._read_workers)
+        return process
+
+    def _read_workers(self) -> list[ForkedProcess]:
+        """The forked workers, from the pids the boot process reports (read once, by ``Cluster``).
+
+        Waits until it has forked them, or has died (no workers then), or ``BOOT_REPORT_SECONDS``
+        have passed: a boot process stuck in its imports must not hang ``shutdown``. Workers it
+        forks after that exit with it, as they always do with their scheduler.
+        """
+        if self._worker_report is None:
+            return []
+        read, self._worker_report = self._worker_report, None
+        chunks = []
+        deadline = time.monotonic() + BOOT_REPORT_SECONDS
+        try:
+            while True:
+                ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(read, 65536) if ready else b""
+                if not ready:
+                    logger.warning(
+                        "the local cluster's boot process did not report its workers in %gs", BOOT_REPORT_SECONDS
+                    )
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(read)
+        try:
+            pids: list[int] = json.loads(b"".join(chunks) or b"[]")
+        except ValueError:  # cut short
+            pids = []
+        return [ForkedProcess(pid) for pid in pids]
 
     def _manager_argv(self, n_workers: int, max_workers: int, cluster_kwargs: dict[str, Any]) -> list[str]:
         """The native manager for the workers beyond the ``n_workers`` that always run."""
@@ -204,6 +263,7 @@ class SchedulerClusterCombo:
         if self._stopped:
             return
         self._stopped = True
+        self._cluster.pids()  # the workers known before the scheduler goes: killed mid-fork, it would hide them
         import psutil
 
         if self._scheduler.poll() is None:

@@ -7,18 +7,18 @@ the reverse order. A later role (monitor, dashboard, worker manager) is one more
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 from scaler.config.client import ClientConfig
 from scaler.config.cluster import ClusterConfig
 from scaler.config.keygen import KeygenConfig
+from scaler.config.loading import SECTIONS, load_config
 from scaler.config.scheduler import SchedulerConfig
-from scaler.config.settings import Config, ConfigError, check_sections, read_toml, resolve, section_values
 from scaler.config.top import TopConfig
 from scaler.config.ui import UIConfig
 from scaler.config.worker import WorkerConfig
 from scaler.config.worker_manager import WorkerManagerConfig
+
+__all__ = ["ROLES", "SECTIONS", "Role", "load_config", "role"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,29 +43,10 @@ ROLES: tuple[Role, ...] = (
     Role("top", TopConfig, None),  # read by scaler_top -c; a terminal monitor is not a background process
 )
 
-SECTIONS = tuple(role.section for role in ROLES)
+if tuple(role.section for role in ROLES) != SECTIONS:  # loading.py lists them without importing every class
+    raise AssertionError(f"scaler.config.loading.SECTIONS is not {[role.section for role in ROLES]}")
 
 
 def role(section: str) -> Role:
     """The role of ``section``."""
     return next(entry for entry in ROLES if entry.section == section)
-
-
-def load_config(
-    cls: type[Config], section: str, config_file: str | None = None, overrides: Mapping[str, Any] | None = None
-) -> Config:
-    """``cls`` from its defaults, then ``[section]`` of ``config_file``, then ``overrides`` (the command line).
-
-    Raises ``ConfigError`` naming the file for anything wrong in it, before ``overrides`` are
-    applied, and ``ValueError`` for a bad override.
-    """
-    file_values: dict[str, Any] = {}
-    if config_file is not None:
-        data = read_toml(config_file)
-        check_sections(config_file, data, SECTIONS)
-        file_values = section_values(cls, config_file, data, section)
-        try:
-            cls(**file_values)
-        except ValueError as error:
-            raise ConfigError(f"{config_file}: [{section}] {error}") from None
-    return resolve(cls, file_values=file_values, command_line=overrides)

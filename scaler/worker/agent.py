@@ -162,7 +162,10 @@ class WorkerAgent:
                     self._dying = [processor for processor in self._dying if not processor.reaped()]
                 if self._drain_asked and not state.draining():
                     pending += state.drain(now, self.grace_period_seconds)
-                if self.exit_with_parent and os.getppid() != parent:
+                # A scheduler that forked this worker (``scaler.cluster.boot``) is its parent: it
+                # says goodbye, then exits. Read in this turn, the goodbye ends the loop quietly.
+                leaving = any(isinstance(instruction, ExitWorker) for instruction in pending)
+                if self.exit_with_parent and os.getppid() != parent and not leaving:
                     logger.warning("worker %s: its parent exited; stopping", self.identity.decode())
                     break
                 pending += state.tick(now, *usage.sample(now))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import os
+import socket
 import sys
 import threading
 from multiprocessing.connection import Connection
@@ -43,12 +44,70 @@ def _main_module_imports() -> list[str]:
     new processor imported the whole tree again (the agent, ZeroMQ, the configuration: 71 modules,
     120-190 ms of CPU), so a processor took a core for a fifth of a second instead of a few ms.
     The main module itself is left out: run again over a copy already imported, runpy warns.
+    So are the scheduler's modules, which a worker forked by ``scaler.cluster.boot`` has loaded
+    too, and which no processor uses.
     A user's script as the main module is left alone: importing it may do anything.
     """
     name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
     if not isinstance(name, str) or not name.startswith("scaler.") or name.endswith("__main__"):
         return []
-    return sorted(module for module in sys.modules if module.startswith("scaler.") and module != name)
+    return sorted(
+        module
+        for module in sys.modules
+        if module.startswith("scaler.") and module != name and not module.startswith(_SCHEDULER_ONLY)
+    )
+
+
+_SCHEDULER_ONLY = ("scaler.scheduler", "scaler.cli.scheduler")  # modules no processor needs
+
+
+def fork_fork_server() -> int | None:
+    """Start this process's multiprocessing fork server by forking this process; its pid, or None if not done.
+
+    multiprocessing starts its fork server as a fresh interpreter that imports the processor's
+    modules again: 0.15-0.25 s of CPU on every worker's way to its first task. A worker forked
+    by ``scaler.cluster.boot`` has imported them all already, so a fork of it serves at once.
+    Call it only while this process has no other thread, no ZeroMQ context and no socket:
+    the fork server forks every processor from this copy. The fork server is multiprocessing's
+    own (``forkserver.main``), handed to its ``ForkServer`` as if that had started it, so
+    processors start, report and end exactly as before; if it dies, multiprocessing starts a
+    fresh one the usual way. That hand-over uses the ``ForkServer``'s private fields: on a Python
+    whose fork server differs (an authentication key, from 3.14), nothing is done.
+    """
+    from multiprocessing import connection, forkserver, util
+
+    server: Any = getattr(forkserver, "_forkserver", None)
+    fields = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
+    if (
+        "forkserver" not in multiprocessing.get_all_start_methods()
+        or server is None
+        or not all(hasattr(server, field) for field in fields)
+        or hasattr(server, "_forkserver_authkey")
+        or server._forkserver_pid is not None
+    ):
+        return None
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()  # it stops once every holder of alive_w has gone, as multiprocessing's does
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(alive_w)
+                forkserver.main(listener.fileno(), alive_r, [])
+            except SystemExit:
+                code = 0
+            finally:
+                os._exit(code)  # never back into the caller's stack
+        os.close(alive_r)
+    server._forkserver_address = address
+    server._forkserver_alive_fd = alive_w
+    server._forkserver_pid = pid
+    return pid
 
 
 class ProcessorHandle:

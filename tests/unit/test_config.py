@@ -296,6 +296,8 @@ def test_no_module_outside_the_cli_imports_it() -> None:
     for path in root.rglob("*.py"):
         if path.is_relative_to(root / "cli") or path.name == "__main__.py":  # entry points are command lines
             continue
+        if path == root / "cluster" / "boot.py":  # one too: ``python -m scaler.cluster.boot`` runs the commands' mains
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom):

@@ -38,3 +38,16 @@ def test_a_main_module_that_is_not_a_scaler_command_preloads_nothing(
     # A user's script (no spec, or another package's) may do anything when imported.
     monkeypatch.setitem(sys.modules, "__main__", main_module(spec_name))
     assert _main_module_imports() == []
+
+
+def test_a_worker_forked_by_the_boot_process_preloads_the_worker_modules_but_not_the_scheduler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import scaler.cli.scheduler  # noqa: F401 - what ``python -m scaler.cluster.boot`` has imported by then
+    import scaler.worker.agent  # noqa: F401
+
+    monkeypatch.setitem(sys.modules, "__main__", main_module("scaler.cluster.boot"))
+    preloaded = _main_module_imports()
+    assert "scaler.worker.agent" in preloaded and "scaler.worker.processor" in preloaded
+    assert "scaler.cluster.boot" not in preloaded
+    assert not [name for name in preloaded if name.startswith(("scaler.scheduler", "scaler.cli.scheduler"))]

@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from scaler.errors import ProtocolError
+from scaler.protocol import messages
 from scaler.protocol.codec import decode, encode, encode_one
 from scaler.protocol.messages import (
     ArgumentKind,
@@ -20,6 +21,7 @@ from scaler.protocol.messages import (
     TaskStatus,
     WorkerHeartbeat,
 )
+from scaler.protocol.struct_meta import StructMeta
 from scaler.protocol.version import PROTOCOL_VERSION
 
 
@@ -69,6 +71,30 @@ def test_dataclass_helpers_work_on_messages() -> None:
     changed = dataclasses.replace(heartbeat, queued_tasks=9)
     assert type(changed) is WorkerHeartbeat and changed.queued_tasks == 9 and heartbeat.queued_tasks == 2
     assert dataclasses.asdict(heartbeat)["capabilities"] == {}
+
+
+def test_dataclass_fields_match_what_make_dataclass_builds_for_every_message() -> None:
+    # struct_meta builds each field itself (make_dataclass was most of the import's cost): it must
+    # give what make_dataclass gives, attribute for attribute.
+    attributes = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare", "metadata")
+    classes = [value for value in vars(messages).values() if isinstance(value, StructMeta)]
+    assert len(classes) > 30
+    for cls in classes:
+        specs = []
+        for field in dataclasses.fields(cls):
+            if field.default_factory is not dataclasses.MISSING:
+                spec = dataclasses.field(default_factory=field.default_factory)
+            elif field.default is not dataclasses.MISSING:
+                spec = dataclasses.field(default=field.default)
+            else:
+                spec = dataclasses.field()
+            specs.append((field.name, field.type, spec))
+        expected = dataclasses.fields(dataclasses.make_dataclass(cls.__name__, specs))
+        ours = dataclasses.fields(cls)
+        assert [field.name for field in ours] == list(cls.__struct_fields__)
+        for mine, theirs in zip(ours, expected, strict=True):
+            for attribute in (*attributes, "kw_only", "_field_type"):
+                assert getattr(mine, attribute) == getattr(theirs, attribute), (cls.__name__, mine.name, attribute)
 
 
 def test_messages_compare_pickle_and_stay_unhashable_like_dataclasses() -> None:
