@@ -27,11 +27,15 @@ from scaler.worker.pipe import PipeChannel
 from scaler.worker.process_group import kill_group
 from scaler.worker.processor import run_processor
 
+# What every processor needs before its first task, imported in the fork server rather than in
+# each child: unpickling a process object imports its ``Popen`` class's module (1-2 ms apiece).
+_PROCESSOR_PRELOAD = ("scaler.worker.processor", "multiprocessing.popen_forkserver")
+
 
 def _process_context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["scaler.worker.processor", *_main_module_imports()])
+        context.set_forkserver_preload([*_PROCESSOR_PRELOAD, *_main_module_imports()])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -74,7 +78,11 @@ def fork_fork_server() -> int | None:
     fresh one the usual way. That hand-over uses the ``ForkServer``'s private fields: on a Python
     whose fork server differs (an authentication key, from 3.14), nothing is done.
     """
+    import importlib
     from multiprocessing import connection, forkserver, util
+
+    for module in _PROCESSOR_PRELOAD:
+        importlib.import_module(module)
 
     server: Any = getattr(forkserver, "_forkserver", None)
     fields = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
